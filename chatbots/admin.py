@@ -1,0 +1,188 @@
+"""Staff admin: plans and subscriptions are edited here; everything else is browsable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from chatbots.features import workspace_has_feature
+from chatbots.models import Chatbot, KnowledgeEntry, Membership, Plan, Subscription, Workspace
+from chatbots.plans import Feature
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    readonly_fields = ["created_at"]
+
+
+class SubscriptionInline(admin.StackedInline):
+    model = Subscription
+    can_delete = False
+    readonly_fields = ["created_at", "updated_at"]
+
+
+class ChatbotInline(admin.TabularInline):
+    model = Chatbot
+    extra = 0
+    fields = ["name", "public_key", "handoff_enabled", "ai_provider"]
+    readonly_fields = ["public_key"]
+    show_change_link = True
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "plan_name", "subscription_status", "member_count", "created_at"]
+    list_filter = ["subscription__plan", "subscription__status", "created_at"]
+    search_fields = ["name", "slug", "memberships__user__username", "memberships__user__email"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [SubscriptionInline, MembershipInline, ChatbotInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workspace]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("subscription__plan")
+            .annotate(member_count=Count("memberships", distinct=True))
+        )
+
+    @admin.display(description="Plan", ordering="subscription__plan__position")
+    def plan_name(self, obj: Workspace) -> str:
+        subscription = getattr(obj, "subscription", None)
+        return subscription.plan.name if subscription else "—"
+
+    @admin.display(description="Status", ordering="subscription__status")
+    def subscription_status(self, obj: Workspace) -> str:
+        subscription = getattr(obj, "subscription", None)
+        return subscription.get_status_display() if subscription else "—"
+
+    @admin.display(description="Members", ordering="member_count")
+    def member_count(self, obj: Workspace) -> int:
+        return int(getattr(obj, "member_count", 0))
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "workspace", "role", "created_at"]
+    list_filter = ["role", "workspace"]
+    search_fields = ["user__username", "user__email", "workspace__name"]
+    autocomplete_fields = ["user", "workspace"]
+    readonly_fields = ["created_at"]
+    list_select_related = ["user", "workspace"]
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "position", "price_monthly_cents", "handoff", "is_public", "updated_at"]
+    list_editable = ["position", "is_public"]
+    search_fields = ["name", "code"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    @admin.display(boolean=True, description="Handoff")
+    def handoff(self, obj: Plan) -> bool:
+        return bool(obj.features.get("handoff"))
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "plan", "status", "current_period_end", "updated_at"]
+    list_filter = ["plan", "status"]
+    search_fields = ["workspace__name", "workspace__slug"]
+    autocomplete_fields = ["workspace"]
+    readonly_fields = ["created_at", "updated_at"]
+    list_select_related = ["workspace", "plan"]
+    date_hierarchy = "current_period_end"
+
+
+class KnowledgeEntryInline(admin.StackedInline):
+    model = KnowledgeEntry
+    extra = 0
+    readonly_fields = ["created_at", "updated_at"]
+
+
+class ChatbotAdminForm(forms.ModelForm):
+    class Meta:
+        model = Chatbot
+        fields = "__all__"  # noqa: DJ007 - the ModelAdmin's fieldsets choose what is shown
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        workspace = data.get("workspace")
+        # The same gate as the dashboard: staff cannot switch handoff on for a plan without it.
+        if (
+            data.get("handoff_enabled")
+            and workspace is not None
+            and not workspace_has_feature(workspace=workspace, feature=Feature.HANDOFF)
+        ):
+            self.add_error("handoff_enabled", "Human handoff needs the Starter plan or above for this workspace.")
+        return data
+
+
+@admin.register(Chatbot)
+class ChatbotAdmin(admin.ModelAdmin):
+    form = ChatbotAdminForm
+    list_display = ["name", "workspace", "public_key", "ai_provider", "handoff_enabled", "created_at"]
+    list_filter = ["handoff_enabled", "ai_provider", "workspace"]
+    search_fields = ["name", "public_key", "workspace__name"]
+    autocomplete_fields = ["workspace"]
+    readonly_fields = ["public_key", "created_at", "updated_at"]
+    list_select_related = ["workspace"]
+    inlines = [KnowledgeEntryInline]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "workspace",
+                    "name",
+                    "public_key",
+                    "allowed_origins",
+                    "accent_color",
+                    "avatar_url",
+                    "greeting",
+                ]
+            },
+        ),
+        (
+            "AI",
+            {
+                "fields": [
+                    "ai_provider",
+                    "llm_base_url",
+                    "llm_api_key",
+                    "llm_model",
+                    "system_prompt",
+                    "fallback_message",
+                ]
+            },
+        ),
+        (
+            "Human handoff",
+            {
+                "fields": [
+                    "handoff_enabled",
+                    "handoff_keywords",
+                    "handoff_waiting_message",
+                    "handoff_timeout_seconds",
+                    "handoff_busy_message",
+                ]
+            },
+        ),
+        ("Audit", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+
+@admin.register(KnowledgeEntry)
+class KnowledgeEntryAdmin(admin.ModelAdmin):
+    list_display = ["question", "chatbot", "is_active", "updated_at"]
+    list_filter = ["is_active", "chatbot__workspace", "chatbot"]
+    search_fields = ["question", "answer", "chatbot__name"]
+    autocomplete_fields = ["chatbot"]
+    readonly_fields = ["created_at", "updated_at"]
+    list_select_related = ["chatbot"]

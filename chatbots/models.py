@@ -1,0 +1,154 @@
+"""Tenancy (workspaces, members), plans and subscriptions, chatbots and their knowledge."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+DEFAULT_WAITING_MESSAGE = "Connecting you with the team now…"
+DEFAULT_BUSY_MESSAGE = "Our team is currently busy…"
+DEFAULT_TIMEOUT_SECONDS = 180
+MIN_TIMEOUT_SECONDS = 5
+MAX_TIMEOUT_SECONDS = 86_400
+DEFAULT_GREETING = "Hi! Ask me anything, or talk to a human at any time."
+DEFAULT_FALLBACK = "Sorry, I don't have an answer to that yet. You can ask to talk to a human."
+
+
+class Workspace(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        AGENT = "agent", "Agent"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.AGENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "workspace"], name="membership_unique_user_workspace")]
+        ordering = ["workspace", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace} ({self.role})"
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+class Plan(models.Model):
+    code = models.SlugField(max_length=30, unique=True)
+    name = models.CharField(max_length=60)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order from cheapest to richest.")
+    price_monthly_cents = models.PositiveIntegerField(default=0)
+    features = models.JSONField(default=dict, blank=True, help_text='Feature flags, e.g. {"handoff": true}.')
+    limits = models.JSONField(default=dict, blank=True, help_text='Limits, e.g. {"chatbots": 3, "agents": 3}.')
+    is_public = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        CANCELED = "canceled", "Canceled"
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="subscription")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    current_period_end = models.DateTimeField(
+        null=True, blank=True, help_text="When the paid period ends; empty means it does not lapse."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.workspace}: {self.plan} ({self.status})"
+
+
+def _public_key() -> str:
+    return "pk_" + secrets.token_urlsafe(18)
+
+
+class Chatbot(models.Model):
+    class Provider(models.TextChoices):
+        KNOWLEDGE_BASE = "knowledge_base", "Knowledge base (offline)"
+        OPENAI = "openai", "OpenAI-compatible endpoint"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="chatbots")
+    name = models.CharField(max_length=80)
+    public_key = models.CharField(max_length=40, unique=True, default=_public_key, editable=False)
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Sites allowed to embed the widget, e.g. https://www.example.com. Empty: only Pivra's own pages.",
+    )
+    accent_color = models.CharField(max_length=7, default="#4f46e5")
+    avatar_url = models.URLField(blank=True)
+    greeting = models.CharField(max_length=500, default=DEFAULT_GREETING)
+
+    ai_provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.KNOWLEDGE_BASE)
+    llm_base_url = models.URLField(blank=True, help_text="Empty: PIVRA_LLM_BASE_URL.")
+    llm_api_key = models.CharField(max_length=200, blank=True, help_text="Empty: PIVRA_LLM_API_KEY.")
+    llm_model = models.CharField(max_length=100, blank=True, help_text="Empty: PIVRA_LLM_MODEL.")
+    system_prompt = models.TextField(blank=True)
+    fallback_message = models.CharField(max_length=500, default=DEFAULT_FALLBACK)
+
+    handoff_enabled = models.BooleanField(default=False)
+    handoff_keywords = models.JSONField(default=list, blank=True)
+    handoff_waiting_message = models.CharField(max_length=500, default=DEFAULT_WAITING_MESSAGE)
+    handoff_timeout_seconds = models.PositiveIntegerField(
+        default=DEFAULT_TIMEOUT_SECONDS,
+        validators=[MinValueValidator(MIN_TIMEOUT_SECONDS), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
+    )
+    handoff_busy_message = models.CharField(max_length=500, default=DEFAULT_BUSY_MESSAGE)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KnowledgeEntry(models.Model):
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="knowledge_entries")
+    question = models.CharField(max_length=300, help_text="The question or topic this entry answers.")
+    answer = models.TextField(max_length=5000)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["chatbot", "question"]
+        verbose_name_plural = "knowledge entries"
+
+    def __str__(self) -> str:
+        return self.question

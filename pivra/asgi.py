@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+
+from __future__ import annotations
+
+from django.core.asgi import get_asgi_application
+
+from pivra.bootstrap import configure_or_exit
+
+configure_or_exit()
+# Build the Django app before importing consumers: they import models.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from pivra.routing import websocket_urlpatterns  # noqa: E402
+
+# Every socket is opened from a page on our own origin (the widget runs in our iframe), so the
+# Origin header must name one of our hosts; chatbots' customer sites are enforced by frame-ancestors.
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

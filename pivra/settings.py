@@ -1,0 +1,223 @@
+"""Pivra settings: one module, driven by ``PIVRA_*`` environment variables (see .env.example)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from pivra.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("PIVRA_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env_bool("PIVRA_DEBUG", False)
+
+
+def _secret_key() -> str:
+    """Use PIVRA_SECRET_KEY, or a random key kept in the data dir so sessions survive restarts."""
+    configured = env_str("PIVRA_SECRET_KEY", "")
+    if configured:
+        if len(configured) < 32:
+            raise ImproperlyConfigured("PIVRA_SECRET_KEY must be at least 32 characters long.")
+        return configured
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+PUBLIC_URL = env_str("PIVRA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+if not PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"PIVRA_PUBLIC_URL={PUBLIC_URL!r} must start with http:// or https://.")
+ALLOWED_HOSTS = env_list("PIVRA_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env_list("PIVRA_CSRF_TRUSTED_ORIGINS", [])
+SECURE_COOKIES = env_bool("PIVRA_SECURE_COOKIES", PUBLIC_URL.startswith("https://"))
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+if env_bool("PIVRA_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+X_FRAME_OPTIONS = "DENY"  # the widget frame overrides this with frame-ancestors per chatbot
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "pivra",
+    "chatbots",
+    "conversations",
+    "handoff",
+    "actions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pivra.urls"
+ASGI_APPLICATION = "pivra.asgi.application"
+WSGI_APPLICATION = "pivra.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "pivra.context_processors.pivra",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict[str, object]:
+    url = env_str("PIVRA_DATABASE_URL", f"sqlite:///{DATA_DIR / 'pivra.sqlite3'}")
+    try:
+        config: dict[str, object] = dict(dj_database_url.parse(url))
+    except Exception as exc:  # the library raises several types for one cause: a bad URL
+        raise ImproperlyConfigured(f"PIVRA_DATABASE_URL is malformed: {exc}") from None
+    engine = str(config.get("ENGINE", ""))
+    if engine == "django.db.backends.postgresql":
+        if not config.get("NAME"):
+            raise ImproperlyConfigured("PIVRA_DATABASE_URL names no database (postgresql://user@host:port/NAME).")
+        pool_max = env_int("PIVRA_DB_POOL_MAX", 20, min_value=1, max_value=500)
+        # psycopg 3's pool: connections are reused across requests, socket consumers and tasks.
+        config["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pool_max, "timeout": 10}}
+        config["CONN_MAX_AGE"] = 0
+    elif engine == "django.db.backends.sqlite3":
+        Path(str(config["NAME"])).parent.mkdir(parents=True, exist_ok=True)
+        # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of failing mid-way.
+        config["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    else:
+        raise ImproperlyConfigured(
+            f"PIVRA_DATABASE_URL must be a postgresql:// or sqlite:/// URL, not {url.split(':', 1)[0]!r}."
+        )
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("PIVRA_REDIS_URL", "redis://127.0.0.1:6379/0")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"PIVRA_REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": env_str("PIVRA_CHANNEL_PREFIX", "pivra"),
+            "capacity": 500,
+            "expiry": 30,
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "pivra",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("PIVRA_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True  # serve straight from static/ too, so a missed collectstatic still works
+
+# Email: SMTP when PIVRA_EMAIL_HOST is set, otherwise printed to the console.
+EMAIL_HOST = env_str("PIVRA_EMAIL_HOST", "")
+EMAIL_PORT = env_int("PIVRA_EMAIL_PORT", 587, min_value=1, max_value=65535)
+EMAIL_HOST_USER = env_str("PIVRA_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("PIVRA_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("PIVRA_EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("PIVRA_EMAIL_USE_SSL", EMAIL_PORT == 465)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("PIVRA_EMAIL_USE_TLS and PIVRA_EMAIL_USE_SSL cannot both be on.")
+EMAIL_TIMEOUT = 10
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env_str("PIVRA_EMAIL_FROM", "Pivra <pivra@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Celery: JSON only, late acks so a killed worker's task is redelivered.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redelivery of unacked tasks after a worker dies: kept short so a lost expiry or delivery is
+# retried quickly; long timers rely on the beat sweeps, never on one long countdown.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("PIVRA_TASK_VISIBILITY_TIMEOUT", 300, min_value=30)}
+CELERY_TASK_ALWAYS_EAGER = False
+
+# Product settings.
+LLM_BASE_URL = env_str("PIVRA_LLM_BASE_URL", "")
+LLM_API_KEY = env_str("PIVRA_LLM_API_KEY", "")
+LLM_MODEL = env_str("PIVRA_LLM_MODEL", "gpt-4o-mini")
+LLM_TIMEOUT = env_float("PIVRA_LLM_TIMEOUT", 30.0)
+LOG_LEVEL = env_choice("PIVRA_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

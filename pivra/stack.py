@@ -1,0 +1,465 @@
+"""Run Pivra's whole stack on one machine: private Redis/PostgreSQL, daphne, Celery worker and beat.
+
+Used by the two README commands (``scripts/run``, ``scripts/test``), the browser tests and the
+benchmarks. It imports no Django, so it can start the database before settings are read.
+
+    python -m pivra.stack run            # demo: redis + migrate + seed + daphne + worker + beat
+    python -m pivra.stack test [ARGS]    # quality gates + pytest on private PostgreSQL and Redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+class StackError(RuntimeError):
+    """Something the stack needs is missing or failed to start; the message says what to do."""
+
+
+def log(message: str) -> None:
+    print(f"pivra: {message}", file=sys.stderr, flush=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"process {process.args!r} exited with code {process.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise StackError(f"nothing answered on {host}:{port} within {timeout:.0f} s")
+
+
+# --- system packages -------------------------------------------------------------------------
+
+APT_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "postgres": "postgresql"}
+
+
+def _postgres_bin_dir() -> Path | None:
+    found = shutil.which("postgres") or shutil.which("initdb")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return candidates[0].parent if candidates else None
+
+
+def _have(program: str) -> bool:
+    if program == "postgres":
+        return _postgres_bin_dir() is not None
+    return shutil.which(program) is not None
+
+
+def ensure_system_programs(programs: Sequence[str]) -> None:
+    """Install missing programs with apt-get when root; otherwise stop with the exact command to run."""
+    missing = [p for p in programs if not _have(p)]
+    if not missing:
+        return
+    packages = [APT_PACKAGES[p] for p in missing]
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise StackError(
+            f"missing {', '.join(missing)}. Install with: sudo apt-get update && sudo apt-get install -y "
+            + " ".join(packages)
+        )
+    log(f"installing {' '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
+    still = [p for p in programs if not _have(p)]
+    if still:
+        raise StackError(f"apt-get ran but {', '.join(still)} is still missing")
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str = ""
+    cleanup_dirs: list[Path] = field(default_factory=list)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        for directory in self.cleanup_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
+    user: str | None = None,
+    log_file: Path | None = None,
+) -> Service:
+    """Start a child in its own process group, so stopping it stops its children too."""
+    stdout: int | None = None
+    handle = None
+    if log_file is not None:
+        handle = open(log_file, "ab")  # noqa: SIM115 - the child owns the handle for its lifetime
+        stdout = handle.fileno()
+    elif quiet:
+        stdout = subprocess.DEVNULL
+    process = subprocess.Popen(
+        list(argv),
+        cwd=ROOT,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout is not None else None,
+        start_new_session=True,
+        user=user,
+    )
+    if handle is not None:
+        handle.close()
+    return Service(name=name, process=process)
+
+
+def start_redis(*, port: int | None = None, quiet: bool = True) -> Service:
+    ensure_system_programs(["redis-server"])
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="pivra-redis-"))
+    service = spawn(
+        "redis",
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--maxclients",
+            "20000",
+        ],
+        quiet=quiet,
+    )
+    service.cleanup_dirs.append(workdir)
+    wait_for_port("127.0.0.1", port, timeout=20, process=service.process)
+    service.url = f"redis://127.0.0.1:{port}/0"
+    return service
+
+
+def start_postgres(*, port: int | None = None) -> Service:
+    """A throw-away PostgreSQL cluster on loopback (fsync off: it is for tests and benchmarks)."""
+    ensure_system_programs(["postgres"])
+    bin_dir = _postgres_bin_dir()
+    assert bin_dir is not None
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="pivra-pg-"))
+    user = None
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: run it as the system's postgres user.
+        user = "postgres"
+        shutil.chown(workdir, user=user)
+    data = workdir / "data"
+    initdb = subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        capture_output=True,
+        user=user,
+        cwd="/",
+    )
+    if initdb.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise StackError(f"initdb failed: {initdb.stderr.decode(errors='replace').strip()}")
+    service = spawn(
+        "postgres",
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(workdir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=256MB",
+        ],
+        quiet=True,
+        user=user,
+    )
+    service.cleanup_dirs.append(workdir)
+    wait_for_port("127.0.0.1", port, timeout=30, process=service.process)
+    service.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    _wait_for_postgres_ready(service.url)
+    return service
+
+
+def _wait_for_postgres_ready(url: str, timeout: float = 30) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    result = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        raise StackError(f"manage.py {' '.join(args)} failed (exit {result.returncode})")
+
+
+@dataclass
+class AppProcesses:
+    """daphne + Celery worker + Celery beat against one database and one Redis."""
+
+    services: list[Service]
+    http_url: str
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+def start_app(
+    *,
+    env: dict[str, str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    quiet: bool = False,
+    log_dir: Path | None = None,
+    worker_concurrency: int = 8,
+) -> AppProcesses:
+    """Start daphne, a worker and beat; wait until daphne answers."""
+    beat_schedule = Path(tempfile.mkdtemp(prefix="pivra-beat-")) / "schedule"
+
+    def log_file(name: str) -> Path | None:
+        return (log_dir / f"{name}.log") if log_dir else None
+
+    services = [
+        spawn(
+            "daphne",
+            [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "pivra.asgi:application"],
+            env=env,
+            quiet=quiet,
+            log_file=log_file("daphne"),
+        ),
+        spawn(
+            "worker",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "pivra",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(worker_concurrency),
+                "--loglevel",
+                "WARNING",
+                "--hostname",
+                f"pivra-worker-{port}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            quiet=quiet,
+            log_file=log_file("worker"),
+        ),
+        spawn(
+            "beat",
+            [PYTHON, "-m", "celery", "-A", "pivra", "beat", "--loglevel", "WARNING", "--schedule", str(beat_schedule)],
+            env=env,
+            quiet=quiet,
+            log_file=log_file("beat"),
+        ),
+    ]
+    services[-1].cleanup_dirs.append(beat_schedule.parent)
+    app = AppProcesses(services=services, http_url=f"http://{host}:{port}")
+    try:
+        wait_for_port(host, port, timeout=60, process=services[0].process)
+    except BaseException:
+        app.stop()
+        raise
+    return app
+
+
+@contextlib.contextmanager
+def private_services(*, postgres: bool, redis: bool) -> Iterator[dict[str, str]]:
+    """Start the requested private servers and yield the env variables that point at them."""
+    started: list[Service] = []
+    env: dict[str, str] = {}
+    try:
+        if redis:
+            started.append(start_redis())
+            env["PIVRA_REDIS_URL"] = started[-1].url
+            log(f"private Redis at {started[-1].url}")
+        if postgres:
+            started.append(start_postgres())
+            env["PIVRA_DATABASE_URL"] = started[-1].url
+            log(f"private PostgreSQL at {started[-1].url}")
+        yield env
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def _forward_signals_as_keyboard_interrupt() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and Python keeps that.
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """Bring up the demo stack and supervise it until Ctrl-C or until a child dies."""
+    _forward_signals_as_keyboard_interrupt()
+    env = dict(os.environ)
+    with private_services(postgres=False, redis="PIVRA_REDIS_URL" not in env) as extra:
+        env.update(extra)
+        manage("migrate", "--noinput", env=env)
+        manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
+        seeded = subprocess.run(
+            [PYTHON, "manage.py", "seed_demo", "--password", args.password],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if seeded.returncode != 0:
+            raise StackError(f"manage.py seed_demo failed: {seeded.stderr.strip()}")
+        app = start_app(env=env, host=args.host, port=args.port)
+        time.sleep(2)  # let the worker's and beat's start-up banners pass, so the logins print last
+        print(seeded.stdout.rstrip(), flush=True)
+        log(f"serving on http://{args.host}:{args.port} (Ctrl-C stops every process)")
+        try:
+            while True:
+                for service in app.services:
+                    if service.process.poll() is not None:
+                        raise StackError(f"{service.name} exited with code {service.process.returncode}")
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            log("stopping")
+            return 0
+        finally:
+            app.stop()
+
+
+def _gate(name: str, argv: Sequence[str], env: dict[str, str]) -> bool:
+    log(f"── {name}: {' '.join(argv)}")
+    ok = subprocess.run(list(argv), cwd=ROOT, env=env).returncode == 0
+    log(f"── {name}: {'ok' if ok else 'FAILED'}")
+    return ok
+
+
+def command_test(args: argparse.Namespace) -> int:
+    """Quality gates, then the whole pytest suite on private PostgreSQL and Redis; non-zero on any failure."""
+    _forward_signals_as_keyboard_interrupt()
+    ensure_system_programs(["chromium"])
+    env = dict(os.environ)
+    env.setdefault("PIVRA_DATA_DIR", tempfile.mkdtemp(prefix="pivra-test-data-"))
+    env.setdefault("PIVRA_SECRET_KEY", "test-" + "x" * 40)
+    gates = [
+        ("ruff format", [PYTHON, "-m", "ruff", "format", "--check", "."]),
+        ("ruff lint", [PYTHON, "-m", "ruff", "check", "."]),
+        ("mypy", [PYTHON, "-m", "mypy", "."]),
+        ("migrations", [PYTHON, "manage.py", "makemigrations", "--check", "--dry-run"]),
+    ]
+    failed = [name for name, argv in gates if not args.skip_gates and not _gate(name, argv, env)]
+    with private_services(postgres="PIVRA_DATABASE_URL" not in env, redis="PIVRA_REDIS_URL" not in env) as extra:
+        env.update(extra)
+        if not _gate("pytest", [PYTHON, "-m", "pytest", *args.pytest_args], env):
+            failed.append("pytest")
+    if failed:
+        log(f"FAILED: {', '.join(failed)}")
+        return 1
+    log("all checks passed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pivra.stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the demo stack")
+    run.add_argument("--host", default=os.environ.get("PIVRA_HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("PIVRA_PORT", "8000")))
+    run.add_argument("--password", default=os.environ.get("PIVRA_DEMO_PASSWORD", "pivra-demo"))
+    test = sub.add_parser("test", help="run the quality gates and the test suite")
+    test.add_argument("--skip-gates", action="store_true", help="only run pytest")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "test":
+        args.pytest_args = [*unknown, *args.pytest_args]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return command_run(args) if args.command == "run" else command_test(args)
+    except StackError as exc:
+        log(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from chatbots import views as chatbot_views
+from pivra import health, views
+from pivra.api import api
+
+dashboard_patterns = [
+    path("", chatbot_views.home, name="home"),
+    path("workspace/", chatbot_views.switch_workspace, name="switch-workspace"),
+]
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("healthz", health.healthz, name="healthz"),
+    path("demo/", views.demo, name="demo"),
+    path("dashboard/", include((dashboard_patterns, "dashboard"))),
+    path("api/", api.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]
+
+admin.site.site_header = "Pivra staff admin"
+admin.site.site_title = "Pivra admin"
+admin.site.index_title = "Plans, subscriptions, workspaces and everything else"

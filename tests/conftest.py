@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from tests.factories import Personas, make_personas
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis() -> Iterator[None]:
+    """Start from an empty Redis so channel-layer or broker leftovers of an earlier run cannot leak in."""
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    client.close()
+    yield
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    """An owner and a teammate of workspace "Acme" (Starter), and an outsider who owns "Other"."""
+    return make_personas()
+
+
+@pytest.fixture
+def staff_user(db: None) -> User:
+    return User.objects.create_superuser("staff", "staff@example.com", "staff-pass-123")
+
+
+def pytest_report_header() -> list[str]:
+    return [f"pivra database: {settings.DATABASES['default']['ENGINE']}", f"pivra redis: {settings.REDIS_URL}"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests are slowest: run them last, so a quick failure shows up first.
+    items.sort(key=lambda item: 1 if "e2e" in item.keywords else 0)
+
+
+os.environ.setdefault("PIVRA_TEST", "1")

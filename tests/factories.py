@@ -1,0 +1,55 @@
+"""Test data built through the services, so tests exercise the same paths as the product."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from chatbots.models import Chatbot, Membership, Workspace
+from chatbots.services import chatbot_create, membership_add, plan_ensure_defaults, workspace_create
+
+_counter = itertools.count(1)
+
+
+def make_user(username: str | None = None, *, password: str = "pass-12345") -> User:
+    username = username or f"user{next(_counter)}"
+    return User.objects.create_user(username=username, email=f"{username}@example.com", password=password)
+
+
+def make_workspace(name: str = "Acme", *, plan: str = "starter", owner: User | None = None) -> Workspace:
+    plan_ensure_defaults()  # a transactional test's flush removes the migration's plans
+    return workspace_create(name=name, owner=owner or make_user(), plan_code=plan)
+
+
+def make_chatbot(workspace: Workspace, name: str = "Helper", **fields: Any) -> Chatbot:
+    return chatbot_create(workspace=workspace, name=name, **fields)
+
+
+@dataclass
+class Personas:
+    workspace: Workspace
+    owner: User
+    teammate: User
+    outsider: User
+    other_workspace: Workspace
+    chatbot: Chatbot
+    other_chatbot: Chatbot
+
+
+def make_personas() -> Personas:
+    owner, teammate, outsider = make_user("owner"), make_user("teammate"), make_user("outsider")
+    workspace = make_workspace("Acme", owner=owner)
+    membership_add(workspace=workspace, user=teammate, role=Membership.Role.AGENT)
+    other = make_workspace("Other", owner=outsider)
+    return Personas(
+        workspace=workspace,
+        owner=owner,
+        teammate=teammate,
+        outsider=outsider,
+        other_workspace=other,
+        chatbot=make_chatbot(workspace, "Acme bot"),
+        other_chatbot=make_chatbot(other, "Other bot"),
+    )
