@@ -50,6 +50,11 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 def _mount_routers() -> None:
     """Each app owns a router; mounting lives here so apps never import each other's API."""
+    from handoff.api import router as console_router
+    from pivra.widget.api import router as widget_router
+
+    api.add_router("/widget/", widget_router)
+    api.add_router("/console/", console_router)
 
 
 _mount_routers()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signature
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pivra.settings")
 
@@ -12,14 +13,14 @@ app = Celery("pivra")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Every beat entry expires before its next run, so a backlog after an outage never piles up.
-app.conf.beat_schedule = {}
 
+@app.on_after_configure.connect
+def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
+    """The sweeps that heal what a dead or late worker missed. Each entry expires before its next
+    run, so a backlog after an outage never piles up."""
+    from django.conf import settings
 
-def add_periodic(name: str, task: str, *, every_seconds: float) -> None:
-    """Register a beat entry; apps call this from their AppConfig.ready()."""
-    app.conf.beat_schedule[name] = {
-        "task": task,
-        "schedule": every_seconds,
-        "options": {"expires": every_seconds},
-    }
+    every = settings.HANDOFF_SWEEP_SECONDS
+    sender.add_periodic_task(
+        every, signature("handoff.tasks.sweep_overdue_handoffs"), name="handoff-sweep", expires=every
+    )

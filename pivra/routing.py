@@ -1,7 +1,11 @@
-"""WebSocket routes; each app contributes its own ``websocket_urlpatterns``."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from pivra.widget.consumers import WidgetConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/widget/", WidgetConsumer.as_asgi()),
+]

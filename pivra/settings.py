@@ -208,6 +208,18 @@ LLM_BASE_URL = env_str("PIVRA_LLM_BASE_URL", "")
 LLM_API_KEY = env_str("PIVRA_LLM_API_KEY", "")
 LLM_MODEL = env_str("PIVRA_LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT = env_float("PIVRA_LLM_TIMEOUT", 30.0)
+VISITOR_TOKEN_MAX_AGE = env_int("PIVRA_VISITOR_TOKEN_DAYS", 90, min_value=1) * 86_400
+RATE_VISITOR_PER_MINUTE = env_int("PIVRA_RATE_VISITOR_PER_MINUTE", 30, min_value=1)
+RATE_IP_PER_MINUTE = env_int("PIVRA_RATE_IP_PER_MINUTE", 300, min_value=1)
+WIDGET_MAX_FRAME_BYTES = 16_384
+HANDOFF_SWEEP_SECONDS = env_float("PIVRA_HANDOFF_SWEEP_SECONDS", 2.0)
+MESSAGE_MAX_LENGTH = env_int("PIVRA_MESSAGE_MAX_LENGTH", 2000, min_value=100, max_value=20_000)
+# A visitor message flows through these steps in order until one handles it (like middleware).
+MESSAGE_PIPELINE = [
+    "handoff.pipeline.silence_during_handoff",
+    "handoff.pipeline.offer_on_keyword",
+    "conversations.pipeline.reply_with_ai",
+]
 LOG_LEVEL = env_choice("PIVRA_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
 LOGGING = {

@@ -7,6 +7,8 @@ from django.urls import include, path
 from chatbots import views as chatbot_views
 from pivra import health, views
 from pivra.api import api
+from pivra.widget import sse
+from pivra.widget import views as widget_views
 
 dashboard_patterns = [
     path("", chatbot_views.home, name="home"),
@@ -18,6 +20,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("demo/", views.demo, name="demo"),
     path("dashboard/", include((dashboard_patterns, "dashboard"))),
+    path("widget/frame/<str:public_key>/", widget_views.frame, name="widget-frame"),
+    # Before the API: a streaming view, which the API router cannot serve.
+    path("api/widget/stream", sse.stream, name="widget-stream"),
     path("api/", api.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -35,9 +35,11 @@ def pytest_report_header() -> list[str]:
     return [f"pivra database: {settings.DATABASES['default']['ENGINE']}", f"pivra redis: {settings.REDIS_URL}"]
 
 
+@pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Browser tests are slowest: run them last, so a quick failure shows up first.
-    items.sort(key=lambda item: 1 if "e2e" in item.keywords else 0)
+    # Browser tests are slowest: run them last, so a quick failure shows up first. (Playwright's
+    # sync API also keeps an event loop on the main thread, which async tests must not follow.)
+    items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") else 0)
 
 
 os.environ.setdefault("PIVRA_TEST", "1")

@@ -1,0 +1,30 @@
+"""Write domain events to the outbox; callers hand over a plain JSON payload snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from actions.events import EVENT_VERSION, EventType
+from actions.models import OutboxEvent
+
+
+def outbox_write(
+    *, event_type: EventType, workspace_id: int, chatbot_id: int | None, data: dict[str, Any]
+) -> OutboxEvent:
+    """Record an event inside the caller's transaction (it must be in one: the event and the state
+    change commit or roll back together)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("outbox_write must run inside the transaction of the state change it records")
+    event = OutboxEvent(type=event_type.value, workspace_id=workspace_id, chatbot_id=chatbot_id)
+    event.payload = {
+        "id": str(event.id),
+        "type": event_type.value,
+        "version": EVENT_VERSION,
+        "created_at": timezone.now().isoformat(),
+        "data": data,
+    }
+    event.save(force_insert=True)
+    return event

@@ -1,0 +1,89 @@
+"""Visitors, their conversations, and each conversation's ordered event log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from chatbots.models import Chatbot
+
+
+class Visitor(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="visitors")
+    locale = models.CharField(max_length=35, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    current_page = models.URLField(max_length=1000, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Visitor {str(self.public_id)[:8]}"
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open (AI)"
+        HANDOFF = "handoff", "Handoff"
+        CLOSED = "closed", "Closed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="conversations")
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="conversations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # The highest seq written; the next event takes last_seq + 1 under this row's lock.
+    last_seq = models.PositiveIntegerField(default=0)
+    lead = models.JSONField(default=dict, blank=True, help_text="Lead capture data, e.g. the visitor's mobile.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["chatbot", "status"], name="conv_chatbot_status"),
+            models.Index(fields=["visitor", "-created_at"], name="conv_visitor_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation {str(self.public_id)[:8]} ({self.status})"
+
+
+class Event(models.Model):
+    """One entry of a conversation's log: a message or a state change, numbered by ``seq``."""
+
+    class Author(models.TextChoices):
+        VISITOR = "visitor", "Visitor"
+        AI = "ai", "AI"
+        AGENT = "agent", "Agent"
+        SYSTEM = "system", "System"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40, default="message")
+    author = models.CharField(max_length=10, choices=Author.choices)
+    text = models.TextField(blank=True)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    agent_name = models.CharField(max_length=150, blank=True)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="event_unique_seq"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="event_unique_client_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind} by {self.author}"

@@ -1,0 +1,187 @@
+"""Every state change of visitors and conversations. Events are numbered under the conversation's row lock."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from chatbots.models import Chatbot
+from conversations.frames import event_frame
+from conversations.models import Conversation, Event, Visitor
+from pivra.errors import Conflict, DomainError, NotFound
+from pivra.realtime import console_group, conversation_group, send_on_commit, visitor_group
+
+logger = logging.getLogger(__name__)
+
+MAX_CLIENT_ID_LENGTH = 64
+
+
+def visitor_create(*, chatbot: Chatbot, locale: str = "", user_agent: str = "", page: str = "") -> Visitor:
+    return Visitor.objects.create(
+        chatbot=chatbot, locale=locale[:35], user_agent=user_agent[:400], current_page=_clean_page(page)
+    )
+
+
+def visitor_touch(
+    *, visitor: Visitor, locale: str | None = None, user_agent: str | None = None, page: str | None = None
+) -> Visitor:
+    """Remember when and where the visitor was last seen (shown to agents)."""
+    fields = ["last_seen_at"]
+    visitor.last_seen_at = timezone.now()
+    if locale:
+        visitor.locale, fields = locale[:35], [*fields, "locale"]
+    if user_agent:
+        visitor.user_agent, fields = user_agent[:400], [*fields, "user_agent"]
+    if page is not None and _clean_page(page):
+        visitor.current_page, fields = _clean_page(page), [*fields, "current_page"]
+    Visitor.objects.filter(pk=visitor.pk).update(**{f: getattr(visitor, f) for f in fields})
+    return visitor
+
+
+def _clean_page(page: str | None) -> str:
+    page = (page or "").strip()
+    return page[:1000] if page.startswith(("http://", "https://")) else ""
+
+
+def conversation_start(*, visitor: Visitor) -> Conversation:
+    """A fresh AI conversation for the visitor."""
+    return Conversation.objects.create(chatbot_id=visitor.chatbot_id, visitor=visitor)
+
+
+def conversation_lock(*, conversation_id: int) -> Conversation:
+    """The conversation row, locked until the transaction ends: the only way to append events."""
+    # of=self: lock the conversation only, not the joined chatbot and visitor rows.
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("chatbot", "visitor")
+        .get(pk=conversation_id)
+    )
+
+
+def conversation_for_visitor(*, visitor: Visitor, public_id: str | None) -> Conversation:
+    """The visitor's own conversation with this public id; anyone else's is simply not found."""
+    try:
+        key = uuid.UUID(str(public_id))
+    except ValueError:
+        key = None
+    conversation = Conversation.objects.filter(visitor=visitor, public_id=key).first() if key else None
+    if conversation is None:
+        raise NotFound("conversation_not_found", "This conversation does not exist for this visitor.")
+    return conversation
+
+
+def event_append(
+    *,
+    conversation: Conversation,
+    kind: str,
+    author: str,
+    text: str = "",
+    agent: User | None = None,
+    client_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    notify_console: bool = False,
+) -> Event:
+    """Append the next event to a conversation locked by ``conversation_lock``; broadcast after commit."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("event_append needs the conversation locked in a transaction")
+    conversation.last_seq += 1
+    Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq, updated_at=timezone.now())
+    event = Event.objects.create(
+        conversation=conversation,
+        seq=conversation.last_seq,
+        kind=kind,
+        author=author,
+        text=text,
+        agent=agent,
+        agent_name=(agent.get_short_name() or agent.get_username()) if agent else "",
+        client_id=client_id,
+        data=data or {},
+    )
+    groups = [visitor_group(conversation.visitor.public_id), conversation_group(conversation.public_id)]
+    if notify_console:
+        groups.append(console_group(conversation.chatbot.workspace_id))
+    send_on_commit(groups, event_frame(event, conversation))
+    return event
+
+
+def _check_client_id(client_id: str) -> str:
+    client_id = (client_id or "").strip()
+    if not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise DomainError("invalid_client_id", f"client_id must be 1 to {MAX_CLIENT_ID_LENGTH} characters.")
+    return client_id
+
+
+def event_by_client_id(*, conversation: Conversation, client_id: str) -> Event | None:
+    return Event.objects.filter(conversation=conversation, client_id=client_id).first()
+
+
+def clean_message_text(text: str) -> str:
+    text = (text or "").replace("\x00", "").strip()
+    if not text:
+        raise DomainError("empty_message", "Type a message first.")
+    limit = settings.MESSAGE_MAX_LENGTH
+    if len(text) > limit:
+        raise DomainError("message_too_long", f"Messages can be at most {limit} characters long.", status=413)
+    return text
+
+
+@dataclass(frozen=True)
+class Received:
+    event: Event
+    duplicate: bool
+
+
+PipelineStep = Callable[..., bool]
+
+
+def _pipeline() -> list[PipelineStep]:
+    return [import_string(path) for path in settings.MESSAGE_PIPELINE]
+
+
+def conversation_receive_visitor_message(
+    *, visitor: Visitor, conversation_public_id: str, client_id: str, text: str
+) -> Received:
+    """Store a visitor message once per client id, then run the message pipeline in the same transaction.
+
+    A resend with the same client id returns the stored event; the same id with other text is refused.
+    """
+    client_id = _check_client_id(client_id)
+    text = clean_message_text(text)
+    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
+    with transaction.atomic():
+        conversation = conversation_lock(conversation_id=target.pk)
+        existing = event_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is not None:
+            if existing.text != text or existing.kind != "message":
+                raise Conflict("client_id_reused", "This client_id was already used for a different message.")
+            return Received(event=existing, duplicate=True)
+        if conversation.status == Conversation.Status.CLOSED:
+            raise DomainError(
+                "conversation_closed", "This conversation is resolved. Start a new conversation to keep chatting."
+            )
+        event = event_append(
+            conversation=conversation,
+            kind="message",
+            author=Event.Author.VISITOR,
+            text=text,
+            client_id=client_id,
+            notify_console=conversation.status == Conversation.Status.HANDOFF,
+        )
+        for step in _pipeline():
+            if step(conversation=conversation, event=event):
+                break
+    return Received(event=event, duplicate=False)
+
+
+def conversation_events_after(*, conversation: Conversation, after_seq: int, limit: int | None = None) -> list[Event]:
+    events = Event.objects.filter(conversation=conversation, seq__gt=max(after_seq, 0)).order_by("seq")
+    return list(events[:limit] if limit else events)

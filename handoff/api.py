@@ -1,0 +1,203 @@
+"""The console API for agents: list handoffs, open a conversation, claim, reply, resolve.
+
+Session-authenticated (CSRF-checked) and always scoped to the agent's workspaces."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja import Router, Schema
+from ninja.security import django_auth
+from pydantic import Field
+
+from chatbots.models import Membership
+from conversations.frames import event_frame
+from conversations.models import Conversation
+from handoff.models import Handoff
+from handoff.services import handoff_claim, handoff_reply, handoff_resolve
+from handoff.state import agent_display_name
+from pivra.errors import DomainError, NotFound
+
+router = Router(tags=["console"], auth=django_auth)
+
+
+class ErrorOut(Schema):
+    code: str
+    detail: str
+
+
+ERRORS: dict[int, type[Schema]] = {
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    413: ErrorOut,
+    422: ErrorOut,
+}
+
+
+class HandoffOut(Schema):
+    conversation: str
+    chatbot: str
+    status: str
+    trigger: str
+    requested_at: datetime
+    waiting_seconds: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    timed_out_at: datetime | None
+    resolved_at: datetime | None
+    last_message: str | None
+    lead_phone: str | None
+
+
+def _agent(request: HttpRequest) -> User:
+    user: User = request.auth  # type: ignore[attr-defined]
+    return user
+
+
+def _workspace_ids(user: User) -> list[int]:
+    return list(Membership.objects.filter(user=user).values_list("workspace_id", flat=True))
+
+
+def handoff_out(handoff: Handoff, *, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    end = handoff.claimed_at or handoff.resolved_at or now
+    conversation = handoff.conversation
+    last = conversation.events.filter(kind="message").order_by("-seq").values_list("text", flat=True).first()
+    return {
+        "conversation": str(conversation.public_id),
+        "chatbot": handoff.chatbot.name,
+        "status": handoff.status,
+        "trigger": handoff.trigger,
+        "requested_at": handoff.requested_at,
+        "waiting_seconds": max(0, int((end - handoff.requested_at).total_seconds())),
+        "claimed_by": agent_display_name(handoff.claimed_by),
+        "claimed_at": handoff.claimed_at,
+        "timed_out_at": handoff.timed_out_at,
+        "resolved_at": handoff.resolved_at,
+        "last_message": last,
+        "lead_phone": conversation.lead.get("phone"),
+    }
+
+
+@router.get("/handoffs", response={200: list[HandoffOut], **ERRORS}, summary="Handoffs in your workspaces")
+def list_handoffs(request: HttpRequest, status: str = "open") -> list[dict[str, Any]]:
+    """``status``: ``open`` (waiting, busy and active — the Handoff tab), ``all``, or one status."""
+    query = Handoff.objects.filter(workspace_id__in=_workspace_ids(_agent(request))).select_related(
+        "conversation", "chatbot", "claimed_by"
+    )
+    if status == "open":
+        query = query.exclude(status=Handoff.Status.RESOLVED)
+    elif status in Handoff.Status.values:
+        query = query.filter(status=status)
+    elif status != "all":
+        raise DomainError("invalid_status", "status must be open, all, pending, active, busy or resolved.")
+    now = timezone.now()
+    return [handoff_out(h, now=now) for h in query.order_by("requested_at")[:500]]
+
+
+class ConversationOut(Schema):
+    conversation: str
+    chatbot: str
+    status: str
+    created_at: datetime
+    visitor: dict[str, Any]
+    lead: dict[str, Any]
+    handoff: HandoffOut | None
+    events: list[dict[str, Any]]
+
+
+@router.get(
+    "/conversations/{conversation_id}",
+    response={200: ConversationOut, **ERRORS},
+    summary="A conversation's whole thread, visitor details and lead data",
+)
+def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+    conversation = _conversation(request, conversation_id)
+    handoff = (
+        Handoff.objects.select_related("conversation", "chatbot", "claimed_by")
+        .filter(conversation=conversation)
+        .first()
+    )
+    visitor = conversation.visitor
+    return {
+        "conversation": str(conversation.public_id),
+        "chatbot": conversation.chatbot.name,
+        "status": conversation.status,
+        "created_at": conversation.created_at,
+        "visitor": {
+            "id": str(visitor.public_id),
+            "first_seen_at": visitor.first_seen_at.isoformat(),
+            "last_seen_at": visitor.last_seen_at.isoformat(),
+            "current_page": visitor.current_page,
+            "locale": visitor.locale,
+            "user_agent": visitor.user_agent,
+        },
+        "lead": conversation.lead,
+        "handoff": handoff_out(handoff) if handoff else None,
+        "events": [event_frame(e, conversation) for e in conversation.events.order_by("seq")],
+    }
+
+
+def _conversation(request: HttpRequest, conversation_id: str) -> Conversation:
+    import uuid
+
+    try:
+        key = uuid.UUID(conversation_id)
+    except ValueError:
+        key = None
+    conversation = (
+        Conversation.objects.select_related("chatbot", "visitor")
+        .filter(public_id=key, chatbot__workspace_id__in=_workspace_ids(_agent(request)))
+        .first()
+        if key
+        else None
+    )
+    if conversation is None:
+        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+    return conversation
+
+
+@router.post("/handoffs/{conversation_id}/claim", response={200: HandoffOut, **ERRORS}, summary="Claim (first wins)")
+def claim(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+    handoff = handoff_claim(agent=_agent(request), conversation_public_id=conversation_id)
+    return handoff_out(Handoff.objects.select_related("conversation", "chatbot", "claimed_by").get(pk=handoff.pk))
+
+
+class ReplyIn(Schema):
+    client_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(max_length=100_000)
+
+
+class ReplyOut(Schema):
+    client_id: str | None
+    seq: int
+    duplicate: bool
+
+
+@router.post(
+    "/handoffs/{conversation_id}/reply",
+    response={201: ReplyOut, **ERRORS},
+    summary="Reply to the visitor (only the agent who claimed it)",
+)
+def reply(request: HttpRequest, conversation_id: str, payload: ReplyIn) -> tuple[int, dict[str, Any]]:
+    received = handoff_reply(
+        agent=_agent(request), conversation_public_id=conversation_id, text=payload.text, client_id=payload.client_id
+    )
+    return 201, {"client_id": received.event.client_id, "seq": received.event.seq, "duplicate": received.duplicate}
+
+
+@router.post(
+    "/handoffs/{conversation_id}/resolve",
+    response={200: HandoffOut, **ERRORS},
+    summary="Resolve: the conversation closes with its thread whole",
+)
+def resolve(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+    handoff = handoff_resolve(agent=_agent(request), conversation_public_id=conversation_id)
+    return handoff_out(Handoff.objects.select_related("conversation", "chatbot", "claimed_by").get(pk=handoff.pk))

@@ -1,0 +1,55 @@
+"""A request for a person: pending → active (claimed) → resolved; pending → busy (timed out) → active."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from chatbots.models import Chatbot
+from conversations.models import Conversation
+
+
+class Handoff(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        ACTIVE = "active", "Claimed"
+        BUSY = "busy", "Team busy (timed out)"
+        RESOLVED = "resolved", "Resolved"
+
+    class Trigger(models.TextChoices):
+        BUTTON = "button", "Button"
+        KEYWORD = "keyword", "Keyword"
+
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="handoff")
+    # Denormalised from the conversation so queue queries are scoped without joins.
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="handoffs")
+    workspace_id = models.BigIntegerField(db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    requested_at = models.DateTimeField()
+    deadline_at = models.DateTimeField(help_text="When a still-pending handoff turns to Team busy.")
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_handoffs"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    timed_out_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            # The sweep scans pending handoffs by deadline.
+            models.Index(fields=["deadline_at"], condition=Q(status="pending"), name="handoff_pending_deadline"),
+            models.Index(fields=["workspace_id", "status"], name="handoff_workspace_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Handoff of {self.conversation} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != self.Status.RESOLVED

@@ -1,0 +1,483 @@
+"""The handoff state machine: request, claim, reply, resolve, expire, capture lead, continue with AI.
+
+Each transition runs in one transaction: a guarded update (``… WHERE status IN (…)``) decides who
+wins, the conversation log gets the next event, the domain event goes to the outbox, and the
+broadcasts leave only after commit. Lock order is always handoff row, then conversation row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from actions.events import EventType
+from actions.outbox import outbox_write
+from chatbots.features import workspace_has_feature
+from chatbots.models import Chatbot, Membership
+from chatbots.plans import Feature
+from conversations.models import Conversation, Event, Visitor
+from conversations.services import (
+    Received,
+    clean_message_text,
+    conversation_for_visitor,
+    conversation_lock,
+    conversation_start,
+    event_append,
+    event_by_client_id,
+)
+from handoff.models import Handoff
+from handoff.payloads import event_data
+from handoff.state import agent_display_name, conversation_state
+from pivra.errors import Conflict, DomainError, Forbidden, NotFound
+from pivra.realtime import console_group, send_on_commit, visitor_group
+
+OFFER_TEXT = "Would you like to speak with a team member?"
+OFFER_ACCEPT = "Yes, connect me"
+OFFER_DECLINE = "No thanks"
+OPEN_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY)
+
+
+def handoff_available(*, chatbot: Chatbot) -> bool:
+    """Handoff is offered when the chatbot enables it and the workspace's plan includes it."""
+    return chatbot.handoff_enabled and workspace_has_feature(workspace=chatbot.workspace, feature=Feature.HANDOFF)
+
+
+def _announce(conversation: Conversation, handoff: Handoff | None) -> None:
+    """After commit: the widget's new state and the console's queue change."""
+    send_on_commit(
+        [visitor_group(conversation.visitor.public_id)], {"type": "state", "state": conversation_state(conversation)}
+    )
+    if handoff is not None:
+        workspace_id = handoff.workspace_id
+        unclaimed = Handoff.objects.filter(workspace_id=workspace_id, status__in=OPEN_STATUSES).count()
+        send_on_commit(
+            [console_group(workspace_id)],
+            {
+                "type": "queue",
+                "conversation": str(conversation.public_id),
+                "status": handoff.status,
+                "unclaimed": unclaimed,
+            },
+        )
+
+
+def _outbox(event_type: EventType, conversation: Conversation, handoff: Handoff | None, **extra: Any) -> None:
+    data = event_data(conversation=conversation, handoff=handoff)
+    data.update(extra)
+    outbox_write(
+        event_type=event_type,
+        workspace_id=conversation.chatbot.workspace_id,
+        chatbot_id=conversation.chatbot_id,
+        data=data,
+    )
+
+
+# --- visitor side ----------------------------------------------------------------------------
+
+
+def handoff_request(
+    *,
+    visitor: Visitor,
+    conversation_public_id: str,
+    trigger: str,
+    client_id: str | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """Ask for a person. Idempotent per conversation: a second request returns the first handoff."""
+    if trigger not in Handoff.Trigger.values:
+        raise DomainError("invalid_trigger", "Trigger must be 'button' or 'keyword'.")
+    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
+    with transaction.atomic():
+        conversation = conversation_lock(conversation_id=target.pk)
+        return _request_locked(conversation, trigger=trigger, client_id=client_id, now=now or timezone.now())
+
+
+def _request_locked(conversation: Conversation, *, trigger: str, client_id: str | None, now: datetime) -> Handoff:
+    existing = Handoff.objects.filter(conversation=conversation).first()
+    if existing is not None:
+        return existing
+    if conversation.status == Conversation.Status.CLOSED:
+        raise DomainError("conversation_closed", "This conversation is resolved. Start a new conversation first.")
+    chatbot = conversation.chatbot
+    if not handoff_available(chatbot=chatbot):
+        raise Forbidden("handoff_unavailable", "Talking to a team member is not available in this chat.")
+    _supersede_older_requests(conversation, now=now)
+    handoff = Handoff.objects.create(
+        conversation=conversation,
+        chatbot=chatbot,
+        workspace_id=chatbot.workspace_id,
+        status=Handoff.Status.PENDING,
+        trigger=trigger,
+        requested_at=now,
+        deadline_at=now + timedelta(seconds=chatbot.handoff_timeout_seconds),
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.HANDOFF)
+    conversation.status = Conversation.Status.HANDOFF
+    event_append(
+        conversation=conversation,
+        kind="handoff.requested",
+        author=Event.Author.SYSTEM,
+        text=chatbot.handoff_waiting_message,
+        client_id=client_id,
+        data={"trigger": trigger},
+        notify_console=True,
+    )
+    _outbox(EventType.CONVERSATION_ESCALATED, conversation, handoff)
+    _announce(conversation, handoff)
+    _schedule_expiry(handoff)
+    return handoff
+
+
+def _schedule_expiry(handoff: Handoff) -> None:
+    # The timer at the deadline; the beat sweep (handoff_expire_overdue) covers a lost or late task.
+    from handoff.tasks import expire_handoff
+
+    handoff_id, deadline = handoff.pk, handoff.deadline_at
+    transaction.on_commit(lambda: expire_handoff.apply_async((handoff_id,), eta=deadline))
+
+
+def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> None:
+    """A visitor who asks again from a newer conversation replaces their older unanswered request, so
+    no agent claims a conversation the visitor has left."""
+    older = Handoff.objects.filter(conversation__visitor_id=conversation.visitor_id, status__in=OPEN_STATUSES).exclude(
+        conversation=conversation
+    )
+    for old in older:
+        if not Handoff.objects.filter(pk=old.pk, status__in=OPEN_STATUSES).update(
+            status=Handoff.Status.RESOLVED, resolved_at=now
+        ):
+            continue
+        old.refresh_from_db()
+        old_conversation = conversation_lock(conversation_id=old.conversation_id)
+        Conversation.objects.filter(pk=old_conversation.pk).update(status=Conversation.Status.CLOSED, closed_at=now)
+        old_conversation.status = Conversation.Status.CLOSED
+        event_append(
+            conversation=old_conversation,
+            kind="handoff.resolved",
+            author=Event.Author.SYSTEM,
+            text="Closed: the visitor asked for a team member again in a newer conversation.",
+            data={"reason": "superseded"},
+            notify_console=True,
+        )
+        _outbox(EventType.HANDOFF_RESOLVED, old_conversation, old, reason="superseded")
+        _announce(old_conversation, old)
+
+
+def handoff_offer(*, conversation: Conversation, reply_to_seq: int, keyword: str) -> Event:
+    """The bot asks whether the visitor wants a person (a trigger keyword was typed)."""
+    return event_append(
+        conversation=conversation,
+        kind="handoff.offer",
+        author=Event.Author.SYSTEM,
+        text=OFFER_TEXT,
+        data={"reply_to": reply_to_seq, "keyword": keyword, "options": [OFFER_ACCEPT, OFFER_DECLINE]},
+    )
+
+
+@dataclass(frozen=True)
+class OfferAnswer:
+    event: Event
+    handoff: Handoff | None
+
+
+def handoff_offer_answer(
+    *,
+    visitor: Visitor,
+    conversation_public_id: str,
+    offer_seq: int,
+    accept: bool,
+    client_id: str,
+    now: datetime | None = None,
+) -> OfferAnswer:
+    """ "Yes, connect me" requests a handoff (trigger: keyword); "No thanks" lets the AI answer as usual."""
+    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
+    with transaction.atomic():
+        conversation = conversation_lock(conversation_id=target.pk)
+        offer = Event.objects.filter(conversation=conversation, seq=offer_seq, kind="handoff.offer").first()
+        if offer is None:
+            raise NotFound("offer_not_found", "There is no such question to answer in this conversation.")
+        answered = Event.objects.filter(
+            conversation=conversation,
+            kind__in=("handoff.offer_accepted", "handoff.offer_declined"),
+            data__offer_seq=offer_seq,
+        ).first()
+        if answered is not None:
+            return OfferAnswer(event=answered, handoff=Handoff.objects.filter(conversation=conversation).first())
+        if conversation.status != Conversation.Status.OPEN:
+            raise Conflict("offer_expired", "This question no longer applies to the conversation.")
+        kind = "handoff.offer_accepted" if accept else "handoff.offer_declined"
+        event = event_append(
+            conversation=conversation,
+            kind=kind,
+            author=Event.Author.VISITOR,
+            text=OFFER_ACCEPT if accept else OFFER_DECLINE,
+            client_id=client_id,
+            data={"offer_seq": offer_seq},
+        )
+        if accept:
+            handoff = _request_locked(
+                conversation, trigger=Handoff.Trigger.KEYWORD, client_id=None, now=now or timezone.now()
+            )
+            return OfferAnswer(event=event, handoff=handoff)
+        from conversations.pipeline import reply_with_ai
+
+        original = Event.objects.get(conversation=conversation, seq=offer.data["reply_to"])
+        reply_with_ai(conversation=conversation, event=original)
+        return OfferAnswer(event=event, handoff=None)
+
+
+def lead_capture(
+    *,
+    visitor: Visitor,
+    conversation_public_id: str,
+    phone: str,
+    locale: str = "",
+    client_id: str | None = None,
+    now: datetime | None = None,
+) -> Conversation:
+    """Save the visitor's mobile number in E.164 to the conversation's lead data (Team busy form)."""
+    e164 = parse_phone(phone, locale=locale or visitor.locale)
+    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
+    with transaction.atomic():
+        conversation = conversation_lock(conversation_id=target.pk)
+        handoff = Handoff.objects.filter(conversation=conversation).first()
+        if handoff is None:
+            raise Conflict("no_handoff", "A mobile number can be left once a team member was requested.")
+        if conversation.lead.get("phone") == e164:
+            return conversation
+        conversation.lead = {**conversation.lead, "phone": e164, "captured_at": (now or timezone.now()).isoformat()}
+        Conversation.objects.filter(pk=conversation.pk).update(lead=conversation.lead)
+        event_append(
+            conversation=conversation,
+            kind="lead.captured",
+            author=Event.Author.VISITOR,
+            text=e164,
+            client_id=client_id,
+            data={"phone": e164},
+            notify_console=True,
+        )
+        _outbox(EventType.LEAD_CAPTURED, conversation, handoff)
+        _announce(conversation, handoff)
+    return conversation
+
+
+def _region_from_locale(locale: str) -> str | None:
+    parts = locale.replace("_", "-").split("-")
+    if len(parts) >= 2 and len(parts[-1]) == 2 and parts[-1].isalpha():
+        return parts[-1].upper()
+    return None
+
+
+def parse_phone(raw: str, *, locale: str = "") -> str:
+    """``"06 12 34 56 78"`` with locale ``fr-FR`` → ``"+33612345678"``; refuses what is not a valid number."""
+    raw = (raw or "").strip()
+    example = "+44 7911 123456"
+    if not raw or len(raw) > 40:
+        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {example}.")
+    try:
+        number = phonenumbers.parse(raw, _region_from_locale(locale))
+    except phonenumbers.NumberParseException:
+        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {example}.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise DomainError("invalid_phone", "That number doesn't look right. Check it, including the country code.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def handoff_continue_with_ai(
+    *, visitor: Visitor, conversation_public_id: str, client_id: str | None = None
+) -> Conversation:
+    """Team busy → a fresh AI conversation at once; the handoff stays claimable, and a late claim
+    brings the widget back to it."""
+    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
+    with transaction.atomic():
+        conversation = conversation_lock(conversation_id=target.pk)
+        if client_id and event_by_client_id(conversation=conversation, client_id=client_id) is not None:
+            newer = Conversation.objects.filter(visitor=visitor, created_at__gt=conversation.created_at).first()
+            if newer is not None:
+                return newer
+        handoff = Handoff.objects.filter(conversation=conversation).first()
+        if handoff is None or handoff.status != Handoff.Status.BUSY:
+            raise Conflict("not_busy", "Continuing with the AI is offered while the team is busy.")
+        event_append(
+            conversation=conversation,
+            kind="conversation.continued",
+            author=Event.Author.SYSTEM,
+            text="The visitor continued with the AI while waiting.",
+            client_id=client_id,
+            notify_console=True,
+        )
+        fresh = conversation_start(visitor=visitor)
+        send_on_commit([visitor_group(visitor.public_id)], {"type": "switch", "state": conversation_state(fresh)})
+    return fresh
+
+
+def conversation_start_new(*, visitor: Visitor) -> Conversation:
+    """ "Start new conversation": a fresh AI conversation, unless an agent is live with the visitor."""
+    if Handoff.objects.filter(conversation__visitor=visitor, status=Handoff.Status.ACTIVE).exists():
+        raise Conflict("agent_live", "A team member is with you in this conversation.")
+    return conversation_start(visitor=visitor)
+
+
+# --- agent side ------------------------------------------------------------------------------
+
+
+def _agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
+    """The handoff of a conversation in one of the agent's workspaces; anything else is not found."""
+    workspace_ids = Membership.objects.filter(user=agent).values_list("workspace_id", flat=True)
+    key = _uuid_or_none(conversation_public_id)
+    handoff = (
+        Handoff.objects.select_related("claimed_by")
+        .filter(conversation__public_id=key, workspace_id__in=workspace_ids)
+        .first()
+        if key
+        else None
+    )
+    if handoff is None:
+        raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+    return handoff
+
+
+def _uuid_or_none(value: str) -> str | None:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | None = None) -> Handoff:
+    """Exactly one concurrent caller wins; the others get 409 naming who holds it."""
+    now = now or timezone.now()
+    handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
+    with transaction.atomic():
+        won = Handoff.objects.filter(pk=handoff.pk, status__in=OPEN_STATUSES).update(
+            status=Handoff.Status.ACTIVE, claimed_by=agent, claimed_at=now
+        )
+        handoff.refresh_from_db()
+        if not won:
+            if handoff.status == Handoff.Status.ACTIVE and handoff.claimed_by_id == agent.pk:
+                return handoff
+            if handoff.status == Handoff.Status.ACTIVE:
+                holder = agent_display_name(handoff.claimed_by)
+                raise Conflict("already_claimed", f"Already claimed by {holder}.")
+            raise Conflict("handoff_resolved", "This handoff is already resolved.")
+        conversation = conversation_lock(conversation_id=handoff.conversation_id)
+        late = handoff.timed_out_at is not None
+        name = agent_display_name(agent)
+        event_append(
+            conversation=conversation,
+            kind="handoff.claimed",
+            author=Event.Author.SYSTEM,
+            text=f"{name} joined the conversation.",
+            agent=agent,
+            data={"late": late},
+            notify_console=True,
+        )
+        _outbox(EventType.HANDOFF_CLAIMED, conversation, handoff, late=late)
+        _announce(conversation, handoff)
+    return handoff
+
+
+def handoff_reply(*, agent: User, conversation_public_id: str, text: str, client_id: str) -> Received:
+    """Only the agent who claimed the conversation may reply; a resend with the same client id is stored once."""
+    text = clean_message_text(text)
+    client_id = (client_id or "").strip()[:64]
+    if not client_id:
+        raise DomainError("invalid_client_id", "client_id is required.")
+    handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
+    with transaction.atomic():
+        conversation = conversation_lock(conversation_id=handoff.conversation_id)
+        existing = event_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is not None:
+            if existing.text != text or existing.agent_id != agent.pk:
+                raise Conflict("client_id_reused", "This client_id was already used for a different message.")
+            return Received(event=existing, duplicate=True)
+        handoff.refresh_from_db()
+        if handoff.status != Handoff.Status.ACTIVE:
+            raise Conflict("not_claimed", "Claim this conversation before replying.")
+        if handoff.claimed_by_id != agent.pk:
+            holder = agent_display_name(handoff.claimed_by)
+            raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can reply.")
+        event = event_append(
+            conversation=conversation,
+            kind="message",
+            author=Event.Author.AGENT,
+            text=text,
+            agent=agent,
+            client_id=client_id,
+        )
+    return Received(event=event, duplicate=False)
+
+
+def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime | None = None) -> Handoff:
+    """Close the conversation with its thread whole. An active handoff is resolved by its assignee;
+    an unclaimed one by anyone in the workspace."""
+    now = now or timezone.now()
+    handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
+    with transaction.atomic():
+        won = (
+            Handoff.objects.filter(pk=handoff.pk)
+            .filter(Q(status=Handoff.Status.ACTIVE, claimed_by=agent) | Q(status__in=OPEN_STATUSES))
+            .update(status=Handoff.Status.RESOLVED, resolved_at=now, resolved_by=agent)
+        )
+        handoff.refresh_from_db()
+        if not won:
+            if handoff.status == Handoff.Status.RESOLVED:
+                raise Conflict("handoff_resolved", "This handoff is already resolved.")
+            holder = agent_display_name(handoff.claimed_by)
+            raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can resolve it.")
+        conversation = conversation_lock(conversation_id=handoff.conversation_id)
+        Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.CLOSED, closed_at=now)
+        conversation.status = Conversation.Status.CLOSED
+        event_append(
+            conversation=conversation,
+            kind="handoff.resolved",
+            author=Event.Author.SYSTEM,
+            text="Conversation resolved ✓",
+            agent=agent,
+            notify_console=True,
+        )
+        _outbox(EventType.HANDOFF_RESOLVED, conversation, handoff)
+        _announce(conversation, handoff)
+    return handoff
+
+
+# --- timers ----------------------------------------------------------------------------------
+
+
+def handoff_expire(*, handoff_id: int, now: datetime | None = None) -> bool:
+    """Pending past its deadline → Team busy. Idempotent, never after a claim, never twice."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        won = Handoff.objects.filter(pk=handoff_id, status=Handoff.Status.PENDING, deadline_at__lte=now).update(
+            status=Handoff.Status.BUSY, timed_out_at=now
+        )
+        if not won:
+            return False
+        handoff = Handoff.objects.select_related("chatbot").get(pk=handoff_id)
+        conversation = conversation_lock(conversation_id=handoff.conversation_id)
+        event_append(
+            conversation=conversation,
+            kind="handoff.timed_out",
+            author=Event.Author.SYSTEM,
+            text=handoff.chatbot.handoff_busy_message,
+            notify_console=True,
+        )
+        _outbox(EventType.HANDOFF_TIMED_OUT, conversation, handoff)
+        _announce(conversation, handoff)
+    return True
+
+
+def handoff_expire_overdue(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """The sweep: expire every pending handoff whose deadline passed (heals lost or late timers)."""
+    now = now or timezone.now()
+    overdue = Handoff.objects.filter(status=Handoff.Status.PENDING, deadline_at__lte=now).values_list("pk", flat=True)
+    return sum(handoff_expire(handoff_id=pk, now=now) for pk in list(overdue[:limit]))

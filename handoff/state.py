@@ -1,0 +1,50 @@
+"""What the widget shows: the state snapshot of a conversation, and which conversation is current."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conversations.models import Conversation, Visitor
+from conversations.services import conversation_start
+from handoff.models import Handoff
+
+
+def agent_display_name(user: Any) -> str | None:
+    if user is None:
+        return None
+    return str(user.get_short_name() or user.get_username())
+
+
+def conversation_state(conversation: Conversation) -> dict[str, Any]:
+    handoff = Handoff.objects.select_related("claimed_by", "chatbot").filter(conversation=conversation).first()
+    chatbot = conversation.chatbot
+    return {
+        "conversation": str(conversation.public_id),
+        "status": conversation.status,
+        "last_seq": conversation.last_seq,
+        "handoff": None
+        if handoff is None
+        else {
+            "status": handoff.status,
+            "trigger": handoff.trigger,
+            "agent": agent_display_name(handoff.claimed_by),
+            "waiting_message": chatbot.handoff_waiting_message,
+            "busy_message": chatbot.handoff_busy_message,
+            "lead_phone": conversation.lead.get("phone"),
+        },
+    }
+
+
+def visitor_current_conversation(*, visitor: Visitor) -> Conversation:
+    """The conversation the widget shows: one an agent is live in (even an older one the visitor left
+    for the AI — they must never miss the agent), else the newest, else a fresh one."""
+    live = (
+        Conversation.objects.select_related("chatbot")
+        .filter(visitor=visitor, handoff__status=Handoff.Status.ACTIVE)
+        .order_by("-handoff__claimed_at")
+        .first()
+    )
+    if live is not None:
+        return live
+    latest = Conversation.objects.select_related("chatbot").filter(visitor=visitor).order_by("-created_at").first()
+    return latest or conversation_start(visitor=visitor)

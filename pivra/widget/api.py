@@ -1,0 +1,194 @@
+"""The widget's HTTP API (same operations as the socket), authenticated by the visitor token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+from ninja.security import HttpBearer
+from pydantic import Field
+
+from conversations.models import Visitor
+from pivra.widget import operations
+from pivra.widget.tokens import visitor_from_token
+
+
+class VisitorToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Visitor | None:
+        return visitor_from_token(token)
+
+
+router = Router(tags=["widget"], auth=VisitorToken())
+
+
+def _visitor(request: HttpRequest) -> Visitor:
+    visitor: Visitor = request.auth  # type: ignore[attr-defined]
+    return visitor
+
+
+def _ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+class SessionIn(Schema):
+    public_key: str = Field(max_length=60)
+    token: str | None = Field(default=None, max_length=500)
+    locale: str = Field(default="", max_length=35)
+    page: str | None = Field(default=None, max_length=1000)
+
+
+class HandoffStateOut(Schema):
+    status: str
+    trigger: str
+    agent: str | None
+    waiting_message: str
+    busy_message: str
+    lead_phone: str | None
+
+
+class StateOut(Schema):
+    conversation: str
+    status: str
+    last_seq: int
+    handoff: HandoffStateOut | None
+
+
+class SessionOut(Schema):
+    token: str
+    visitor: str
+    state: StateOut
+
+
+class EventOut(Schema):
+    type: str
+    conversation: str
+    seq: int
+    kind: str
+    author: str
+    text: str
+    agent: str | None
+    client_id: str | None
+    data: dict[str, Any]
+    created_at: str
+
+
+class EventsOut(Schema):
+    state: StateOut
+    events: list[EventOut]
+
+
+class MessageIn(Schema):
+    client_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(max_length=100_000)
+
+
+class AckOut(Schema):
+    client_id: str | None
+    seq: int
+
+
+class AckStateOut(AckOut):
+    state: StateOut
+
+
+class ClientIdIn(Schema):
+    client_id: str | None = Field(default=None, max_length=64)
+
+
+class OfferIn(Schema):
+    client_id: str = Field(min_length=1, max_length=64)
+    offer_seq: int = Field(ge=1)
+    accept: bool
+
+
+class LeadIn(Schema):
+    client_id: str | None = Field(default=None, max_length=64)
+    phone: str = Field(max_length=60)
+    locale: str = Field(default="", max_length=35)
+
+
+class SwitchOut(Schema):
+    state: StateOut
+
+
+class ErrorOut(Schema):
+    code: str
+    detail: str
+
+
+ERRORS: dict[int, type[Schema]] = {
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    413: ErrorOut,
+    422: ErrorOut,
+    429: ErrorOut,
+}
+
+
+@router.post("/session", auth=None, response={200: SessionOut, **ERRORS}, summary="Start or resume a visitor session")
+def session(request: HttpRequest, payload: SessionIn) -> dict[str, Any]:
+    return operations.widget_session(
+        public_key=payload.public_key,
+        token=payload.token,
+        locale=payload.locale,
+        page=payload.page or "",
+        user_agent=request.headers.get("User-Agent", ""),
+        ip=_ip(request),
+    )
+
+
+@router.get("/events", response={200: EventsOut, **ERRORS}, summary="The conversation's events after a seq")
+def events(request: HttpRequest, conversation: str | None = None, after_seq: int = 0) -> dict[str, Any]:
+    return operations.widget_events(visitor=_visitor(request), conversation=conversation, after_seq=after_seq)
+
+
+@router.post("/messages", response={200: AckOut, **ERRORS}, summary="Send a visitor message (idempotent per client_id)")
+def messages(request: HttpRequest, payload: MessageIn) -> dict[str, Any]:
+    return operations.widget_message(
+        visitor=_visitor(request), client_id=payload.client_id, text=payload.text, ip=_ip(request)
+    )
+
+
+@router.post("/handoff", response={200: AckStateOut, **ERRORS}, summary='"Talk to a human"')
+def handoff(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any]:
+    return operations.widget_handoff(visitor=_visitor(request), client_id=payload.client_id, ip=_ip(request))
+
+
+@router.post(
+    "/handoff/offer",
+    response={200: AckStateOut, **ERRORS},
+    summary='Answer "Would you like to speak with a team member?"',
+)
+def offer(request: HttpRequest, payload: OfferIn) -> dict[str, Any]:
+    return operations.widget_offer_reply(
+        visitor=_visitor(request),
+        client_id=payload.client_id,
+        offer_seq=payload.offer_seq,
+        accept=payload.accept,
+        ip=_ip(request),
+    )
+
+
+@router.post("/lead", response={200: AckStateOut, **ERRORS}, summary="Leave a mobile number (Team busy)")
+def lead(request: HttpRequest, payload: LeadIn) -> dict[str, Any]:
+    return operations.widget_lead(
+        visitor=_visitor(request),
+        client_id=payload.client_id,
+        phone=payload.phone,
+        locale=payload.locale,
+        ip=_ip(request),
+    )
+
+
+@router.post("/continue", response={200: SwitchOut, **ERRORS}, summary='"Continue with AI" while the team is busy')
+def continue_with_ai(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any]:
+    return operations.widget_continue(visitor=_visitor(request), client_id=payload.client_id)
+
+
+@router.post("/new", response={200: SwitchOut, **ERRORS}, summary='"Start new conversation"')
+def new_conversation(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any]:
+    return operations.widget_new_conversation(visitor=_visitor(request))

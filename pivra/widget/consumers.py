@@ -1,0 +1,160 @@
+"""The widget's WebSocket: one per open widget, joined to its visitor's group. Thin: it parses
+frames, checks the visitor, and calls the same operations as the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from pydantic import ValidationError
+
+from conversations.models import Visitor
+from pivra.errors import DomainError
+from pivra.realtime import visitor_group
+from pivra.widget import frames, operations
+from pivra.widget.tokens import visitor_from_token
+
+logger = logging.getLogger(__name__)
+HELLO_TIMEOUT_SECONDS = 10
+
+
+class WidgetConsumer(AsyncWebsocketConsumer):
+    visitor: Visitor | None = None
+    group: str | None = None
+    _hello_timer: asyncio.TimerHandle | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        loop = asyncio.get_running_loop()
+        self._hello_timer = loop.call_later(HELLO_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._no_hello()))
+
+    async def _no_hello(self) -> None:
+        if self.visitor is None:
+            await self._error("not_authenticated", "Send a hello frame with your token first.")
+            await self.close(code=4401)
+
+    async def disconnect(self, code: int) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def pivra_event(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(message["frame"], separators=(",", ":")))
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def _error(self, code: str, detail: str, **extra: Any) -> None:
+        await self._send({"type": "error", "code": code, "detail": detail, **{k: v for k, v in extra.items() if v}})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._error("invalid_frame", "Frames must be JSON text.")
+            return
+        if len(text_data.encode()) > settings.WIDGET_MAX_FRAME_BYTES:
+            await self._error("frame_too_large", f"Frames can be at most {settings.WIDGET_MAX_FRAME_BYTES} bytes.")
+            return
+        try:
+            raw = json.loads(text_data)
+        except json.JSONDecodeError:
+            await self._error("invalid_json", "That frame is not valid JSON.")
+            return
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            await self._error("invalid_frame", 'A frame is a JSON object with a "type".')
+            return
+        if raw["type"] not in frames.KNOWN_TYPES:
+            await self._error("unknown_type", f"Unknown frame type {raw['type'][:40]!r}.")
+            return
+        client_id = raw.get("client_id") if isinstance(raw.get("client_id"), str) else None
+        try:
+            frame = frames.client_frame_adapter.validate_python(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+            await self._error("invalid_input", problems or "Invalid frame.", client_id=client_id)
+            return
+        if self.visitor is None and not isinstance(frame, frames.Hello):
+            await self._error("not_authenticated", "Send a hello frame with your token first.", client_id=client_id)
+            return
+        try:
+            await self._dispatch(frame)
+        except DomainError as exc:
+            await self._error(exc.code, exc.detail, client_id=client_id, retry_after=getattr(exc, "retry_after", None))
+        except Exception:  # never crash the socket on one bad frame
+            logger.exception("widget frame %s failed", raw["type"])
+            await self._error("server_error", "Something went wrong. Please try again.", client_id=client_id)
+
+    @property
+    def _ip(self) -> str | None:
+        client = self.scope.get("client")
+        return client[0] if client else None
+
+    async def _dispatch(self, frame: Any) -> None:
+        run = database_sync_to_async
+        visitor = self.visitor
+        if isinstance(frame, frames.Hello):
+            await self._hello(frame)
+        elif isinstance(frame, frames.Ping):
+            await self._send({"type": "pong"})
+        elif visitor is None:
+            return
+        elif isinstance(frame, frames.Message):
+            ack = await run(operations.widget_message)(
+                visitor=visitor, client_id=frame.client_id, text=frame.text, ip=self._ip
+            )
+            await self._send({"type": "ack", **ack})
+        elif isinstance(frame, frames.HandoffRequest):
+            ack = await run(operations.widget_handoff)(visitor=visitor, client_id=frame.client_id, ip=self._ip)
+            await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
+        elif isinstance(frame, frames.OfferReply):
+            ack = await run(operations.widget_offer_reply)(
+                visitor=visitor,
+                client_id=frame.client_id,
+                offer_seq=frame.offer_seq,
+                accept=frame.accept,
+                ip=self._ip,
+            )
+            await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
+        elif isinstance(frame, frames.Lead):
+            ack = await run(operations.widget_lead)(
+                visitor=visitor, client_id=frame.client_id, phone=frame.phone, locale=frame.locale, ip=self._ip
+            )
+            await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
+        elif isinstance(frame, frames.ContinueWithAI):
+            reply = await run(operations.widget_continue)(visitor=visitor, client_id=frame.client_id)
+            await self._send({"type": "switch", **reply})
+        elif isinstance(frame, frames.NewConversation):
+            reply = await run(operations.widget_new_conversation)(visitor=visitor)
+            await self._send({"type": "switch", **reply})
+        elif isinstance(frame, frames.Page):
+            await run(operations.widget_page)(visitor=visitor, url=frame.url)
+
+    async def _hello(self, frame: frames.Hello) -> None:
+        visitor = await database_sync_to_async(visitor_from_token)(frame.token)
+        if visitor is None:
+            await self._error("not_authenticated", "This token is not valid. Start a new session.")
+            await self.close(code=4401)
+            return
+        if self.group is not None and self.visitor is not None and self.visitor.pk != visitor.pk:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.visitor = visitor
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self.group = visitor_group(visitor.public_id)
+        # Join before reading what was missed: an event committed in between arrives twice at
+        # worst, and the client drops duplicates by seq; joining after could lose it.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        state, missed, resync = await database_sync_to_async(operations.widget_replay)(
+            visitor=visitor, conversation=frame.conversation, last_seq=frame.last_seq
+        )
+        await self._send({"type": "welcome", "state": state})
+        if resync:
+            await self._send({"type": "resync", "state": state})
+            return
+        for event in missed:
+            await self._send(event)

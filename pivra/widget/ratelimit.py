@@ -1,0 +1,41 @@
+"""Fixed-window rate limits kept in Redis (the cache), shared by every server process."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from pivra.errors import DomainError
+
+
+class RateLimited(DomainError):
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate_limited", f"You're sending messages too fast. Try again in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+def rate_limit_hit(*, bucket: str, limit: int, window_seconds: int = 60) -> None:
+    """Count one hit in ``bucket``; raise RateLimited once ``limit`` is passed within the window."""
+    window = int(time.time() // window_seconds)
+    key = f"rl:{bucket}:{window}"
+    if cache.add(key, 1, timeout=window_seconds + 1):
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the key expired between add and incr
+            cache.add(key, 1, timeout=window_seconds + 1)
+            count = 1
+    if count > limit:
+        retry_after = max(1, int(window_seconds - time.time() % window_seconds))
+        raise RateLimited(retry_after)
+
+
+def visitor_action_limits(*, visitor_key: str, ip: str | None) -> None:
+    rate_limit_hit(bucket=f"v:{visitor_key}", limit=settings.RATE_VISITOR_PER_MINUTE)
+    if ip:
+        rate_limit_hit(bucket=f"ip:{ip}", limit=settings.RATE_IP_PER_MINUTE)

@@ -1,0 +1,75 @@
+"""The SSE fallback: the same frames as the socket, resumable with ``Last-Event-ID`` (= seq)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.http import require_GET
+
+from pivra.realtime import visitor_group
+from pivra.widget import operations
+from pivra.widget.tokens import visitor_from_token
+
+KEEPALIVE_SECONDS = 15
+
+
+def _sse(frame: dict[str, Any]) -> str:
+    lines = []
+    if frame.get("type") == "event":
+        lines.append(f"id: {frame['seq']}")
+    lines.append(f"event: {frame.get('type', 'message')}")
+    lines.append("data: " + json.dumps(frame, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+@require_GET
+async def stream(request: HttpRequest) -> HttpResponseBase:
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:] if auth.lower().startswith("bearer ") else None
+    visitor = await database_sync_to_async(visitor_from_token)(token)
+    if visitor is None:
+        return JsonResponse({"code": "not_authenticated", "detail": "Send your visitor token."}, status=401)
+    last_event_id = request.headers.get("Last-Event-ID", "0")
+    last_seq = int(last_event_id) if last_event_id.isdigit() else 0
+    conversation = request.GET.get("conversation")
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = await layer.new_channel()
+    group = visitor_group(visitor.public_id)
+    # Join before reading the backlog, as the socket does: duplicates are dropped by seq, losses can't be.
+    await layer.group_add(group, channel)
+    state, missed, resync = await database_sync_to_async(operations.widget_replay)(
+        visitor=visitor, conversation=conversation, last_seq=last_seq
+    )
+
+    async def frames() -> AsyncIterator[str]:
+        try:
+            yield ": connected\n\n"
+            yield _sse({"type": "welcome", "state": state})
+            if resync:
+                yield _sse({"type": "resync", "state": state})
+            for event in missed:
+                yield _sse(event)
+            while True:
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), timeout=KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield _sse(message["frame"])
+        finally:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(group, channel)
+
+    response = StreamingHttpResponse(frames(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
+    return response

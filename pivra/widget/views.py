@@ -1,0 +1,64 @@
+"""The chat frame: served from our origin, embeddable only by the chatbot's allowed sites."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.clickjacking import xframe_options_exempt
+
+from chatbots.models import Chatbot
+from chatbots.services import normalize_origin
+from handoff.services import handoff_available
+from pivra.errors import DomainError
+
+
+def _own_origin() -> str:
+    parts = urlsplit(settings.PUBLIC_URL)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def allowed_frame_origins(chatbot: Chatbot) -> list[str]:
+    """Customer sites from the chatbot's settings, plus our own origin (the demo page and previews)."""
+    return sorted({_own_origin(), *chatbot.allowed_origins})
+
+
+@xframe_options_exempt  # frame-ancestors below replaces X-Frame-Options with a per-chatbot list
+def frame(request: HttpRequest, public_key: str) -> HttpResponse:
+    chatbot = Chatbot.objects.select_related("workspace").filter(public_key=public_key).first()
+    if chatbot is None:
+        return render(request, "widget/unavailable.html", {"reason": "This chat is not available."}, status=404)
+    allowed = allowed_frame_origins(chatbot)
+    try:
+        parent = normalize_origin(request.GET.get("origin", ""))
+    except DomainError:
+        parent = ""
+    if parent not in allowed:
+        response = render(
+            request,
+            "widget/unavailable.html",
+            {"reason": "This website is not allowed to show this chat."},
+            status=403,
+        )
+    else:
+        config = {
+            "publicKey": chatbot.public_key,
+            "name": chatbot.name,
+            "avatarUrl": chatbot.avatar_url,
+            "accentColor": chatbot.accent_color,
+            "greeting": chatbot.greeting,
+            "handoffEnabled": handoff_available(chatbot=chatbot),
+            "parentOrigin": parent,
+            "maxLength": settings.MESSAGE_MAX_LENGTH,
+            "apiBase": "/api/widget",
+            "wsPath": "/ws/widget/",
+        }
+        response = render(request, "widget/frame.html", {"config": config, "chatbot": chatbot})
+    response["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+        f"connect-src 'self' ws://{request.get_host()} wss://{request.get_host()}; frame-ancestors " + " ".join(allowed)
+    )
+    response["Cache-Control"] = "no-store"
+    return response

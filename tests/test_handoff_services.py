@@ -1,0 +1,365 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from actions.models import OutboxEvent
+from chatbots.services import subscription_set
+from conversations.ai import conversation_reply_with_ai
+from conversations.models import Conversation, Event
+from handoff.keywords import matching_keyword, normalize_phrase
+from handoff.models import Handoff
+from handoff.services import (
+    conversation_start_new,
+    handoff_claim,
+    handoff_continue_with_ai,
+    handoff_expire,
+    handoff_expire_overdue,
+    handoff_offer_answer,
+    handoff_reply,
+    handoff_resolve,
+    lead_capture,
+    parse_phone,
+)
+from handoff.state import conversation_state, visitor_current_conversation
+from pivra.errors import Conflict, DomainError, Forbidden, NotFound
+from tests.factories import Personas
+from tests.handoff_helpers import enable_handoff, new_visitor, request, say
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def bot(personas: Personas):
+    return enable_handoff(personas.chatbot)
+
+
+def _kinds(conversation: Conversation) -> list[str]:
+    return list(conversation.events.order_by("seq").values_list("kind", flat=True))
+
+
+def _outbox(kind: str) -> list[OutboxEvent]:
+    return list(OutboxEvent.objects.filter(type=kind))
+
+
+def test_a_button_request_makes_the_conversation_pending_and_records_everything(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    conversation.refresh_from_db()
+    assert handoff.status == "pending" and handoff.trigger == "button"
+    assert conversation.status == "handoff"
+    assert _kinds(conversation) == ["handoff.requested"]
+    assert conversation.events.get().text == "Connecting you with the team now…"
+    (escalated,) = _outbox("conversation.escalated")
+    assert escalated.payload["data"]["handoff"]["trigger"] == "button"
+    assert escalated.payload["data"]["conversation"]["id"] == str(conversation.public_id)
+    assert escalated.payload["version"] == 1
+    assert (handoff.deadline_at - handoff.requested_at) == timedelta(seconds=180)
+
+
+def test_a_second_request_returns_the_same_handoff_and_escalates_once(bot) -> None:
+    visitor, conversation = new_visitor(bot)
+    first = request(visitor, conversation)
+    second = request(visitor, conversation)
+    assert first.pk == second.pk
+    assert len(_outbox("conversation.escalated")) == 1
+
+
+def test_the_free_plan_refuses_a_request(bot, personas) -> None:
+    subscription_set(workspace=personas.workspace, plan_code="free")
+    visitor, conversation = new_visitor(bot)
+    with pytest.raises(Forbidden) as error:
+        request(visitor, conversation)
+    assert error.value.code == "handoff_unavailable"
+    assert not Handoff.objects.exists()
+
+
+def test_a_disabled_chatbot_refuses_a_request(personas) -> None:
+    visitor, conversation = new_visitor(personas.chatbot)
+    with pytest.raises(Forbidden):
+        request(visitor, conversation)
+
+
+def test_visitor_messages_during_handoff_are_saved_and_the_ai_stays_silent(
+    bot, django_capture_on_commit_callbacks
+) -> None:
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation)
+    with django_capture_on_commit_callbacks() as callbacks:
+        received = say(visitor, conversation, "Hello? Anyone there?")
+    assert received.event.author == "visitor"
+    # Only broadcasts were queued: no AI task.
+    assert all("generate_ai_reply" not in repr(cb) for cb in callbacks)
+    assert conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq) is None
+    assert not Event.objects.filter(conversation=conversation, author="ai").exists()
+
+
+class _SlowResponder:
+    """Streams a reply; a person is requested while it is still being generated."""
+
+    def __init__(self, on_chunk: Any) -> None:
+        self.on_chunk = on_chunk
+
+    def stream(self, *, question: str, history: Any) -> Iterator[str]:
+        yield "Our shipping "
+        self.on_chunk()
+        yield "is free over $75."
+
+
+def test_an_ai_reply_generated_across_a_request_is_never_saved(bot, monkeypatch) -> None:
+    visitor, conversation = new_visitor(bot)
+    received = say(visitor, conversation, "How much is shipping?")
+    monkeypatch.setattr(
+        "conversations.ai.responder_for", lambda chatbot: _SlowResponder(lambda: request(visitor, conversation))
+    )
+    monkeypatch.setattr("conversations.ai.STATUS_CHECK_SECONDS", 0.0)
+    assert conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq) is None
+    assert not Event.objects.filter(conversation=conversation, author="ai").exists()
+
+
+def test_an_ai_reply_is_saved_once_even_if_the_task_runs_twice(bot, monkeypatch) -> None:
+    visitor, conversation = new_visitor(bot)
+    received = say(visitor, conversation, "How much is shipping?")
+    monkeypatch.setattr("conversations.ai.responder_for", lambda chatbot: _SlowResponder(lambda: None))
+    first = conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq)
+    again = conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq)
+    assert first is not None and first.text == "Our shipping is free over $75."
+    assert again is None
+    assert Event.objects.filter(conversation=conversation, author="ai").count() == 1
+
+
+def test_the_first_claim_wins_and_the_second_is_told_who_holds_it(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation)
+    handoff = handoff_claim(agent=personas.owner, conversation_public_id=str(conversation.public_id))
+    assert handoff.status == "active" and handoff.claimed_by == personas.owner
+    with pytest.raises(Conflict) as error:
+        handoff_claim(agent=personas.teammate, conversation_public_id=str(conversation.public_id))
+    assert error.value.code == "already_claimed"
+    assert error.value.detail == "Already claimed by owner."
+    assert error.value.status == 409
+    # Claiming again by the holder is harmless.
+    assert handoff_claim(agent=personas.owner, conversation_public_id=str(conversation.public_id)).pk == handoff.pk
+    assert len(_outbox("handoff.claimed")) == 1
+
+
+def test_an_outsider_cannot_see_or_claim(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation)
+    with pytest.raises(NotFound):
+        handoff_claim(agent=personas.outsider, conversation_public_id=str(conversation.public_id))
+    with pytest.raises(NotFound):
+        handoff_claim(agent=personas.owner, conversation_public_id="not-a-uuid")
+
+
+def test_only_the_assignee_replies(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation)
+    conv_id = str(conversation.public_id)
+    with pytest.raises(Conflict, match="Claim this conversation"):
+        handoff_reply(agent=personas.owner, conversation_public_id=conv_id, text="Hi", client_id="a1")
+    handoff_claim(agent=personas.owner, conversation_public_id=conv_id)
+    with pytest.raises(Forbidden) as error:
+        handoff_reply(agent=personas.teammate, conversation_public_id=conv_id, text="Me too", client_id="b1")
+    assert error.value.code == "not_assignee"
+    received = handoff_reply(agent=personas.owner, conversation_public_id=conv_id, text="Hi, I'm here", client_id="a1")
+    again = handoff_reply(agent=personas.owner, conversation_public_id=conv_id, text="Hi, I'm here", client_id="a1")
+    assert received.event.author == "agent" and received.event.agent_name == "owner"
+    assert again.duplicate and again.event.seq == received.event.seq
+
+
+def test_expiry_turns_pending_into_busy_exactly_once_and_never_after_a_claim(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at - timedelta(seconds=1)) is False
+    assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at) is True
+    assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at + timedelta(seconds=5)) is False
+    handoff.refresh_from_db()
+    assert handoff.status == "busy"
+    assert _kinds(conversation) == ["handoff.requested", "handoff.timed_out"]
+    assert conversation.events.order_by("seq").last().text == "Our team is currently busy…"  # type: ignore[union-attr]
+    assert len(_outbox("handoff.timed_out")) == 1
+
+    visitor2, conversation2 = new_visitor(bot)
+    claimed = request(visitor2, conversation2)
+    handoff_claim(agent=personas.owner, conversation_public_id=str(conversation2.public_id))
+    assert handoff_expire(handoff_id=claimed.pk, now=claimed.deadline_at + timedelta(minutes=1)) is False
+
+
+def test_the_sweep_expires_only_overdue_pending_handoffs(bot) -> None:
+    now = timezone.now()
+    overdue = [request(*new_visitor(bot), now=now - timedelta(seconds=200)) for _ in range(3)]
+    fresh = request(*new_visitor(bot), now=now)
+    assert handoff_expire_overdue(now=now) == 3
+    assert handoff_expire_overdue(now=now) == 0
+    assert {h.status for h in Handoff.objects.filter(pk__in=[h.pk for h in overdue])} == {"busy"}
+    fresh.refresh_from_db()
+    assert fresh.status == "pending"
+
+
+def test_team_busy_lead_capture_and_continue_then_a_late_claim_brings_the_agent_back(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot, locale="fr-FR")
+    handoff = request(visitor, conversation)
+    handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+
+    with pytest.raises(DomainError) as error:
+        lead_capture(visitor=visitor, conversation_public_id=str(conversation.public_id), phone="12")
+    assert error.value.code == "invalid_phone"
+    lead_capture(visitor=visitor, conversation_public_id=str(conversation.public_id), phone="06 12 34 56 78")
+    conversation.refresh_from_db()
+    assert conversation.lead["phone"] == "+33612345678"
+    (captured,) = _outbox("lead.captured")
+    assert captured.payload["data"]["visitor"]["phone"] == "+33612345678"
+
+    fresh = handoff_continue_with_ai(visitor=visitor, conversation_public_id=str(conversation.public_id))
+    assert fresh.status == "open" and fresh.pk != conversation.pk
+    assert visitor_current_conversation(visitor=visitor).pk == fresh.pk
+    handoff.refresh_from_db()
+    assert handoff.status == "busy"  # still claimable
+
+    handoff_claim(agent=personas.teammate, conversation_public_id=str(conversation.public_id))
+    current = visitor_current_conversation(visitor=visitor)
+    assert current.pk == conversation.pk
+    state = conversation_state(current)
+    assert state["handoff"]["status"] == "active" and state["handoff"]["agent"] == "teammate"
+    late = _outbox("handoff.claimed")[0]
+    assert late.payload["data"]["late"] is True
+
+
+def test_continue_with_ai_is_only_offered_while_busy(bot) -> None:
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation)
+    with pytest.raises(Conflict):
+        handoff_continue_with_ai(visitor=visitor, conversation_public_id=str(conversation.public_id))
+
+
+def test_resolve_closes_the_conversation_with_its_thread_whole(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    say(visitor, conversation, "I need help with my order")
+    request(visitor, conversation)
+    conv_id = str(conversation.public_id)
+    handoff_claim(agent=personas.owner, conversation_public_id=conv_id)
+    handoff_reply(agent=personas.owner, conversation_public_id=conv_id, text="Sure, what's the number?", client_id="x")
+    say(visitor, conversation, "It's 1234")
+    with pytest.raises(Forbidden):
+        handoff_resolve(agent=personas.teammate, conversation_public_id=conv_id)
+    handoff = handoff_resolve(agent=personas.owner, conversation_public_id=conv_id)
+    conversation.refresh_from_db()
+    assert handoff.status == "resolved" and conversation.status == "closed" and conversation.closed_at
+    assert _kinds(conversation) == [
+        "message",
+        "handoff.requested",
+        "handoff.claimed",
+        "message",
+        "message",
+        "handoff.resolved",
+    ]
+    assert conversation.events.last().text == "Conversation resolved ✓"  # type: ignore[union-attr]
+    with pytest.raises(DomainError, match="resolved"):
+        say(visitor, conversation, "one more thing")
+    with pytest.raises(Conflict):
+        handoff_resolve(agent=personas.owner, conversation_public_id=conv_id)
+    fresh = conversation_start_new(visitor=visitor)
+    assert fresh.status == "open"
+    assert visitor_current_conversation(visitor=visitor).pk == fresh.pk
+    assert len(_outbox("handoff.resolved")) == 1
+
+
+def test_a_keyword_offers_a_person_and_yes_requests_one(bot) -> None:
+    visitor, conversation = new_visitor(bot)
+    received = say(visitor, conversation, "Can I SPEAK to   someone, please?")
+    offer = conversation.events.order_by("seq").last()
+    assert offer is not None and offer.kind == "handoff.offer"
+    assert offer.text == "Would you like to speak with a team member?"
+    assert offer.data["options"] == ["Yes, connect me", "No thanks"]
+    assert offer.data["reply_to"] == received.event.seq
+    answer = handoff_offer_answer(
+        visitor=visitor,
+        conversation_public_id=str(conversation.public_id),
+        offer_seq=offer.seq,
+        accept=True,
+        client_id="yes-1",
+    )
+    assert answer.handoff is not None and answer.handoff.trigger == "keyword"
+    again = handoff_offer_answer(
+        visitor=visitor,
+        conversation_public_id=str(conversation.public_id),
+        offer_seq=offer.seq,
+        accept=True,
+        client_id="yes-1",
+    )
+    assert again.event.pk == answer.event.pk
+
+
+def test_no_thanks_lets_the_ai_answer_the_original_message(
+    bot, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    queued: list[tuple[int, int]] = []
+    monkeypatch.setattr("conversations.tasks.generate_ai_reply.delay", lambda c, s: queued.append((c, s)))
+    visitor, conversation = new_visitor(bot)
+    received = say(visitor, conversation, "talk to real person")
+    offer = conversation.events.order_by("seq").last()
+    assert offer is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff_offer_answer(
+            visitor=visitor,
+            conversation_public_id=str(conversation.public_id),
+            offer_seq=offer.seq,
+            accept=False,
+            client_id="no-1",
+        )
+    assert queued == [(conversation.pk, received.event.seq)]
+    conversation.refresh_from_db()
+    assert conversation.status == "open"
+
+
+def test_a_second_request_from_a_newer_conversation_supersedes_the_older_waiting_one(bot) -> None:
+    visitor, conversation = new_visitor(bot)
+    old = request(visitor, conversation)
+    handoff_expire(handoff_id=old.pk, now=old.deadline_at)
+    fresh = handoff_continue_with_ai(visitor=visitor, conversation_public_id=str(conversation.public_id))
+    request(visitor, fresh)
+    old.refresh_from_db()
+    conversation.refresh_from_db()
+    assert old.status == "resolved" and conversation.status == "closed"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Can I speak to someone?", "speak to someone"),
+        ("SPEAK TO SOMEONE!!!", "speak to someone"),
+        ("speak   to\tsomeone", "speak to someone"),
+        ("Je veux parler à quelqu'un", "parler a quelqu un"),
+        ("speak to someones", None),
+        ("I can't speak. To someone else", "speak to someone"),
+    ],
+)
+def test_keywords_match_whatever_the_case_accents_punctuation_and_spacing(text: str, expected: str | None) -> None:
+    keywords = ["Speak to someone", "parler à quelqu'un"]
+    found = matching_keyword(text, keywords)
+    assert (normalize_phrase(found) if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "locale", "expected"),
+    [
+        ("06 12 34 56 78", "fr-FR", "+33612345678"),
+        ("+44 7911 123456", "", "+447911123456"),
+        ("07911 123456", "en-GB", "+447911123456"),
+        ("(415) 555-2671", "en-US", "+14155552671"),
+    ],
+)
+def test_phone_numbers_are_parsed_to_e164(raw: str, locale: str, expected: str) -> None:
+    assert parse_phone(raw, locale=locale) == expected
+
+
+@pytest.mark.parametrize(("raw", "locale"), [("", "en-GB"), ("hello", "en-GB"), ("123", "fr-FR"), ("07911 123456", "")])
+def test_bad_phone_numbers_get_a_clear_error(raw: str, locale: str) -> None:
+    with pytest.raises(DomainError) as error:
+        parse_phone(raw, locale=locale)
+    assert error.value.code == "invalid_phone"
