@@ -89,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "pivra.context_processors.pivra",
+                "pivra.context_processors.console",
             ],
         },
     },

@@ -4,16 +4,16 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from chatbots import views as chatbot_views
+from actions.urls import dashboard_urlpatterns as actions_dashboard
+from chatbots.urls import dashboard_urlpatterns as chatbots_dashboard
+from conversations.urls import dashboard_urlpatterns as conversations_dashboard
 from pivra import health, views
 from pivra.api import api
 from pivra.widget import sse
 from pivra.widget import views as widget_views
 
-dashboard_patterns = [
-    path("", chatbot_views.home, name="home"),
-    path("workspace/", chatbot_views.switch_workspace, name="switch-workspace"),
-]
+# Each app owns its console pages; they share one namespace so templates say {% url 'dashboard:…' %}.
+dashboard_patterns = [*chatbots_dashboard, *conversations_dashboard, *actions_dashboard]
 
 urlpatterns = [
     path("", views.index, name="index"),
