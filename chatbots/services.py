@@ -225,3 +225,39 @@ def user_create(*, username: str, password: str, email: str = "", is_staff: bool
     if is_staff:
         return user_model.objects.create_superuser(username=username, email=email, password=password)
     return user_model.objects.create_user(username=username, email=email, password=password)
+
+
+def chatbot_update_general(
+    *,
+    chatbot: Chatbot,
+    name: str,
+    greeting: str,
+    accent_color: str,
+    allowed_origins: Iterable[str],
+    ai_provider: str,
+    llm_base_url: str,
+    llm_model: str,
+    llm_api_key: str | None,
+    fallback_message: str,
+) -> Chatbot:
+    """Save the General section. ``llm_api_key=None`` keeps the stored key."""
+    name, greeting, fallback_message = name.strip(), greeting.strip(), fallback_message.strip()
+    if not name or not greeting or not fallback_message:
+        raise DomainError("invalid_settings", "Name, greeting and fallback answer cannot be empty.")
+    if ai_provider not in Chatbot.Provider.values:
+        raise DomainError("invalid_settings", "Choose the knowledge base or an OpenAI-compatible endpoint.")
+    if ai_provider == Chatbot.Provider.OPENAI and not workspace_has_feature(
+        workspace=chatbot.workspace, feature=Feature.LLM
+    ):
+        raise DomainError(
+            "plan_required", "Connecting your own AI model is available on Starter plan and above.", status=402
+        )
+    chatbot.name, chatbot.greeting, chatbot.accent_color = name, greeting, accent_color
+    chatbot.allowed_origins = sorted({normalize_origin(o) for o in allowed_origins if o.strip()})
+    chatbot.ai_provider, chatbot.llm_base_url, chatbot.llm_model = ai_provider, llm_base_url.strip(), llm_model.strip()
+    if llm_api_key:
+        chatbot.llm_api_key = llm_api_key.strip()
+    chatbot.fallback_message = fallback_message
+    chatbot.full_clean()
+    chatbot.save()
+    return chatbot

@@ -1,21 +1,37 @@
-"""Console pages owned by this app: the workspace overview and the workspace switcher."""
+"""Console pages owned by this app: the workspace overview, the switcher and Chatbot → Settings."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from chatbots.access import workspace_required
-from chatbots.features import workspace_effective_plan
-from chatbots.models import Membership
+from chatbots.features import workspace_effective_plan, workspace_has_feature
+from chatbots.forms import GeneralSettingsForm, HandoffSettingsForm, KnowledgeEntryForm
+from chatbots.models import Chatbot, KnowledgeEntry, Membership
+from chatbots.plans import Feature
 from chatbots.selectors import SESSION_WORKSPACE_KEY, chatbots_for_workspace, memberships_for_user
+from chatbots.services import (
+    chatbot_update_general,
+    chatbot_update_handoff_settings,
+    knowledge_entry_delete,
+    knowledge_entry_save,
+)
+from chatbots.snippet import embed_snippet
+from pivra.errors import DomainError
+
+
+def _membership(request: HttpRequest) -> Membership:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    return membership
 
 
 @workspace_required
 def home(request: HttpRequest) -> HttpResponse:
-    membership: Membership = request.membership  # type: ignore[attr-defined]
-    workspace = membership.workspace
+    workspace = _membership(request).workspace
     context = {
         "plan": workspace_effective_plan(workspace=workspace),
         "subscription": getattr(workspace, "subscription", None),
@@ -33,3 +49,131 @@ def switch_workspace(request: HttpRequest) -> HttpResponse:
     if wanted.isdigit() and memberships_for_user(user=request.user).filter(workspace_id=int(wanted)).exists():
         request.session[SESSION_WORKSPACE_KEY] = int(wanted)
     return redirect("dashboard:home")
+
+
+def _chatbot(request: HttpRequest, chatbot_id: str | None) -> Chatbot:
+    bots = chatbots_for_workspace(workspace_id=_membership(request).workspace_id)
+    chatbot = bots.filter(pk=int(chatbot_id)).first() if chatbot_id and chatbot_id.isdigit() else bots.first()
+    if chatbot is None:
+        raise Http404("No chatbot in this workspace.")
+    return chatbot
+
+
+def _settings_url(chatbot: Chatbot, anchor: str = "") -> str:
+    return f"{reverse('dashboard:chatbot-settings')}?chatbot={chatbot.pk}{anchor}"
+
+
+@workspace_required
+def chatbot_settings(request: HttpRequest) -> HttpResponse:
+    """Chatbot → Settings → General, with the Human Handoff section and the knowledge entries."""
+    membership = _membership(request)
+    chatbot = _chatbot(request, request.GET.get("chatbot") or request.POST.get("chatbot"))
+    general = GeneralSettingsForm.for_chatbot(chatbot)
+    handoff = HandoffSettingsForm.for_chatbot(chatbot)
+    if request.method == "POST":
+        if not membership.can_manage:
+            messages.error(request, "Only workspace owners and admins can change settings.")
+            return redirect(_settings_url(chatbot))
+        section = request.POST.get("section")
+        if section == "handoff":
+            handoff = HandoffSettingsForm.for_chatbot(chatbot, data=request.POST)
+            if handoff.is_valid():
+                try:
+                    chatbot_update_handoff_settings(
+                        chatbot=chatbot,
+                        enabled=handoff.cleaned_data["enabled"],
+                        keywords=handoff.keyword_list(),
+                        waiting_message=handoff.cleaned_data["waiting_message"],
+                        timeout_seconds=handoff.cleaned_data["timeout_seconds"],
+                        busy_message=handoff.cleaned_data["busy_message"],
+                    )
+                except DomainError as exc:
+                    handoff.add_error(None, exc.detail)
+                else:
+                    messages.success(request, "Human handoff settings saved.")
+                    return redirect(_settings_url(chatbot, "#handoff"))
+        elif section == "general":
+            general = GeneralSettingsForm.for_chatbot(chatbot, data=request.POST)
+            if general.is_valid():
+                data = general.cleaned_data
+                try:
+                    chatbot_update_general(
+                        chatbot=chatbot,
+                        name=data["name"],
+                        greeting=data["greeting"],
+                        accent_color=data["accent_color"],
+                        allowed_origins=general.origin_list(),
+                        ai_provider=data["ai_provider"],
+                        llm_base_url=data["llm_base_url"] or "",
+                        llm_model=data["llm_model"],
+                        llm_api_key=data["llm_api_key"] or None,
+                        fallback_message=data["fallback_message"],
+                    )
+                except DomainError as exc:
+                    general.add_error(None, exc.detail)
+                else:
+                    messages.success(request, "Settings saved.")
+                    return redirect(_settings_url(chatbot))
+    workspace = membership.workspace
+    context = {
+        "nav": "settings",
+        "chatbot": chatbot,
+        "chatbots": chatbots_for_workspace(workspace_id=workspace.pk),
+        "general": general,
+        "handoff": handoff,
+        "handoff_allowed": workspace_has_feature(workspace=workspace, feature=Feature.HANDOFF),
+        "plan": workspace_effective_plan(workspace=workspace),
+        "can_manage": membership.can_manage,
+        "snippet": embed_snippet(chatbot),
+        "entries": chatbot.knowledge_entries.order_by("question"),
+        "entry_form": KnowledgeEntryForm(),
+    }
+    return render(request, "console/chatbot_settings.html", context)
+
+
+@require_POST
+@workspace_required
+def knowledge_save(request: HttpRequest) -> HttpResponse:
+    chatbot = _chatbot(request, request.POST.get("chatbot"))
+    if not _membership(request).can_manage:
+        messages.error(request, "Only workspace owners and admins can edit knowledge.")
+        return redirect(_settings_url(chatbot, "#knowledge"))
+    entry_id = request.POST.get("entry")
+    entry = (
+        KnowledgeEntry.objects.filter(chatbot=chatbot, pk=int(entry_id)).first()
+        if entry_id and entry_id.isdigit()
+        else None
+    )
+    form = KnowledgeEntryForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())
+        messages.error(request, f"The entry was not saved — {problems}")
+        return redirect(_settings_url(chatbot, "#knowledge"))
+    try:
+        knowledge_entry_save(
+            chatbot=chatbot,
+            question=form.cleaned_data["question"],
+            answer=form.cleaned_data["answer"],
+            is_active=form.cleaned_data["is_active"],
+            entry=entry,
+        )
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, "Knowledge entry saved.")
+    return redirect(_settings_url(chatbot, "#knowledge"))
+
+
+@require_POST
+@workspace_required
+def knowledge_delete(request: HttpRequest, entry_id: int) -> HttpResponse:
+    chatbot = _chatbot(request, request.POST.get("chatbot"))
+    entry = KnowledgeEntry.objects.filter(chatbot=chatbot, pk=entry_id).first()
+    if entry is None:
+        raise Http404("No such knowledge entry.")
+    if not _membership(request).can_manage:
+        messages.error(request, "Only workspace owners and admins can edit knowledge.")
+    else:
+        knowledge_entry_delete(entry=entry)
+        messages.success(request, "Knowledge entry deleted.")
+    return redirect(_settings_url(chatbot, "#knowledge"))

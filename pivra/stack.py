@@ -100,6 +100,11 @@ class Service:
     process: subprocess.Popen[bytes]
     url: str = ""
     cleanup_dirs: list[Path] = field(default_factory=list)
+    # How it was started, so it can be restarted the same way (tests and benchmarks kill servers).
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    log_file: Path | None = None
+    quiet: bool = False
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.poll() is None:
@@ -143,7 +148,7 @@ def spawn(
     )
     if handle is not None:
         handle.close()
-    return Service(name=name, process=process)
+    return Service(name=name, process=process, argv=list(argv), env=env, log_file=log_file, quiet=quiet)
 
 
 def start_redis(*, port: int | None = None, quiet: bool = True) -> Service:
@@ -272,6 +277,26 @@ class AppProcesses:
     def stop(self) -> None:
         for service in reversed(self.services):
             service.stop()
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process, as a crash would (no graceful shutdown)."""
+        service = self.service(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.process.pid, signal.SIGKILL)
+        service.process.wait(10)
+
+    def start(self, name: str) -> None:
+        """Start a stopped or killed process again with its original command and environment."""
+        old = self.service(name)
+        new = spawn(name, old.argv, env=old.env, quiet=old.quiet, log_file=old.log_file)
+        new.cleanup_dirs = old.cleanup_dirs
+        self.services[self.services.index(old)] = new
+        if name == "daphne":
+            host, port = self.http_url.removeprefix("http://").split(":")
+            wait_for_port(host, int(port), timeout=60, process=new.process)
 
 
 def start_app(

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from chatbots.models import Chatbot
+from chatbots.snippet import embed_snippet
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -15,4 +16,6 @@ def index(request: HttpRequest) -> HttpResponse:
 def demo(request: HttpRequest) -> HttpResponse:
     """A sample customer website; the widget is embedded exactly as a customer would embed it."""
     chatbot = Chatbot.objects.filter(name="Demo bot", workspace__slug="demo").first()
-    return render(request, "demo/index.html", {"chatbot": chatbot})
+    # Served by Pivra itself, so the loader comes from whichever address this page was opened at.
+    snippet = embed_snippet(chatbot, base_url=f"{request.scheme}://{request.get_host()}") if chatbot else None
+    return render(request, "demo/index.html", {"chatbot": chatbot, "snippet": snippet})

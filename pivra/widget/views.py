@@ -30,7 +30,8 @@ def frame(request: HttpRequest, public_key: str) -> HttpResponse:
     chatbot = Chatbot.objects.select_related("workspace").filter(public_key=public_key).first()
     if chatbot is None:
         return render(request, "widget/unavailable.html", {"reason": "This chat is not available."}, status=404)
-    allowed = allowed_frame_origins(chatbot)
+    # Our own address as this request reached us also counts (e.g. localhost vs 127.0.0.1).
+    allowed = sorted({*allowed_frame_origins(chatbot), f"{request.scheme}://{request.get_host()}"})
     try:
         parent = normalize_origin(request.GET.get("origin", ""))
     except DomainError:
