@@ -1,0 +1,122 @@
+"""The AI's turn end to end in one process: a real loopback OpenAI-compatible server, the real Redis
+channel layer, committed transactions (so broadcasts really leave)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from chatbots.models import Chatbot
+from chatbots.responders import FRIENDLY_ERROR
+from conversations.ai import conversation_reply_with_ai
+from conversations.models import Event
+from pivra.realtime import visitor_group
+from tests.factories import make_personas
+from tests.handoff_helpers import new_visitor, say
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    mode = "stream"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.rfile.read(length)
+        if self.mode == "error":
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b'{"error": "overloaded"}')
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in ["Free ", "shipping ", "over $75."]:
+            chunk = {"choices": [{"delta": {"content": piece}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+@pytest.fixture
+def llm_server() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"mode": "stream"})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
+    server.shutdown()
+
+
+def _frames_for(visitor_public_id: uuid.UUID, run: Any) -> list[dict[str, Any]]:
+    """Everything broadcast to the visitor's widgets while ``run`` executes."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(visitor_group(visitor_public_id), channel)
+    run()
+    frames: list[dict[str, Any]] = []
+
+    async def drain() -> None:
+        import asyncio
+
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=1.0)
+            except TimeoutError:
+                return
+            frames.append(message["frame"])
+
+    async_to_sync(drain)()
+    return frames
+
+
+def _openai_bot(base_url: str) -> Chatbot:
+    personas = make_personas()
+    bot = personas.chatbot
+    bot.ai_provider, bot.llm_base_url, bot.llm_api_key = Chatbot.Provider.OPENAI, base_url, "sk-test"
+    bot.save()
+    return bot
+
+
+def test_the_openai_compatible_reply_streams_tokens_to_the_widget_then_stores_the_answer(llm_server) -> None:
+    base_url, _ = llm_server
+    visitor, conversation = new_visitor(_openai_bot(base_url))
+    received = say(visitor, conversation, "Shipping?")
+    frames = _frames_for(
+        visitor.public_id,
+        lambda: conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq),
+    )
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "typing" and frames[0]["on"] is True
+    deltas = [f["text"] for f in frames if f["type"] == "ai.delta"]
+    assert deltas == ["Free ", "shipping ", "over $75."]
+    final = next(f for f in frames if f["type"] == "event")
+    assert final["author"] == "ai" and final["text"] == "Free shipping over $75."
+    assert kinds.index("event") > max(i for i, k in enumerate(kinds) if k == "ai.delta")
+    assert frames[-1] == {"type": "typing", "conversation": str(conversation.public_id), "author": "ai", "on": False}
+
+
+def test_a_provider_error_gives_a_friendly_message_and_never_a_stuck_typing_indicator(llm_server) -> None:
+    base_url, handler = llm_server
+    handler.mode = "error"
+    visitor, conversation = new_visitor(_openai_bot(base_url))
+    received = say(visitor, conversation, "Shipping?")
+    frames = _frames_for(
+        visitor.public_id,
+        lambda: conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq),
+    )
+    stored = Event.objects.get(conversation=conversation, author="ai")
+    assert stored.text == FRIENDLY_ERROR and stored.data["error"] is True
+    assert frames[-1]["type"] == "typing" and frames[-1]["on"] is False
+    assert not [f for f in frames if f["type"] == "ai.delta"]
