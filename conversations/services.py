@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from chatbots.models import Chatbot
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event, Visitor
 from pivra.errors import Conflict, DomainError, NotFound
+from pivra.ids import parse_uuid
 from pivra.realtime import console_group, conversation_group, send_on_commit, visitor_group
 
 logger = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ def conversation_lock(*, conversation_id: int) -> Conversation:
 
 def conversation_for_visitor(*, visitor: Visitor, public_id: str | None) -> Conversation:
     """The visitor's own conversation with this public id; anyone else's is simply not found."""
-    try:
-        key = uuid.UUID(str(public_id))
-    except ValueError:
-        key = None
+    key = parse_uuid(public_id)
     conversation = Conversation.objects.filter(visitor=visitor, public_id=key).first() if key else None
     if conversation is None:
         raise NotFound("conversation_not_found", "This conversation does not exist for this visitor.")

@@ -21,6 +21,7 @@ from handoff.models import Handoff
 from handoff.services import handoff_claim, handoff_reply, handoff_resolve
 from handoff.state import agent_display_name
 from pivra.errors import DomainError, NotFound
+from pivra.ids import parse_uuid
 
 router = Router(tags=["console"], auth=django_auth)
 
@@ -146,12 +147,7 @@ def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, An
 
 
 def _conversation(request: HttpRequest, conversation_id: str) -> Conversation:
-    import uuid
-
-    try:
-        key = uuid.UUID(conversation_id)
-    except ValueError:
-        key = None
+    key = parse_uuid(conversation_id)
     conversation = (
         Conversation.objects.select_related("chatbot", "visitor")
         .filter(public_id=key, chatbot__workspace_id__in=_workspace_ids(_agent(request)))

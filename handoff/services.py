@@ -36,6 +36,7 @@ from handoff.models import Handoff
 from handoff.payloads import event_data
 from handoff.state import agent_display_name, conversation_state
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
+from pivra.ids import parse_uuid
 from pivra.realtime import console_group, send_on_commit, visitor_group
 
 OFFER_TEXT = "Would you like to speak with a team member?"
@@ -331,7 +332,7 @@ def conversation_start_new(*, visitor: Visitor) -> Conversation:
 def _agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
     """The handoff of a conversation in one of the agent's workspaces; anything else is not found."""
     workspace_ids = Membership.objects.filter(user=agent).values_list("workspace_id", flat=True)
-    key = _uuid_or_none(conversation_public_id)
+    key = parse_uuid(conversation_public_id)
     handoff = (
         Handoff.objects.select_related("claimed_by")
         .filter(conversation__public_id=key, workspace_id__in=workspace_ids)
@@ -342,15 +343,6 @@ def _agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
     if handoff is None:
         raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
     return handoff
-
-
-def _uuid_or_none(value: str) -> str | None:
-    import uuid
-
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return None
 
 
 def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | None = None) -> Handoff:
