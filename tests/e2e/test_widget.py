@@ -66,3 +66,30 @@ def test_without_websocket_the_sse_fallback_carries_the_same_conversation(page: 
     # The first page (still on its socket) sees the same conversation grow.
     expect(log).to_contain_text("room for gear")
     screenshot(no_socket, "widget-sse-fallback")
+
+
+def test_the_widget_fills_a_phone_screen_and_is_keyboard_operable(
+    browser, live_stack: AppProcesses, transactional_db: None
+) -> None:
+    seed_demo()
+    phone = browser.new_context(base_url=live_stack.http_url, viewport={"width": 360, "height": 640})
+    try:
+        page = phone.new_page()
+        page.goto("/demo/")
+        launcher = page.get_by_role("button", name="Open chat")
+        launcher.focus()
+        page.keyboard.press("Enter")  # keyboard, not a click
+        frame = page.frame_locator("iframe[title='Chat']")
+        box = frame.get_by_role("textbox", name="Message")
+        expect(box).to_be_editable()
+        size = page.locator("iframe[title='Chat']").bounding_box()
+        assert size is not None and size["width"] >= 350 and size["height"] >= 600
+        box.fill("<b>Do you ship abroad?</b>")  # rendered as text, never as HTML
+        box.press("Enter")
+        log = frame.get_by_role("log", name="Conversation")
+        expect(log).to_contain_text("<b>Do you ship abroad?</b>")
+        expect(log.locator("b")).to_have_count(0)
+        expect(log.locator(".pv-row.pv-ai[data-seq]")).to_have_count(1)
+        screenshot(page, "widget-phone")
+    finally:
+        phone.close()
