@@ -13,3 +13,16 @@ class EventType(StrEnum):
     HANDOFF_TIMED_OUT = "handoff.timed_out"
     LEAD_CAPTURED = "lead.captured"
     HANDOFF_RESOLVED = "handoff.resolved"
+
+
+# How the console describes each event: (short label, what it means).
+EVENT_INFO: dict[str, tuple[str, str]] = {
+    EventType.CONVERSATION_ESCALATED: (
+        "Handoff requested",
+        "A visitor asks for a person (button or trigger keyword).",
+    ),
+    EventType.HANDOFF_CLAIMED: ("Handoff claimed", "An agent claims the conversation."),
+    EventType.HANDOFF_TIMED_OUT: ("Handoff timed out", "No one claimed it in time; the visitor sees Team busy."),
+    EventType.LEAD_CAPTURED: ("Lead captured", "The visitor leaves a mobile number."),
+    EventType.HANDOFF_RESOLVED: ("Conversation resolved", "An agent resolves the conversation."),
+}

@@ -9,13 +9,15 @@ from django.utils import timezone
 
 from actions.events import EVENT_VERSION, EventType
 from actions.models import OutboxEvent
+from actions.queue import enqueue_dispatch_on_commit
 
 
 def outbox_write(
     *, event_type: EventType, workspace_id: int, chatbot_id: int | None, data: dict[str, Any]
 ) -> OutboxEvent:
     """Record an event inside the caller's transaction (it must be in one: the event and the state
-    change commit or roll back together)."""
+    change commit or roll back together). Its fan-out to actions is queued for after the commit;
+    the beat sweep dispatches any row whose task was lost."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_write must run inside the transaction of the state change it records")
     event = OutboxEvent(type=event_type.value, workspace_id=workspace_id, chatbot_id=chatbot_id)
@@ -27,4 +29,5 @@ def outbox_write(
         "data": data,
     }
     event.save(force_insert=True)
+    enqueue_dispatch_on_commit(str(event.id))
     return event

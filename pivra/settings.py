@@ -214,6 +214,13 @@ RATE_VISITOR_PER_MINUTE = env_int("PIVRA_RATE_VISITOR_PER_MINUTE", 30, min_value
 RATE_IP_PER_MINUTE = env_int("PIVRA_RATE_IP_PER_MINUTE", 300, min_value=1)
 WIDGET_MAX_FRAME_BYTES = 16_384
 HANDOFF_SWEEP_SECONDS = env_float("PIVRA_HANDOFF_SWEEP_SECONDS", 2.0)
+# Actions: webhook / Slack / email deliveries. Private and loopback destinations are refused
+# unless allowed (local development and tests only).
+WEBHOOK_ALLOW_PRIVATE = env_bool("PIVRA_WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_TIMEOUT = env_float("PIVRA_WEBHOOK_TIMEOUT", 10.0)
+if not 1 <= WEBHOOK_TIMEOUT <= 60:
+    raise ImproperlyConfigured(f"PIVRA_WEBHOOK_TIMEOUT={WEBHOOK_TIMEOUT:g} must be between 1 and 60 seconds.")
+DELIVERY_SWEEP_SECONDS = env_float("PIVRA_DELIVERY_SWEEP_SECONDS", 5.0)
 MESSAGE_MAX_LENGTH = env_int("PIVRA_MESSAGE_MAX_LENGTH", 2000, min_value=100, max_value=20_000)
 # A visitor message flows through these steps in order until one handles it (like middleware).
 MESSAGE_PIPELINE = [

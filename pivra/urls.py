@@ -6,14 +6,14 @@ from django.urls import include, path
 
 from actions.urls import dashboard_urlpatterns as actions_dashboard
 from chatbots.urls import dashboard_urlpatterns as chatbots_dashboard
-from conversations.urls import dashboard_urlpatterns as conversations_dashboard
 from pivra import health, views
 from pivra.api import api
+from pivra.console.urls import dashboard_urlpatterns as console_dashboard
 from pivra.widget import sse
 from pivra.widget import views as widget_views
 
 # Each app owns its console pages; they share one namespace so templates say {% url 'dashboard:…' %}.
-dashboard_patterns = [*chatbots_dashboard, *conversations_dashboard, *actions_dashboard]
+dashboard_patterns = [*chatbots_dashboard, *console_dashboard, *actions_dashboard]
 
 urlpatterns = [
     path("", views.index, name="index"),

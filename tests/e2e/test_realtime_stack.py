@@ -55,8 +55,9 @@ def test_sse_resumes_from_last_event_id_and_streams_live(live_stack: AppProcesse
     for n in range(3):
         assert _post(base, token, "/messages", {"client_id": f"s{n}", "text": f"hello {n}"}).status_code == 200
     headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": "2"}
-    with httpx.stream("GET", f"{base}/api/widget/stream", params={"conversation": conversation}, headers=headers,
-                      timeout=15) as response:
+    with httpx.stream(
+        "GET", f"{base}/api/widget/stream", params={"conversation": conversation}, headers=headers, timeout=15
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         frames = _read_sse(response, want=1)
@@ -74,8 +75,13 @@ def test_sse_never_shows_another_visitors_conversation(live_stack: AppProcesses,
     a, b = _session(base, bot.public_key), _session(base, bot.public_key)
     _post(base, b["token"], "/messages", {"client_id": "b1", "text": "B's secret"})
     headers = {"Authorization": f"Bearer {a['token']}", "Last-Event-ID": "0"}
-    with httpx.stream("GET", f"{base}/api/widget/stream", params={"conversation": b["state"]["conversation"]},
-                      headers=headers, timeout=15) as response:
+    with httpx.stream(
+        "GET",
+        f"{base}/api/widget/stream",
+        params={"conversation": b["state"]["conversation"]},
+        headers=headers,
+        timeout=15,
+    ) as response:
         frames = []
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -95,7 +101,11 @@ def test_a_timeout_still_fires_after_the_worker_is_killed_and_restarted(
     base = live_stack.http_url
     bot = seed_demo()
     chatbot_update_handoff_settings(
-        chatbot=bot, enabled=True, keywords=[], waiting_message=bot.handoff_waiting_message, timeout_seconds=5,
+        chatbot=bot,
+        enabled=True,
+        keywords=[],
+        waiting_message=bot.handoff_waiting_message,
+        timeout_seconds=5,
         busy_message=bot.handoff_busy_message,
     )
     session = _session(base, bot.public_key)

@@ -1,0 +1,177 @@
+"""What an event says to people: the summary shared by emails and Slack messages.
+
+Every value that a visitor can influence (the page they were on, their language, the number they
+typed) is passed through as plain text here and escaped where it is rendered: Django's autoescape
+for the HTML email, ``slack_escape`` for Slack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from actions.events import EventType
+
+TRIGGERS = {"button": "“Talk to a human” button", "keyword": "Trigger keyword"}
+
+
+@dataclass(frozen=True)
+class Summary:
+    event_type: str
+    title: str
+    intro: str
+    chatbot: str
+    url: str | None
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    is_test: bool = False
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return moment.strftime("%d %b %Y, %H:%M %Z").strip()
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    """A visitor-supplied value as one line of bounded plain text."""
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
+    event_type = str(payload.get("type", ""))
+    data: dict[str, Any] = payload.get("data") or {}
+    conversation = data.get("conversation") or {}
+    visitor = data.get("visitor") or {}
+    handoff = data.get("handoff") or {}
+    chatbot = _text((data.get("chatbot") or {}).get("name"), 80) or "your chatbot"
+    agent = _text((handoff.get("claimed_by") or {}).get("name"), 80)
+
+    facts: list[tuple[str, str]] = [("Chatbot", chatbot)]
+    if handoff.get("trigger"):
+        facts.append(("Trigger", TRIGGERS.get(handoff["trigger"], _text(handoff["trigger"], 40))))
+    if visitor.get("current_page"):
+        facts.append(("Visitor page", _text(visitor["current_page"])))
+    if visitor.get("locale"):
+        facts.append(("Visitor language", _text(visitor["locale"], 35)))
+    if visitor.get("phone"):
+        facts.append(("Mobile number", _text(visitor["phone"], 40)))
+
+    if event_type == EventType.CONVERSATION_ESCALATED:
+        title = "New handoff request"
+        intro = "A visitor asked to talk to a team member. Claim the conversation in the Handoff tab."
+        facts.append(("Requested", _when(handoff.get("requested_at"))))
+    elif event_type == EventType.HANDOFF_CLAIMED:
+        title = f"Handoff claimed by {agent or 'an agent'}"
+        intro = f"{agent or 'An agent'} joined the conversation and is talking to the visitor."
+        if data.get("late"):
+            intro += " The visitor had already been shown the Team busy message."
+        facts.append(("Claimed", _when(handoff.get("claimed_at"))))
+    elif event_type == EventType.HANDOFF_TIMED_OUT:
+        title = "No one answered in time"
+        intro = (
+            "Nobody claimed the conversation before the response timeout, so the visitor saw your "
+            "Team busy message and was asked for a mobile number. A late claim still reaches them."
+        )
+        facts.append(("Timed out", _when(handoff.get("timed_out_at"))))
+    elif event_type == EventType.LEAD_CAPTURED:
+        title = "Lead captured"
+        intro = "The visitor left a mobile number so your team can follow up."
+    elif event_type == EventType.HANDOFF_RESOLVED:
+        title = "Conversation resolved"
+        intro = "The conversation was resolved; its full thread stays in the dashboard."
+        if data.get("reason") == "superseded":
+            intro = "The request was closed because the visitor asked again from a newer conversation."
+        facts.append(("Resolved", _when(handoff.get("resolved_at"))))
+    else:
+        title = f"Event {_text(event_type, 40)}"
+        intro = "Something happened in a conversation."
+    url = conversation.get("url")
+    return Summary(
+        event_type=event_type,
+        title=title,
+        intro=intro,
+        chatbot=chatbot,
+        url=str(url) if url else None,
+        facts=[(label, value) for label, value in facts if value],
+        is_test=is_test,
+    )
+
+
+# --- Slack ------------------------------------------------------------------------------------
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters, so visitor text cannot become <!channel> or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(summary: Summary) -> dict[str, Any]:
+    prefix = "[Test] " if summary.is_test else ""
+    headline = slack_escape(f"{prefix}{summary.title} · {summary.chatbot}")
+    fallback = headline
+    if summary.url:
+        fallback += f" <{slack_escape(summary.url)}|Open conversation>"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{slack_escape(summary.intro)}"}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{slack_escape(label)}*\n{slack_escape(value)}"}
+                for label, value in summary.facts[:10]
+            ],
+        },
+    ]
+    if summary.url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open conversation"},
+                        "url": summary.url,
+                        "style": "primary",
+                    }
+                ],
+            }
+        )
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Pivra · `{slack_escape(summary.event_type)}`"}]}
+    )
+    return {"text": fallback, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+
+# --- email ------------------------------------------------------------------------------------
+
+
+def event_email(*, summary: Summary, recipients: list[str]) -> EmailMultiAlternatives:
+    context = {"summary": summary, "public_url": settings.PUBLIC_URL}
+    prefix = "[Test] " if summary.is_test else ""
+    subject = " ".join(f"{prefix}[{summary.chatbot}] {summary.title}".split())
+    text = render_to_string("actions/email/event.txt", context)
+    html = render_to_string("actions/email/event.html", context)
+    message = EmailMultiAlternatives(subject=subject, body=text, to=recipients)
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def action_paused_email(
+    *, action_name: str, chatbot: str, reason: str, url: str, recipients: list[str]
+) -> EmailMultiAlternatives:
+    context = {"action_name": action_name, "chatbot": chatbot, "reason": reason, "url": url}
+    subject = " ".join(f"[{chatbot}] Action paused: {action_name}".split())
+    text = render_to_string("actions/email/action_paused.txt", context)
+    html = render_to_string("actions/email/action_paused.html", context)
+    message = EmailMultiAlternatives(subject=subject, body=text, to=recipients)
+    message.attach_alternative(html, "text/html")
+    return message

@@ -1,0 +1,275 @@
+"""Dashboard → Actions: list, create, edit, pause/resume, test, delete, and the delivery log.
+
+Views parse, check access and call a service. Everyone in the workspace may look; only owners and
+admins (``membership.can_manage``) change anything.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from itertools import groupby
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from actions import deliveries, services
+from actions.forms import ActionForm
+from actions.models import Action, Delivery
+from actions.selectors import action_for_workspace, actions_for_workspace, deliveries_for_action, delivery_for_action
+from actions.signing import secret_mask
+from actions.transports import encode_body
+from chatbots.access import workspace_required
+from chatbots.features import workspace_has_feature
+from chatbots.models import Membership, Plan
+from chatbots.plans import Feature
+from chatbots.selectors import chatbots_for_workspace
+from pivra.errors import DomainError
+
+REVEAL_KEY = "pivra_actions_reveal"
+DELIVERIES_PER_PAGE = 25
+KINDS = [
+    (Action.Kind.EMAIL.value, "Email", "An email to your team with a link to the conversation."),
+    (Action.Kind.WEBHOOK.value, "Webhook", "Signed JSON to your CRM, Zapier, Make or any endpoint."),
+    (Action.Kind.SLACK.value, "Slack", "A formatted message in a channel, via an incoming webhook."),
+]
+
+
+def _membership(request: HttpRequest) -> Membership:
+    return request.membership  # type: ignore[attr-defined]
+
+
+def _enabled(membership: Membership) -> bool:
+    return workspace_has_feature(workspace=membership.workspace, feature=Feature.ACTIONS)
+
+
+def _require_manager(membership: Membership) -> None:
+    if not membership.can_manage:
+        raise PermissionDenied("Only workspace owners and admins can change actions.")
+
+
+def _action_or_404(membership: Membership, pk: int) -> Action:
+    action = action_for_workspace(workspace_id=membership.workspace_id, action_id=pk)
+    if action is None:
+        raise Http404("No such action in this workspace.")
+    return action
+
+
+def _locked(request: HttpRequest) -> HttpResponse:
+    plans = Plan.objects.filter(is_public=True).order_by("position")
+    upgrades = [p for p in plans if p.features.get(str(Feature.ACTIONS))]
+    return render(request, "console/actions.html", {"nav": "actions", "locked": True, "upgrades": upgrades})
+
+
+def _base(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    membership = _membership(request)
+    return {"nav": "actions", "can_manage": membership.can_manage, "kinds": KINDS, **extra}
+
+
+@workspace_required
+def action_list(request: HttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    if not _enabled(membership):
+        return _locked(request)
+    actions = list(actions_for_workspace(workspace_id=membership.workspace_id))
+    groups = [{"chatbot": bot, "actions": list(items)} for bot, items in groupby(actions, key=lambda a: a.chatbot)]
+    chatbots = chatbots_for_workspace(workspace_id=membership.workspace_id)
+    return render(
+        request, "console/actions.html", _base(request, actions=actions, groups=groups, has_chatbots=chatbots.exists())
+    )
+
+
+def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
+    membership = _membership(request)
+    chatbots = chatbots_for_workspace(workspace_id=membership.workspace_id)
+    form = ActionForm(request.POST or None, chatbots=chatbots, action=action)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        recipients = [data.get("recipients") or ""]
+        try:
+            if action is None:
+                created = services.action_create(
+                    workspace=membership.workspace,
+                    chatbot=data["chatbot"],
+                    name=data["name"],
+                    kind=data["kind"],
+                    events=data["events"],
+                    url=data.get("url") or "",
+                    recipients=recipients,
+                    created_by=request.user,  # type: ignore[arg-type]
+                )
+                if created.kind == Action.Kind.WEBHOOK:
+                    request.session[REVEAL_KEY] = {"action": created.pk, "secret": created.secret, "new": True}
+                messages.success(request, f"Action “{created.name}” created.")
+                return redirect("dashboard:action-detail", pk=created.pk)
+            services.action_update(
+                action=action,
+                name=data["name"],
+                events=data["events"],
+                url=data.get("url") or "",
+                recipients=recipients,
+            )
+            messages.success(request, "Changes saved.")
+            return redirect("dashboard:action-detail", pk=action.pk)
+        except DomainError as exc:
+            field = {"invalid_url": "url", "invalid_recipients": "recipients", "invalid_name": "name"}.get(exc.code)
+            form.add_error(field if field in form.fields else None, exc.detail)
+    return render(request, "console/actions_form.html", _base(request, form=form, action=action))
+
+
+@workspace_required
+def action_create(request: HttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    if not _enabled(membership):
+        return _locked(request)
+    _require_manager(membership)
+    return _form_view(request, action=None)
+
+
+@workspace_required
+def action_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = _membership(request)
+    if not _enabled(membership):
+        return _locked(request)
+    _require_manager(membership)
+    return _form_view(request, action=_action_or_404(membership, pk))
+
+
+@workspace_required
+def action_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = _membership(request)
+    if not _enabled(membership):
+        return _locked(request)
+    action = _action_or_404(membership, pk)
+    reveal = request.session.get(REVEAL_KEY)
+    if reveal and reveal.get("action") == action.pk:
+        del request.session[REVEAL_KEY]
+    else:
+        reveal = None
+    page = Paginator(deliveries_for_action(action=action), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
+    soon = timezone.now() + timedelta(seconds=60)
+    # Refresh while something is about to change, so a test send shows its result by itself.
+    refresh = any(
+        d.status == Delivery.Status.SENDING
+        or (d.status == Delivery.Status.PENDING and d.next_attempt_at is not None and d.next_attempt_at <= soon)
+        for d in page
+    )
+    now = timezone.now()
+    grace_until = (
+        action.previous_secret_expires_at
+        if action.previous_secret and action.previous_secret_expires_at and action.previous_secret_expires_at > now
+        else None
+    )
+    context = _base(
+        request,
+        action=action,
+        page=page,
+        reveal=reveal,
+        refresh=refresh,
+        secret_masked=secret_mask(action.secret),
+        grace_until=grace_until,
+    )
+    return render(request, "console/actions_detail.html", context)
+
+
+@workspace_required
+def delivery_detail(request: HttpRequest, pk: int, delivery_id: int) -> HttpResponse:
+    membership = _membership(request)
+    if not _enabled(membership):
+        return _locked(request)
+    action = _action_or_404(membership, pk)
+    delivery = delivery_for_action(action=action, delivery_id=delivery_id)
+    if delivery is None:
+        raise Http404("No such delivery.")
+    body = json.dumps(json.loads(encode_body(delivery.payload)), indent=2, ensure_ascii=False)
+    context = _base(request, action=action, delivery=delivery, attempts=delivery.attempt_log.order_by("-number"))
+    context["body"] = body
+    return render(request, "console/actions_delivery.html", context)
+
+
+def _post_action(request: HttpRequest, pk: int) -> Action:
+    membership = _membership(request)
+    if not _enabled(membership):
+        raise PermissionDenied("Actions are not included in this workspace's plan.")
+    _require_manager(membership)
+    return _action_or_404(membership, pk)
+
+
+@require_POST
+@workspace_required
+def action_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    action = _post_action(request, pk)
+    who = request.user.get_username()
+    if services.action_pause(action=action, reason=f"Paused by {who}."):
+        messages.success(request, "Action paused. Nothing is sent until you resume it.")
+    return redirect("dashboard:action-detail", pk=action.pk)
+
+
+@require_POST
+@workspace_required
+def action_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    action = _post_action(request, pk)
+    services.action_resume(action=action)
+    messages.success(request, "Action resumed.")
+    return redirect("dashboard:action-detail", pk=action.pk)
+
+
+@require_POST
+@workspace_required
+def action_test(request: HttpRequest, pk: int) -> HttpResponse:
+    action = _post_action(request, pk)
+    try:
+        services.action_send_test(action=action)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, "Test sent to the queue. Its result appears in the delivery log below.")
+    return redirect("dashboard:action-detail", pk=action.pk)
+
+
+@require_POST
+@workspace_required
+def action_rotate_secret(request: HttpRequest, pk: int) -> HttpResponse:
+    action = _post_action(request, pk)
+    if action.kind != Action.Kind.WEBHOOK:
+        raise Http404("Only webhook actions are signed.")
+    secret = services.action_rotate_secret(action=action)
+    request.session[REVEAL_KEY] = {"action": action.pk, "secret": secret, "new": False}
+    messages.success(request, "New signing secret created. The previous one keeps signing for 24 hours.")
+    return redirect("dashboard:action-detail", pk=action.pk)
+
+
+@workspace_required
+def action_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    action = _post_action(request, pk)
+    if request.method == "POST":
+        name = action.name
+        services.action_delete(action=action)
+        messages.success(request, f"Action “{name}” deleted.")
+        return redirect("dashboard:actions")
+    return render(request, "console/actions_delete.html", _base(request, action=action))
+
+
+@require_POST
+@workspace_required
+def delivery_redeliver(request: HttpRequest, pk: int, delivery_id: int) -> HttpResponse:
+    action = _post_action(request, pk)
+    delivery = delivery_for_action(action=action, delivery_id=delivery_id)
+    if delivery is None:
+        raise Http404("No such delivery.")
+    try:
+        deliveries.delivery_redeliver(delivery=delivery)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, f"Delivery queued again with the same webhook-id ({delivery.webhook_id}).")
+    target = request.POST.get("next", "")
+    if target == "delivery":
+        return redirect("dashboard:action-delivery", pk=action.pk, delivery_id=delivery.pk)
+    return redirect("dashboard:action-detail", pk=action.pk)

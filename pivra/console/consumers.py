@@ -1,0 +1,194 @@
+"""The console's WebSocket: one per open console page of a signed-in agent.
+
+It joins the console group of every workspace the agent belongs to (queue changes, unclaimed
+counts, events of handoff conversations) and, on request, one conversation's group, replaying what
+the page missed from the database first, so a reconnect resumes without a gap. Thin: it parses
+frames, checks membership on every watch, and reads; it never writes.
+
+Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``pong``,
+``error``. Frames about a conversation carry its ``workspace`` id, so a page of one workspace can
+ignore another's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from pydantic import ValidationError
+
+from chatbots.models import Membership
+from conversations.frames import event_frame
+from conversations.models import Conversation, Event
+from handoff.models import Handoff
+from pivra.console import frames
+from pivra.realtime import console_group, conversation_group
+
+logger = logging.getLogger(__name__)
+# Events a reconnecting page may get in one go; a longer gap asks it to reload instead.
+REPLAY_LIMIT = 500
+_WORKSPACE_CACHE_SIZE = 2000
+_UNCLAIMED = (Handoff.Status.PENDING, Handoff.Status.BUSY)
+
+
+def _workspaces(user_id: int) -> dict[int, int]:
+    """The user's workspaces, each with its count of unclaimed handoffs."""
+    ids = list(Membership.objects.filter(user_id=user_id).values_list("workspace_id", flat=True))
+    counts = dict.fromkeys(ids, 0)
+    for workspace_id in Handoff.objects.filter(workspace_id__in=ids, status__in=_UNCLAIMED).values_list(
+        "workspace_id", flat=True
+    ):
+        counts[workspace_id] += 1
+    return counts
+
+
+def _watchable(user_id: int, public_id: str) -> tuple[int, int] | None:
+    """(conversation pk, workspace id) when the user is a member of its workspace *now*."""
+    row = (
+        Conversation.objects.filter(
+            public_id=public_id,
+            chatbot__workspace_id__in=Membership.objects.filter(user_id=user_id).values("workspace_id"),
+        )
+        .values_list("pk", "chatbot__workspace_id")
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+def _replay(conversation_pk: int, last_seq: int) -> tuple[int, list[dict[str, Any]] | None]:
+    """(the conversation's last seq, the events after ``last_seq``, or None when the gap is too long)."""
+    conversation = Conversation.objects.get(pk=conversation_pk)
+    if conversation.last_seq - last_seq > REPLAY_LIMIT:
+        return conversation.last_seq, None
+    events = Event.objects.filter(conversation=conversation, seq__gt=last_seq).order_by("seq")
+    return conversation.last_seq, [event_frame(e, conversation) for e in events]
+
+
+def _workspace_of(public_id: str) -> int | None:
+    return Conversation.objects.filter(public_id=public_id).values_list("chatbot__workspace_id", flat=True).first()
+
+
+class ConsoleConsumer(AsyncWebsocketConsumer):
+    user_id: int | None = None
+    workspace_ids: frozenset[int] = frozenset()
+    watching: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)  # before accept: the handshake is refused (HTTP 403)
+            return
+        self.user_id = user.pk
+        self._workspace_cache: dict[str, int] = {}
+        counts = await database_sync_to_async(_workspaces)(user.pk)
+        self.workspace_ids = frozenset(counts)
+        for workspace_id in self.workspace_ids:
+            await self.channel_layer.group_add(console_group(workspace_id), self.channel_name)
+        await self.accept()
+        await self._send(
+            {
+                "type": "welcome",
+                "workspaces": [{"id": wid, "unclaimed": n} for wid, n in sorted(counts.items())],
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        for workspace_id in self.workspace_ids:
+            await self.channel_layer.group_discard(console_group(workspace_id), self.channel_name)
+        if self.watching is not None:
+            await self.channel_layer.group_discard(conversation_group(self.watching), self.channel_name)
+
+    async def pivra_event(self, message: dict[str, Any]) -> None:
+        frame: dict[str, Any] = message["frame"]
+        conversation = frame.get("conversation")
+        if isinstance(conversation, str):
+            workspace_id = await self._workspace_for(conversation)
+            if workspace_id not in self.workspace_ids:
+                return  # cannot happen through our groups; refuse rather than leak
+            frame = {**frame, "workspace": workspace_id}
+        await self._send(frame)
+
+    async def _workspace_for(self, conversation: str) -> int | None:
+        cached = self._workspace_cache.get(conversation)
+        if cached is not None:
+            return cached
+        workspace_id = await database_sync_to_async(_workspace_of)(conversation)
+        if workspace_id is not None:
+            if len(self._workspace_cache) >= _WORKSPACE_CACHE_SIZE:
+                self._workspace_cache.clear()
+            self._workspace_cache[conversation] = workspace_id  # a conversation never changes workspace
+        return workspace_id
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def _error(self, code: str, detail: str) -> None:
+        await self._send({"type": "error", "code": code, "detail": detail})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._error("invalid_frame", "Frames must be JSON text.")
+            return
+        if len(text_data.encode()) > frames.MAX_FRAME_BYTES:
+            await self._error("frame_too_large", f"Frames can be at most {frames.MAX_FRAME_BYTES} bytes.")
+            return
+        try:
+            raw = json.loads(text_data)
+        except json.JSONDecodeError:
+            await self._error("invalid_json", "That frame is not valid JSON.")
+            return
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            await self._error("invalid_frame", 'A frame is a JSON object with a "type".')
+            return
+        if raw["type"] not in frames.KNOWN_TYPES:
+            await self._error("unknown_type", f"Unknown frame type {raw['type'][:40]!r}.")
+            return
+        try:
+            frame = frames.client_frame_adapter.validate_python(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+            await self._error("invalid_input", problems or "Invalid frame.")
+            return
+        try:
+            if isinstance(frame, frames.Ping):
+                await self._send({"type": "pong"})
+            elif isinstance(frame, frames.Watch):
+                await self._watch(frame)
+            elif isinstance(frame, frames.Unwatch):
+                await self._unwatch()
+        except Exception:  # never crash the socket on one bad frame
+            logger.exception("console frame %s failed", raw["type"])
+            await self._error("server_error", "Something went wrong. Please try again.")
+
+    async def _unwatch(self) -> None:
+        if self.watching is not None:
+            await self.channel_layer.group_discard(conversation_group(self.watching), self.channel_name)
+            self.watching = None
+
+    async def _watch(self, frame: frames.Watch) -> None:
+        assert self.user_id is not None
+        public_id = str(frame.conversation)
+        found = await database_sync_to_async(_watchable)(self.user_id, public_id)
+        if found is None:
+            await self._error("not_found", "No such conversation in your workspaces.")
+            return
+        conversation_pk, workspace_id = found
+        self._workspace_cache[public_id] = workspace_id
+        if self.watching != public_id:
+            await self._unwatch()
+            # Join before reading what was missed: an event committed in between arrives twice at
+            # worst (the page drops duplicates by seq); joining after could lose it.
+            await self.channel_layer.group_add(conversation_group(public_id), self.channel_name)
+            self.watching = public_id
+        last_seq, missed = await database_sync_to_async(_replay)(conversation_pk, frame.last_seq)
+        await self._send(
+            {"type": "watching", "conversation": public_id, "workspace": workspace_id, "last_seq": last_seq}
+        )
+        if missed is None:
+            await self._send({"type": "resync", "conversation": public_id, "workspace": workspace_id})
+            return
+        for event in missed:
+            await self._send({**event, "workspace": workspace_id})

@@ -1,0 +1,407 @@
+"""Console reads: the Open and Handoff tabs, one conversation's thread and controls, visitor details.
+
+Every read takes the workspace id and filters by it, so a query can never reach another tenant.
+These are console (top-layer) reads, so they may look at handoffs; the services below them never do.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import phonenumbers
+from django.contrib.auth.models import User
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.http import QueryDict
+from django.utils import timezone
+
+from chatbots.models import Chatbot
+from conversations.models import Conversation, Event, Visitor
+from handoff.models import Handoff
+from handoff.state import agent_display_name
+
+TAB_OPEN = "open"
+TAB_HANDOFF = "handoff"
+TABS = (TAB_OPEN, TAB_HANDOFF)
+OPEN_HANDOFF_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY, Handoff.Status.ACTIVE)
+UNCLAIMED_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY)
+# The status filter offers what each tab can contain.
+STATUS_CHOICES: dict[str, list[tuple[str, str]]] = {
+    TAB_OPEN: [("open", "Open (AI)"), ("closed", "Closed")],
+    TAB_HANDOFF: [("pending", "Waiting"), ("busy", "Team busy"), ("active", "Claimed")],
+}
+MAX_QUERY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class ConversationFilters:
+    tab: str = TAB_OPEN
+    q: str = ""
+    status: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    chatbot: int | None = None
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def active(self) -> bool:
+        return bool(self.q or self.status or self.date_from or self.date_to or self.chatbot)
+
+    def as_query(self, **overrides: Any) -> str:
+        """The filters as a query string (for tab links, exports and paging)."""
+        params = QueryDict(mutable=True)
+        values = {
+            "tab": self.tab,
+            "q": self.q,
+            "status": self.status,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+            "chatbot": str(self.chatbot) if self.chatbot else "",
+            **overrides,
+        }
+        for key, value in values.items():
+            if value:
+                params[key] = value
+        return params.urlencode()
+
+
+def _parse_date(raw: str, label: str, problems: list[str]) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        problems.append(f"{label} must be a date like 2026-03-06.")
+        return None
+
+
+def filters_from_query(query: QueryDict, *, chatbot_ids: set[int]) -> ConversationFilters:
+    """Parse the list's query string; a bad value is dropped and named in ``problems``, never a 500."""
+    problems: list[str] = []
+    tab = query.get("tab", TAB_OPEN)
+    if tab not in TABS:
+        tab = TAB_OPEN
+    status = query.get("status", "")
+    if status and status not in dict(STATUS_CHOICES[tab]):
+        status = ""
+    chatbot_raw = query.get("chatbot", "")
+    chatbot = int(chatbot_raw) if chatbot_raw.isdigit() and int(chatbot_raw) in chatbot_ids else None
+    date_from = _parse_date(query.get("from", ""), "From", problems)
+    date_to = _parse_date(query.get("to", ""), "To", problems)
+    if date_from and date_to and date_from > date_to:
+        problems.append("The date range ends before it starts.")
+        date_from, date_to = date_to, date_from
+    return ConversationFilters(
+        tab=tab,
+        q=" ".join(query.get("q", "").split())[:MAX_QUERY_LENGTH],
+        status=status,
+        date_from=date_from,
+        date_to=date_to,
+        chatbot=chatbot,
+        problems=tuple(problems),
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _last_message_text() -> Subquery:
+    latest = Event.objects.filter(conversation=OuterRef("pk"), kind="message").order_by("-seq").values("text")[:1]
+    return Subquery(latest)
+
+
+def _search(queryset: QuerySet[Conversation], q: str) -> QuerySet[Conversation]:
+    """Message text, or the visitor's mobile number (typed with or without spaces and +)."""
+    matches = Q(Exists(Event.objects.filter(conversation=OuterRef("pk"), text__icontains=q)))
+    matches |= Q(lead__phone__icontains=q)
+    digits = re.sub(r"\D", "", q)
+    if len(digits) >= 4:
+        # An E.164 number holds the national digits without the trunk 0: "07911 123456" → "7911123456".
+        matches |= Q(lead__phone__icontains=digits.lstrip("0") or digits)
+    return queryset.filter(matches)
+
+
+def conversations_filtered(*, workspace_id: int, filters: ConversationFilters) -> QuerySet[Conversation]:
+    """The conversations of one tab with the filters applied, in display order (not yet sliced)."""
+    queryset = Conversation.objects.filter(chatbot__workspace_id=workspace_id)
+    if filters.tab == TAB_HANDOFF:
+        statuses = [filters.status] if filters.status else list(OPEN_HANDOFF_STATUSES)
+        queryset = queryset.filter(handoff__status__in=statuses)
+    else:
+        statuses = [filters.status] if filters.status else [Conversation.Status.OPEN, Conversation.Status.CLOSED]
+        # A widget that was opened but never used leaves an empty conversation: nothing to show.
+        queryset = queryset.filter(status__in=statuses, last_seq__gt=0)
+    if filters.chatbot:
+        queryset = queryset.filter(chatbot_id=filters.chatbot)
+    if filters.date_from:
+        queryset = queryset.filter(created_at__gte=_day_start(filters.date_from))
+    if filters.date_to:
+        queryset = queryset.filter(created_at__lt=_day_start(filters.date_to + timedelta(days=1)))
+    if filters.q:
+        queryset = _search(queryset, filters.q)
+    return queryset
+
+
+def conversation_list(*, workspace_id: int, filters: ConversationFilters) -> QuerySet[Conversation]:
+    queryset = (
+        conversations_filtered(workspace_id=workspace_id, filters=filters)
+        .select_related("chatbot", "visitor", "handoff", "handoff__claimed_by")
+        .annotate(last_text=_last_message_text())
+    )
+    if filters.tab == TAB_HANDOFF:
+        # Unclaimed first, the longest wait on top; then the claimed ones.
+        unclaimed_first = Case(
+            When(handoff__status__in=UNCLAIMED_STATUSES, then=Value(0)), default=Value(1), output_field=IntegerField()
+        )
+        return queryset.order_by(unclaimed_first, "handoff__requested_at", "pk")
+    return queryset.order_by("-updated_at", "-pk")
+
+
+def tab_counts(*, workspace_id: int) -> dict[str, int]:
+    base = Conversation.objects.filter(chatbot__workspace_id=workspace_id)
+    return {
+        TAB_OPEN: base.filter(
+            status__in=[Conversation.Status.OPEN, Conversation.Status.CLOSED], last_seq__gt=0
+        ).count(),
+        TAB_HANDOFF: base.filter(handoff__status__in=OPEN_HANDOFF_STATUSES).count(),
+    }
+
+
+def unclaimed_count(*, workspace_id: int) -> int:
+    return Handoff.objects.filter(workspace_id=workspace_id, status__in=UNCLAIMED_STATUSES).count()
+
+
+def conversation_for_workspace(*, workspace_id: int, public_id: uuid.UUID | str) -> Conversation | None:
+    """The conversation if it belongs to this workspace; anything else (or a malformed id) is None."""
+    try:
+        key = uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    return (
+        Conversation.objects.select_related("chatbot", "visitor")
+        .filter(public_id=key, chatbot__workspace_id=workspace_id)
+        .first()
+    )
+
+
+def handoff_of(conversation: Conversation) -> Handoff | None:
+    return Handoff.objects.select_related("claimed_by", "resolved_by").filter(conversation_id=conversation.pk).first()
+
+
+def workspace_chatbots(*, workspace_id: int) -> QuerySet[Chatbot]:
+    return Chatbot.objects.filter(workspace_id=workspace_id).order_by("name")
+
+
+# --- presentation helpers shared by the list, the thread and the live updates -----------------
+
+
+def phone_display(e164: str) -> str:
+    """``+447911123456`` → ``+44 7911 123456`` (as typed back to the agent, not as stored)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def visitor_label(conversation: Conversation) -> str:
+    phone = (conversation.lead or {}).get("phone")
+    if phone:
+        return phone_display(str(phone))
+    return f"Visitor {str(conversation.visitor.public_id)[:8]}"
+
+
+def handoff_badge(handoff: Handoff | None, *, conversation_status: str) -> tuple[str, str]:
+    """(text, tone) of the status badge: "Waiting", "Team busy", "Claimed by Alice", "Resolved"…"""
+    if handoff is None:
+        if conversation_status == Conversation.Status.CLOSED:
+            return "Closed", "muted"
+        return "With AI", "info"
+    if handoff.status == Handoff.Status.PENDING:
+        return "Waiting", "warn"
+    if handoff.status == Handoff.Status.BUSY:
+        return "Team busy", "danger"
+    if handoff.status == Handoff.Status.ACTIVE:
+        return f"Claimed by {agent_display_name(handoff.claimed_by) or 'a former teammate'}", "ok"
+    return "Resolved", "muted"
+
+
+def waited_seconds(handoff: Handoff, *, now: datetime | None = None) -> int:
+    end = handoff.claimed_at or handoff.resolved_at or now or timezone.now()
+    return max(0, int((end - handoff.requested_at).total_seconds()))
+
+
+def duration_text(seconds: float | None) -> str:
+    """42s, 3m 05s, 2h 04m, 3d 2h: short and stable in width as it ticks."""
+    if seconds is None:
+        return "\u2013"  # en dash
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def ago_text(moment: datetime, *, now: datetime) -> str:
+    """just now, 5 min ago, 3 h ago, 2 days ago, then the date."""
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86_400:
+        return f"{seconds // 3600} h ago"
+    if seconds < 7 * 86_400:
+        days = seconds // 86_400
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    return timezone.localtime(moment).strftime("%-d %b %Y")
+
+
+def page_display(url: str) -> str:
+    """A visitor's page without the scheme: ``shop.example/tents``."""
+    return re.sub(r"^https?://", "", url or "").rstrip("/")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the agent may do on a conversation right now, and how the page says so."""
+
+    badge: str
+    tone: str
+    handoff_status: str | None
+    claimed_by: str | None
+    can_claim: bool
+    can_reply: bool
+    can_resolve: bool
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "badge": self.badge,
+            "tone": self.tone,
+            "handoff_status": self.handoff_status,
+            "claimed_by": self.claimed_by,
+            "can_claim": self.can_claim,
+            "can_reply": self.can_reply,
+            "can_resolve": self.can_resolve,
+            "note": self.note,
+        }
+
+
+def conversation_controls(*, conversation: Conversation, handoff: Handoff | None, user: User) -> Controls:
+    badge, tone = handoff_badge(handoff, conversation_status=conversation.status)
+    if handoff is None:
+        note = (
+            "This conversation is closed."
+            if conversation.status == Conversation.Status.CLOSED
+            else "The AI is answering this visitor. You can reply once they ask for a team member."
+        )
+        return Controls(badge, tone, None, None, False, False, False, note)
+    holder = agent_display_name(handoff.claimed_by)
+    if handoff.status in UNCLAIMED_STATUSES:
+        return Controls(
+            badge, tone, handoff.status, None, True, False, True, "Claim this conversation to reply to the visitor."
+        )
+    if handoff.status == Handoff.Status.ACTIVE:
+        mine = handoff.claimed_by_id == user.pk
+        note = "" if mine else f"{holder or 'Another agent'} claimed this conversation, so only they can reply."
+        return Controls(badge, tone, handoff.status, holder, False, mine, mine, note)
+    return Controls(
+        badge,
+        tone,
+        handoff.status,
+        holder,
+        False,
+        False,
+        False,
+        "This conversation is resolved. Its full thread is kept here and can be exported.",
+    )
+
+
+_BROWSERS = (
+    # Order matters: Edge and Opera say "Chrome" too, Chrome says "Safari".
+    ("Edge", r"Edg(?:e|A|iOS)?/(\d+)"),
+    ("Opera", r"(?:OPR|Opera)/(\d+)"),
+    ("Samsung Internet", r"SamsungBrowser/(\d+)"),
+    ("Firefox", r"(?:Firefox|FxiOS)/(\d+)"),
+    ("Chrome", r"(?:Chrome|CriOS)/(\d+)"),
+    ("Safari", r"Version/(\d+)[\d.]* .*Safari/"),
+)
+_SYSTEMS = (
+    ("iOS", r"iPhone|iPad|iPod"),
+    ("Android", r"Android"),
+    ("Windows", r"Windows"),
+    ("ChromeOS", r"CrOS"),
+    ("macOS", r"Mac OS X|Macintosh"),
+    ("Linux", r"Linux"),
+)
+
+
+def browser_from_user_agent(user_agent: str) -> str:
+    """``"Chrome 126 on macOS"`` from a User-Agent header; empty when nothing is recognisable."""
+    if not user_agent:
+        return ""
+    browser = ""
+    for name, pattern in _BROWSERS:
+        found = re.search(pattern, user_agent)
+        if found:
+            browser = f"{name} {found.group(1)}"
+            break
+    system = next((name for name, pattern in _SYSTEMS if re.search(pattern, user_agent)), "")
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or "Unknown browser"
+
+
+def visitor_details(visitor: Visitor) -> dict[str, Any]:
+    return {
+        "id": str(visitor.public_id),
+        "first_seen_at": visitor.first_seen_at,
+        "last_seen_at": visitor.last_seen_at,
+        "current_page": visitor.current_page,
+        "current_page_display": page_display(visitor.current_page),
+        "browser": browser_from_user_agent(visitor.user_agent),
+        "user_agent": visitor.user_agent,
+        "locale": visitor.locale,
+    }
+
+
+# System lines of the thread: a short label before the event's own text (kept in step with conversation.js).
+SYSTEM_LABELS = {
+    "handoff.requested": "Handoff requested",
+    "handoff.claimed": "Claimed",
+    "handoff.timed_out": "Timed out · team busy",
+    "handoff.resolved": "Resolved",
+    "lead.captured": "Mobile number left",
+    "conversation.continued": "Continued with AI",
+}
+
+
+def event_style(event: Event) -> str:
+    """How the thread draws an event: a visitor, AI or agent bubble, or a system line."""
+    if event.kind == "message" and event.author in (Event.Author.VISITOR, Event.Author.AI, Event.Author.AGENT):
+        return str(event.author)
+    if event.kind == "handoff.offer":
+        return "ai"  # the bot's question, as the visitor saw it
+    if event.kind.startswith("handoff.offer_"):
+        return "visitor"  # the visitor's answer to it
+    return "system"
+
+
+def system_label(event: Event) -> str:
+    if event.kind == "handoff.requested":
+        trigger = str((event.data or {}).get("trigger", "")).capitalize()
+        return f"Handoff requested · {trigger}" if trigger else "Handoff requested"
+    if event.kind == "handoff.claimed" and (event.data or {}).get("late"):
+        return "Claimed late"
+    return SYSTEM_LABELS.get(event.kind, event.kind.replace(".", " ").replace("_", " ").capitalize())

@@ -1,0 +1,222 @@
+"""Console pages: the conversation list (Open / Handoff tabs), one conversation, exports, analytics.
+
+Thin: parse, scope to ``request.membership.workspace``, read through selectors. State changes go
+through the console API (handoff services); these views never write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, cast
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from chatbots.access import workspace_required
+from chatbots.models import Membership
+from conversations.export import ExportResponse, export_response
+from conversations.models import Conversation
+from handoff.models import Handoff
+from handoff.state import agent_display_name
+from pivra.console import analytics, selectors
+
+PAGE_SIZE = 50
+HANDOFF_TAB_LIMIT = 500
+
+
+def _membership(request: HttpRequest) -> Membership:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    return membership
+
+
+def _filters(request: HttpRequest) -> selectors.ConversationFilters:
+    workspace_id = _membership(request).workspace_id
+    chatbot_ids = set(selectors.workspace_chatbots(workspace_id=workspace_id).values_list("pk", flat=True))
+    return selectors.filters_from_query(request.GET, chatbot_ids=chatbot_ids)
+
+
+def _row(conversation: Conversation, *, now: datetime) -> dict[str, Any]:
+    handoff: Handoff | None = getattr(conversation, "handoff", None)
+    badge, tone = selectors.handoff_badge(handoff, conversation_status=conversation.status)
+    row: dict[str, Any] = {
+        "conversation": conversation,
+        "visitor": selectors.visitor_label(conversation),
+        "last_text": conversation.last_text or "",  # type: ignore[attr-defined]
+        "badge": badge,
+        "tone": tone,
+        "handoff": handoff,
+        "ago": selectors.ago_text(conversation.updated_at, now=now),
+    }
+    if handoff is not None:
+        row["waiting"] = selectors.duration_text(selectors.waited_seconds(handoff, now=now))
+        row["ticking"] = handoff.status in selectors.UNCLAIMED_STATUSES
+        row["claimed_by"] = agent_display_name(handoff.claimed_by)
+    return row
+
+
+@require_GET
+@workspace_required
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    workspace_id = _membership(request).workspace_id
+    filters = _filters(request)
+    queryset = selectors.conversation_list(workspace_id=workspace_id, filters=filters)
+    if filters.tab == selectors.TAB_HANDOFF:
+        page = Paginator(queryset, HANDOFF_TAB_LIMIT).get_page(1)
+    else:
+        page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    now = timezone.now()
+    context = {
+        "nav": "conversations",
+        "filters": filters,
+        "page": page,
+        "rows": [_row(c, now=now) for c in page.object_list],
+        "counts": selectors.tab_counts(workspace_id=workspace_id),
+        "chatbots": selectors.workspace_chatbots(workspace_id=workspace_id),
+        "status_choices": selectors.STATUS_CHOICES[filters.tab],
+        "tabs": [
+            (selectors.TAB_OPEN, "Open", filters.as_query(tab=selectors.TAB_OPEN, status="", page="")),
+            (selectors.TAB_HANDOFF, "Handoff", filters.as_query(tab=selectors.TAB_HANDOFF, status="", page="")),
+        ],
+        "export_query": filters.as_query(),
+        "now": now,
+    }
+    # The live list refreshes itself by asking for just this part of the page.
+    template = "console/conversations_list.html" if request.GET.get("fragment") else "console/conversations.html"
+    return render(request, template, context)
+
+
+def _conversation_or_404(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
+    conversation = selectors.conversation_for_workspace(
+        workspace_id=_membership(request).workspace_id, public_id=public_id
+    )
+    if conversation is None:
+        raise Http404("No such conversation in this workspace.")
+    return conversation
+
+
+def _state(request: HttpRequest, conversation: Conversation) -> dict[str, Any]:
+    """Everything on the page that changes with the conversation's state, as JSON-ready data."""
+    handoff = selectors.handoff_of(conversation)
+    controls = selectors.conversation_controls(conversation=conversation, handoff=handoff, user=request.user)  # type: ignore[arg-type]
+    visitor = selectors.visitor_details(conversation.visitor)
+    lead = conversation.lead or {}
+    return {
+        "conversation": str(conversation.public_id),
+        "status": conversation.status,
+        "status_label": conversation.get_status_display(),
+        "last_seq": conversation.last_seq,
+        "controls": controls.as_dict(),
+        "handoff": None
+        if handoff is None
+        else {
+            "status": handoff.status,
+            "status_label": handoff.get_status_display(),
+            "trigger": handoff.get_trigger_display(),
+            "requested_at": handoff.requested_at.isoformat(),
+            "claimed_at": handoff.claimed_at.isoformat() if handoff.claimed_at else None,
+            "claimed_by": agent_display_name(handoff.claimed_by),
+            "waited": selectors.duration_text(selectors.waited_seconds(handoff)),
+            "ticking": handoff.status in selectors.UNCLAIMED_STATUSES,
+        },
+        "visitor": {
+            **visitor,
+            "first_seen_at": visitor["first_seen_at"].isoformat(),
+            "last_seen_at": visitor["last_seen_at"].isoformat(),
+        },
+        "lead": {"phone": lead.get("phone"), "captured_at": lead.get("captured_at")},
+    }
+
+
+@require_GET
+@workspace_required
+def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _conversation_or_404(request, public_id)
+    handoff = selectors.handoff_of(conversation)
+    events = list(conversation.events.order_by("seq"))
+    context = {
+        "nav": "conversations",
+        "conversation": conversation,
+        "handoff": handoff,
+        "visitor_name": selectors.visitor_label(conversation),
+        "visitor": selectors.visitor_details(conversation.visitor),
+        "lead": conversation.lead or {},
+        "controls": selectors.conversation_controls(conversation=conversation, handoff=handoff, user=request.user),  # type: ignore[arg-type]
+        "waited": selectors.duration_text(selectors.waited_seconds(handoff)) if handoff else None,
+        "ticking": handoff is not None and handoff.status in selectors.UNCLAIMED_STATUSES,
+        "thread": [{"event": e, "style": selectors.event_style(e), "label": selectors.system_label(e)} for e in events],
+        "state": _state(request, conversation),
+        "me": agent_display_name(request.user),
+        "max_length": settings.MESSAGE_MAX_LENGTH,
+    }
+    return render(request, "console/conversation.html", context)
+
+
+@require_GET
+@workspace_required
+def conversation_state(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    """The live page re-reads this after a state change (claim, timeout, resolve, lead)."""
+    conversation = _conversation_or_404(request, public_id)
+    response = JsonResponse(_state(request, conversation))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _streamed(response: ExportResponse) -> HttpResponse:
+    # workspace_required is typed for HttpResponse; Django serves a streaming response the same way.
+    return cast(HttpResponse, response)
+
+
+@require_GET
+@workspace_required
+def conversation_export(request: HttpRequest, public_id: uuid.UUID, fmt: str) -> HttpResponse:
+    conversation = _conversation_or_404(request, public_id)
+    membership = _membership(request)
+    return _streamed(
+        export_response(
+            Conversation.objects.filter(pk=conversation.pk, chatbot__workspace_id=membership.workspace_id),
+            fmt=fmt,
+            filename=f"pivra-conversation-{str(conversation.public_id)[:8]}",
+            workspace=membership.workspace.name,
+        )
+    )
+
+
+@require_GET
+@workspace_required
+def conversations_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    membership = _membership(request)
+    filters = _filters(request)
+    return _streamed(
+        export_response(
+            selectors.conversations_filtered(workspace_id=membership.workspace_id, filters=filters),
+            fmt=fmt,
+            filename=f"pivra-{filters.tab}-conversations-{timezone.localdate():%Y%m%d}",
+            workspace=membership.workspace.name,
+        )
+    )
+
+
+@require_GET
+@workspace_required
+def analytics_view(request: HttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    raw = request.GET.get("days", "")
+    days = int(raw) if raw.isdigit() and int(raw) in analytics.PERIODS else analytics.DEFAULT_PERIOD
+    stats = analytics.handoff_stats(workspace_id=membership.workspace_id, days=days)
+    context = {
+        "nav": "analytics",
+        "stats": stats,
+        "chart": analytics.bar_chart(stats.per_day),
+        "periods": analytics.PERIODS,
+        "median": selectors.duration_text(stats.median_claim_seconds),
+        "p90": selectors.duration_text(stats.p90_claim_seconds),
+        "per_day": f"{stats.total / stats.days:.1f}".removesuffix(".0"),
+        "timed_out_share": analytics.share_text(stats.timed_out_share),
+        "late_claim_share": analytics.share_text(stats.late_claim_share),
+    }
+    return render(request, "console/analytics.html", context)

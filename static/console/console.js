@@ -1,0 +1,317 @@
+// The console's live connection, shared by every console page (ES modules load once per page).
+//
+// One WebSocket to /ws/console/ (session-authenticated). It keeps the sidebar's red badge and the
+// tab title's "(3)" in step with the unclaimed count, beeps on a new handoff (an agent can turn the
+// sound off; the choice is kept in localStorage), and lets page scripts watch one conversation:
+// after a reconnect it asks again with the last seq the page has, and the server replays the gap.
+
+const SOUND_KEY = "pivra.console.sound";
+const PING_MS = 25_000;
+const MAX_BACKOFF_MS = 15_000;
+
+const script = document.querySelector("script[data-console-socket]");
+export const workspaceId = Number(script?.dataset.workspace || 0) || null;
+
+export class ConsoleSocket extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.backoff = 500;
+    this.watchTarget = null;
+    this.pingTimer = null;
+    this.retryTimer = null;
+    this.everConnected = false;
+    this.connect();
+    // Come back at once when the network or the tab does.
+    window.addEventListener("online", () => this.reconnectNow());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.reconnectNow();
+    });
+  }
+
+  get open() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      this.backoff = 500;
+      this.dispatchEvent(new CustomEvent("status", { detail: { connected: true, resumed: this.everConnected } }));
+      this.everConnected = true;
+      if (this.watchTarget) this.sendWatch();
+      clearInterval(this.pingTimer);
+      this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_MS);
+    });
+    ws.addEventListener("message", (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (!frame || typeof frame.type !== "string") return;
+      this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
+      this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
+    });
+    ws.addEventListener("close", () => {
+      clearInterval(this.pingTimer);
+      if (this.ws === ws) {
+        this.ws = null;
+        this.dispatchEvent(new CustomEvent("status", { detail: { connected: false } }));
+        this.scheduleReconnect();
+      }
+    });
+  }
+
+  scheduleReconnect() {
+    clearTimeout(this.retryTimer);
+    const delay = this.backoff * (0.75 + Math.random() * 0.5);
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  reconnectNow() {
+    if (this.ws === null) {
+      this.backoff = 500;
+      this.connect();
+    }
+  }
+
+  send(frame) {
+    if (!this.open) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Follow one conversation; ``lastSeq`` is a function so a reconnect asks from where the page is. */
+  watch(conversation, lastSeq) {
+    this.watchTarget = { conversation, lastSeq };
+    this.sendWatch();
+  }
+
+  sendWatch() {
+    const target = this.watchTarget;
+    if (target) this.send({ type: "watch", conversation: target.conversation, last_seq: target.lastSeq() });
+  }
+
+  unwatch() {
+    this.watchTarget = null;
+    this.send({ type: "unwatch" });
+  }
+}
+
+function socketUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}/ws/console/`;
+}
+
+export const consoleSocket = new ConsoleSocket(socketUrl());
+
+// --- the unclaimed count: sidebar badge and tab title ----------------------------------------
+
+const TITLE_COUNT = /^\(\d+\)\s+/;
+
+export function setUnclaimed(count) {
+  const n = Math.max(0, Number(count) || 0);
+  for (const badge of document.querySelectorAll("[data-unclaimed-badge]")) {
+    badge.textContent = String(n);
+    badge.hidden = n === 0;
+    badge.setAttribute("aria-label", `${n} unclaimed handoff${n === 1 ? "" : "s"}`);
+  }
+  const base = document.title.replace(TITLE_COUNT, "");
+  document.title = n > 0 ? `(${n}) ${base}` : base;
+}
+
+consoleSocket.addEventListener("welcome", (event) => {
+  const mine = (event.detail.workspaces || []).find((w) => w.id === workspaceId);
+  if (mine) setUnclaimed(mine.unclaimed);
+});
+
+consoleSocket.addEventListener("queue", (event) => {
+  if (event.detail.workspace === workspaceId) setUnclaimed(event.detail.unclaimed);
+});
+
+// --- a short sound on a new handoff --------------------------------------------------------------
+
+export function soundEnabled() {
+  try {
+    return window.localStorage.getItem(SOUND_KEY) !== "off";
+  } catch {
+    return true;
+  }
+}
+
+function setSoundEnabled(on) {
+  try {
+    window.localStorage.setItem(SOUND_KEY, on ? "on" : "off");
+  } catch {
+    /* private mode: the choice lasts for this page only */
+  }
+  renderSoundToggles();
+}
+
+let audio = null;
+
+function audioContext() {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!Context) return null;
+  audio = audio || new Context();
+  return audio;
+}
+
+// Browsers keep audio suspended until the user interacts with the page: unlock on the first gesture.
+function unlockAudio() {
+  const ctx = audioContext();
+  if (ctx && ctx.state === "suspended") ctx.resume().catch(() => {});
+}
+window.addEventListener("pointerdown", unlockAudio, { once: true, capture: true });
+window.addEventListener("keydown", unlockAudio, { once: true, capture: true });
+
+export function beep() {
+  if (!soundEnabled()) return;
+  const ctx = audioContext();
+  if (!ctx) return;
+  if (ctx.state === "suspended") ctx.resume().catch(() => {});
+  const start = ctx.currentTime + 0.01;
+  [
+    [880, 0],
+    [1320, 0.13],
+  ].forEach(([frequency, offset]) => {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.type = "sine";
+    osc.frequency.value = frequency;
+    gain.gain.setValueAtTime(0.0001, start + offset);
+    gain.gain.exponentialRampToValueAtTime(0.18, start + offset + 0.015);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.12);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(start + offset);
+    osc.stop(start + offset + 0.13);
+  });
+}
+
+const announced = new Set();
+consoleSocket.addEventListener("event", (event) => {
+  const frame = event.detail;
+  if (frame.kind !== "handoff.requested" || frame.workspace !== workspaceId) return;
+  if (announced.has(frame.conversation)) return;
+  announced.add(frame.conversation);
+  beep();
+});
+
+function renderSoundToggles() {
+  const on = soundEnabled();
+  for (const button of document.querySelectorAll("[data-sound-toggle]")) {
+    button.setAttribute("aria-pressed", String(on));
+    const label = button.querySelector("[data-sound-label]");
+    if (label) label.textContent = on ? "Sound on" : "Sound off";
+  }
+}
+
+for (const button of document.querySelectorAll("[data-sound-toggle]")) {
+  button.addEventListener("click", () => {
+    const on = !soundEnabled();
+    setSoundEnabled(on);
+    if (on) beep(); // a sample, and it unlocks audio in this tab
+  });
+}
+renderSoundToggles();
+
+// --- small helpers shared by the page scripts -----------------------------------------------
+
+export function csrfToken() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  if (input) return input.value;
+  const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+  return cookie ? decodeURIComponent(cookie.split("=")[1]) : "";
+}
+
+/** POST JSON to the console API; resolves to the body, or throws an Error whose message is readable. */
+export async function postJson(url, body) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
+      body: JSON.stringify(body || {}),
+    });
+  } catch {
+    throw new Error("Can't reach Pivra. Check your connection and try again.");
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    let detail = data && typeof data.detail === "string" ? data.detail : null;
+    if (!detail && response.status === 403) detail = "Your session has expired. Reload the page and log in again.";
+    if (!detail && response.status === 401) detail = "You are logged out. Reload the page and log in again.";
+    const error = new Error(detail || `Something went wrong (HTTP ${response.status}). Please try again.`);
+    error.code = data && data.code;
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+export function durationText(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h ${String(m % 60).padStart(2, "0")}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+/** Tick every "[data-since]" (time waiting) once a second, from the server's timestamps. */
+export function startTicking(root = document) {
+  const tick = () => {
+    const now = Date.now();
+    for (const el of root.querySelectorAll("[data-since]")) {
+      const since = Date.parse(el.dataset.since);
+      if (!Number.isNaN(since)) el.textContent = durationText((now - since) / 1000);
+    }
+  };
+  tick();
+  return setInterval(tick, 1000);
+}
+
+const sameDay = (a, b) => a.toDateString() === b.toDateString();
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  day: "numeric",
+  month: "short",
+  hour: "2-digit",
+  minute: "2-digit",
+});
+
+export function localTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  return sameDay(date, new Date()) ? timeFormat.format(date) : dateTimeFormat.format(date);
+}
+
+/** Show "[data-local]" timestamps in the agent's own time zone. */
+export function localizeTimes(root = document) {
+  for (const el of root.querySelectorAll("time[data-local]")) {
+    const text = localTime(el.getAttribute("datetime"));
+    if (text) {
+      el.textContent = text;
+      el.title = new Date(el.getAttribute("datetime")).toLocaleString();
+    }
+  }
+}

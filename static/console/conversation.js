@@ -1,0 +1,336 @@
+// One conversation: live thread, Claim, Reply to visitor, Resolve (with a confirmation dialog).
+//
+// The page is rendered by the server; this script follows the conversation over the console socket
+// (watch with the last seq it has, so a reconnect replays what it missed), appends new events as
+// text (never HTML), and re-reads the page's state after each state change. Every action goes to
+// the console API, whose errors ({code, detail}) are shown as written.
+
+import { consoleSocket, durationText, localTime, localizeTimes, postJson, startTicking } from "./console.js";
+
+const page = document.querySelector("[data-conversation-page]");
+const conversationId = page.dataset.conversation;
+const stateUrl = page.dataset.stateUrl;
+const api = `/api/console/handoffs/${conversationId}`;
+let state = JSON.parse(document.getElementById("conversation-state").textContent);
+
+const thread = page.querySelector("[data-thread]");
+const errorBox = page.querySelector("[data-error]");
+const claimButton = page.querySelector("[data-claim]");
+const resolveButton = page.querySelector("[data-resolve]");
+const composer = page.querySelector("[data-composer]");
+const textarea = composer.querySelector("textarea");
+const sendButton = composer.querySelector("[data-send]");
+const note = composer.querySelector("[data-note]");
+const hint = composer.querySelector("[data-hint]");
+const badge = page.querySelector("[data-badge]");
+const dialog = document.querySelector("[data-resolve-dialog]");
+const dialogError = dialog.querySelector("[data-dialog-error]");
+const confirmButton = dialog.querySelector("[data-confirm-resolve]");
+
+let lastSeq = Math.max(0, ...[...thread.querySelectorAll("[data-seq]")].map((el) => Number(el.dataset.seq)));
+
+const SYSTEM_LABELS = {
+  "handoff.requested": "Handoff requested",
+  "handoff.claimed": "Claimed",
+  "handoff.timed_out": "Timed out · team busy",
+  "handoff.resolved": "Resolved",
+  "lead.captured": "Mobile number left",
+  "conversation.continued": "Continued with AI",
+};
+
+// --- the thread ------------------------------------------------------------------------------
+
+function eventStyle(frame) {
+  if (frame.kind === "message" && ["visitor", "ai", "agent"].includes(frame.author)) return frame.author;
+  if (frame.kind === "handoff.offer") return "ai";
+  if (frame.kind.startsWith("handoff.offer_")) return "visitor";
+  return "system";
+}
+
+function systemLabel(frame) {
+  if (frame.kind === "handoff.requested") {
+    const trigger = String((frame.data && frame.data.trigger) || "");
+    return trigger ? `Handoff requested · ${trigger[0].toUpperCase()}${trigger.slice(1)}` : "Handoff requested";
+  }
+  if (frame.kind === "handoff.claimed" && frame.data && frame.data.late) return "Claimed late";
+  return SYSTEM_LABELS[frame.kind] || frame.kind;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // text only: a message never becomes markup
+  return node;
+}
+
+function timeEl(iso) {
+  const time = el("time", "", localTime(iso));
+  time.setAttribute("datetime", iso);
+  time.dataset.local = "";
+  return time;
+}
+
+function renderEvent(frame) {
+  const style = eventStyle(frame);
+  const item = el("li", `ev ev-${style} is-new`);
+  item.dataset.seq = String(frame.seq);
+  if (style === "system") {
+    const line = el("span", "ev-line");
+    line.append(el("strong", "", systemLabel(frame)));
+    if (frame.text) line.append(" · ", el("span", "ev-text", frame.text));
+    line.append(" ", timeEl(frame.created_at));
+    item.append(line);
+    return item;
+  }
+  const who = style === "visitor" ? "Visitor" : style === "ai" ? "AI" : frame.agent || "Agent";
+  const meta = el("div", "ev-meta");
+  meta.append(el("span", "ev-who", who), " ", timeEl(frame.created_at));
+  item.append(meta, el("div", "ev-bubble", frame.text));
+  return item;
+}
+
+function nearBottom() {
+  return thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
+}
+
+function scrollToEnd() {
+  thread.scrollTop = thread.scrollHeight;
+}
+
+/** Insert an event in seq order, once; returns true when it was new. */
+function addEvent(frame) {
+  if (thread.querySelector(`[data-seq="${Number(frame.seq)}"]`)) return false;
+  const stick = nearBottom();
+  thread.querySelector("[data-thread-empty]")?.remove();
+  const item = renderEvent(frame);
+  const later = [...thread.querySelectorAll("[data-seq]")].find((node) => Number(node.dataset.seq) > frame.seq);
+  thread.insertBefore(item, later || null);
+  lastSeq = Math.max(lastSeq, frame.seq);
+  if (stick || frame.author === "agent") scrollToEnd();
+  return true;
+}
+
+// --- state: badge, buttons, composer, side panel --------------------------------------------------
+
+function setField(name, value, { link, label } = {}) {
+  const node = page.querySelector(`[data-field="${name}"]`);
+  if (!node) return;
+  node.replaceChildren();
+  if (!value) {
+    node.append(el("span", "muted", name === "phone" ? "Not left yet" : "Unknown"));
+  } else if (link) {
+    const a = el("a", link === "tel" ? "" : "break", label || value);
+    a.href = link === "tel" ? `tel:${value}` : value;
+    if (link !== "tel") {
+      a.target = "_blank";
+      a.rel = "noopener noreferrer nofollow";
+    }
+    node.append(a);
+  } else {
+    node.append(value);
+  }
+}
+
+function applyState(next) {
+  state = next;
+  const c = next.controls;
+  badge.textContent = c.badge;
+  badge.className = `badge badge-${c.tone}`;
+  claimButton.hidden = !c.can_claim;
+  resolveButton.hidden = !c.can_resolve;
+  textarea.disabled = !c.can_reply;
+  sendButton.disabled = !c.can_reply;
+  composer.classList.toggle("is-disabled", !c.can_reply);
+  if (c.can_reply) textarea.removeAttribute("aria-describedby");
+  else textarea.setAttribute("aria-describedby", "composer-note");
+  note.textContent = c.note;
+  note.hidden = !c.note;
+  hint.hidden = !c.can_reply;
+
+  setField("current_page", next.visitor.current_page, {
+    link: "url",
+    label: next.visitor.current_page_display,
+  });
+  setField("browser", next.visitor.browser);
+  setField("locale", next.visitor.locale);
+  setField("phone", next.lead.phone, { link: "tel" });
+  const lastSeen = page.querySelector('[data-field="last_seen_at"]');
+  if (lastSeen) {
+    lastSeen.setAttribute("datetime", next.visitor.last_seen_at);
+    lastSeen.textContent = localTime(next.visitor.last_seen_at);
+  }
+  const card = page.querySelector("[data-handoff-card]");
+  if (next.handoff) {
+    card.hidden = false;
+    setField("handoff_status", next.handoff.status_label);
+    setField("trigger", next.handoff.trigger);
+    setField("claimed_by", next.handoff.claimed_by || "Nobody yet");
+    page.querySelector('[data-field="waited_label"]').textContent = next.handoff.ticking ? "Time waiting" : "Waited";
+    const waited = page.querySelector('[data-field="waited"]');
+    waited.replaceChildren();
+    if (next.handoff.ticking) {
+      const tick = el("span", "tick", durationText((Date.now() - Date.parse(next.handoff.requested_at)) / 1000));
+      tick.dataset.since = next.handoff.requested_at;
+      waited.append(tick);
+    } else {
+      waited.append(next.handoff.waited);
+    }
+  }
+}
+
+let refreshing = null;
+async function refreshState() {
+  // One request at a time; a change during it asks for one more.
+  if (refreshing) {
+    refreshing.again = true;
+    return;
+  }
+  refreshing = { again: false };
+  try {
+    const response = await fetch(stateUrl, { credentials: "same-origin", cache: "no-store" });
+    if (response.ok && !response.redirected) applyState(await response.json());
+  } catch {
+    /* offline: the reconnect will refresh */
+  } finally {
+    const again = refreshing.again;
+    refreshing = null;
+    if (again) refreshState();
+  }
+}
+
+// --- errors ----------------------------------------------------------------------------------
+
+function showError(message) {
+  errorBox.textContent = message;
+  errorBox.hidden = !message;
+}
+
+// --- actions ---------------------------------------------------------------------------------
+
+claimButton.addEventListener("click", async () => {
+  showError("");
+  claimButton.disabled = true;
+  try {
+    await postJson(`${api}/claim`, {});
+    await refreshState();
+    textarea.focus();
+  } catch (error) {
+    showError(error.message);
+    refreshState();
+  } finally {
+    claimButton.disabled = false;
+  }
+});
+
+function newClientId() {
+  if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  window.crypto.getRandomValues(bytes);
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// A failed send keeps its client id while the text is unchanged, so a retry is stored once.
+let pending = null;
+let sending = false;
+
+async function sendReply() {
+  const text = textarea.value.trim();
+  if (!text || sending || textarea.disabled) return;
+  if (!pending || pending.text !== text) pending = { text, clientId: newClientId() };
+  sending = true;
+  sendButton.disabled = true;
+  showError("");
+  try {
+    const ack = await postJson(`${api}/reply`, { client_id: pending.clientId, text });
+    addEvent({
+      type: "event",
+      seq: ack.seq,
+      kind: "message",
+      author: "agent",
+      text,
+      agent: page.dataset.me || null,
+      created_at: new Date().toISOString(),
+      data: {},
+    });
+    pending = null;
+    if (textarea.value.trim() === text) textarea.value = "";
+    scrollToEnd();
+  } catch (error) {
+    showError(error.message);
+    if (error.status === 403 || error.status === 409) refreshState();
+  } finally {
+    sending = false;
+    sendButton.disabled = textarea.disabled;
+    textarea.focus();
+  }
+}
+
+composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendReply();
+});
+
+textarea.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    sendReply();
+  }
+});
+
+resolveButton.addEventListener("click", () => {
+  dialogError.hidden = true;
+  dialogError.textContent = "";
+  dialog.showModal();
+  confirmButton.focus();
+});
+
+confirmButton.addEventListener("click", async (event) => {
+  event.preventDefault(); // stay open until the server agrees
+  confirmButton.disabled = true;
+  dialogError.hidden = true;
+  try {
+    await postJson(`${api}/resolve`, {});
+    dialog.close();
+    showError("");
+    await refreshState();
+  } catch (error) {
+    dialogError.textContent = error.message;
+    dialogError.hidden = false;
+    refreshState();
+  } finally {
+    confirmButton.disabled = false;
+  }
+});
+
+// --- live ------------------------------------------------------------------------------------
+
+const STATE_KINDS = /^(handoff\.|lead\.|conversation\.)/;
+
+consoleSocket.addEventListener("event", (event) => {
+  const frame = event.detail;
+  if (frame.conversation !== conversationId) return;
+  if (addEvent(frame) && STATE_KINDS.test(frame.kind)) refreshState();
+});
+consoleSocket.addEventListener("queue", (event) => {
+  if (event.detail.conversation === conversationId) refreshState();
+});
+consoleSocket.addEventListener("watching", (event) => {
+  // (Re)joined: whatever changed while the socket was down shows up now.
+  if (event.detail.conversation === conversationId && event.detail.last_seq !== state.last_seq) refreshState();
+});
+consoleSocket.addEventListener("status", (event) => {
+  if (event.detail.connected && event.detail.resumed) refreshState();
+});
+consoleSocket.addEventListener("resync", (event) => {
+  if (event.detail.conversation === conversationId) window.location.reload();
+});
+consoleSocket.addEventListener("error", (event) => {
+  if (event.detail.code === "not_found") showError("This conversation is no longer available to you.");
+});
+
+consoleSocket.watch(conversationId, () => lastSeq);
+
+localizeTimes(page);
+startTicking(page);
+scrollToEnd();
+if (!textarea.disabled) textarea.focus();

@@ -1,0 +1,72 @@
+// The conversation list: ticks "time waiting" and re-renders itself (server-side HTML) whenever the
+// console socket reports a change in this workspace: a new handoff, a claim, a resolve, a message.
+
+import { consoleSocket, localizeTimes, startTicking, workspaceId } from "./console.js";
+
+const region = document.querySelector("[data-conversation-list]");
+
+// Filters: selects and dates apply on change; the search applies on Enter (a normal GET form).
+for (const field of document.querySelectorAll("[data-filters] [data-autosubmit]")) {
+  field.addEventListener("change", () => field.form.requestSubmit());
+}
+
+localizeTimes(region);
+startTicking(region);
+
+let inFlight = false;
+let again = false;
+let timer = null;
+
+function fragmentUrl() {
+  const url = new URL(window.location.href);
+  url.searchParams.set("fragment", "1");
+  return url;
+}
+
+async function refresh() {
+  if (inFlight) {
+    again = true;
+    return;
+  }
+  inFlight = true;
+  try {
+    const before = new Set([...region.querySelectorAll("[data-conversation]")].map((el) => el.dataset.conversation));
+    const response = await fetch(fragmentUrl(), {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+      cache: "no-store",
+    });
+    if (response.redirected || !response.ok) return; // logged out or gone: leave the page as it is
+    const html = await response.text();
+    region.innerHTML = html; // our own server-rendered, escaped template
+    localizeTimes(region);
+    for (const row of region.querySelectorAll("[data-conversation]")) {
+      if (!before.has(row.dataset.conversation)) row.classList.add("is-new");
+    }
+    region.dispatchEvent(new CustomEvent("pivra:list-updated", { bubbles: true }));
+  } catch {
+    /* offline: the next frame or reconnect refreshes again */
+  } finally {
+    inFlight = false;
+    if (again) {
+      again = false;
+      schedule();
+    }
+  }
+}
+
+function schedule() {
+  // Coalesce a burst of frames (a claim sends an event and a queue change) into one fetch.
+  clearTimeout(timer);
+  timer = setTimeout(refresh, 60);
+}
+
+consoleSocket.addEventListener("queue", (event) => {
+  if (event.detail.workspace === workspaceId) schedule();
+});
+consoleSocket.addEventListener("event", (event) => {
+  if (event.detail.workspace === workspaceId) schedule();
+});
+consoleSocket.addEventListener("status", (event) => {
+  if (event.detail.connected && event.detail.resumed) schedule(); // catch up after a reconnect
+});
