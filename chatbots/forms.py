@@ -19,7 +19,7 @@ class HandoffSettingsForm(forms.Form):
     keywords = forms.CharField(
         required=False,
         label="Trigger keywords",
-        widget=forms.Textarea(attrs={"rows": 3}),
+        widget=forms.Textarea(attrs={"rows": 5}),
         help_text='One per line, e.g. "speak to someone". The bot then asks if the visitor wants a person.',
     )
     waiting_message = forms.CharField(max_length=500, label="Waiting message")

@@ -91,7 +91,7 @@ def chatbot_settings(request: HttpRequest) -> HttpResponse:
                     handoff.add_error(None, exc.detail)
                 else:
                     messages.success(request, "Human handoff settings saved.")
-                    return redirect(_settings_url(chatbot, "#handoff"))
+                    return redirect(_settings_url(chatbot))
         elif section == "general":
             general = GeneralSettingsForm.for_chatbot(chatbot, data=request.POST)
             if general.is_valid():

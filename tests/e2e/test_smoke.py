@@ -20,6 +20,14 @@ def test_staff_logs_in_and_the_dashboard_renders(page: Page, live_stack: AppProc
     expect(page.get_by_role("cell", name="Demo bot")).to_be_visible()
     screenshot(page, "dashboard-overview")
 
+    page.get_by_role("link", name="Chatbot → Settings").click()
+    expect(page.get_by_role("heading", name="Human Handoff")).to_be_visible()
+    expect(page.get_by_role("switch", name="Handoff enabled")).to_be_checked()
+    page.get_by_label("Response timeout (seconds)").fill("240")
+    page.get_by_role("button", name="Save settings").first.click()
+    expect(page.get_by_text("Human handoff settings saved.")).to_be_visible()
+    screenshot(page, "dashboard-settings")
+
     page.goto("/admin/")
     expect(page.get_by_role("link", name="Subscriptions")).to_be_visible()
     assert User.objects.filter(username="admin", is_staff=True).exists()
