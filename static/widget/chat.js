@@ -1,7 +1,7 @@
 /*
  * Pivra chat widget: the visitor-facing UI that runs inside Pivra's iframe.
  *
- * Protocol: docs/widget-protocol.md. In short: POST /session → GET /events (history) → WebSocket
+ * Protocol: README.md, "Widget protocol". In short: POST /session → GET /events (history) → WebSocket
  * (hello / welcome / event / state / ack …), falling back to an SSE stream read with fetch() plus
  * HTTP POSTs when a socket cannot be opened. Both transports feed the same handleFrame().
  *
