@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -35,11 +35,17 @@ def console_group(workspace_id: object) -> str:
 def send_now_rollback_unsafe(groups: Iterable[str], frame: dict[str, Any]) -> None:
     """Send immediately. Only for frames that describe no stored state (typing, AI token deltas)."""
     layer = get_channel_layer()
-    if layer is None:
+    targets = list(groups)
+    if layer is None or not targets:
         return
+    # One hop into the event loop for all groups: each async_to_sync call costs a thread switch.
+    async_to_sync(_send_all)(layer, targets, {"type": EVENT_TYPE, "frame": frame})
+
+
+async def _send_all(layer: BaseChannelLayer, groups: list[str], message: dict[str, Any]) -> None:
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, {"type": EVENT_TYPE, "frame": frame})
+            await layer.group_send(group, message)
         except Exception:  # a broadcast failure must never undo or fail a committed state change
             logger.exception("broadcast to %s failed", group)
 

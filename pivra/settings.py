@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pivra.middleware.SyncMiddlewareChain",  # keep last: see its docstring
 ]
 
 ROOT_URLCONF = "pivra.urls"
@@ -128,16 +129,23 @@ REDIS_URL = env_str("PIVRA_REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"PIVRA_REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
 
+# "pubsub" publishes each group message once (one Redis PUBLISH, pushed to subscribers); "lists" is
+# channels-redis's classic layer (sorted sets per channel, polled with BZPOPMIN). Both lose nothing a
+# client cares about: every frame carries its conversation seq and a reconnect replays from the log.
+CHANNEL_LAYER = env_choice("PIVRA_CHANNEL_LAYER", "pubsub", ("pubsub", "lists"))
+CHANNEL_PREFIX = env_str("PIVRA_CHANNEL_PREFIX", "pivra")
 CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [REDIS_URL],
-            "prefix": env_str("PIVRA_CHANNEL_PREFIX", "pivra"),
-            "capacity": 500,
-            "expiry": 30,
-        },
-    }
+    "default": (
+        {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+        }
+        if CHANNEL_LAYER == "pubsub"
+        else {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX, "capacity": 500, "expiry": 30},
+        }
+    )
 }
 
 CACHES = {
@@ -147,6 +155,8 @@ CACHES = {
         "KEY_PREFIX": "pivra",
     }
 }
+# Sessions are read on every console request: from Redis first, with the database as the record.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

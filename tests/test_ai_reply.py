@@ -3,6 +3,7 @@ channel layer, committed transactions (so broadcasts really leave)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from chatbots.models import Chatbot
@@ -62,14 +63,14 @@ def llm_server() -> Iterator[tuple[str, type[_Handler]]]:
 def _frames_for(visitor_public_id: uuid.UUID, run: Any) -> list[dict[str, Any]]:
     """Everything broadcast to the visitor's widgets while ``run`` executes."""
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(visitor_group(visitor_public_id), channel)
-    run()
     frames: list[dict[str, Any]] = []
 
-    async def drain() -> None:
-        import asyncio
-
+    # One event loop for subscribing, running and draining: the publish/subscribe layer keeps its
+    # channels per loop, as a socket consumer does. ``run`` still executes on this (the test's) thread.
+    async def collect() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add(visitor_group(visitor_public_id), channel)
+        await sync_to_async(run)()
         while True:
             try:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=1.0)
@@ -77,7 +78,7 @@ def _frames_for(visitor_public_id: uuid.UUID, run: Any) -> list[dict[str, Any]]:
                 return
             frames.append(message["frame"])
 
-    async_to_sync(drain)()
+    async_to_sync(collect)()
     return frames
 
 

@@ -1,0 +1,84 @@
+"""Bench profiles: ``smoke`` (small, under three minutes, run by CI) and ``full`` (the real figures)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # (1) agent reply → widget latency
+    latency_levels: tuple[int, ...]
+    latency_rate: float  # replies per second, all agents together
+    latency_duration: float
+    latency_agents: int
+    # (3) throughput ramp: aggregate reply rates tried in order, each for throughput_step seconds
+    throughput_rates: tuple[float, ...]
+    throughput_step: float
+    # (2) idle sockets
+    idle_target: int
+    idle_step: int
+    idle_concurrency: int
+    idle_hold: float
+    # (4) timeout precision
+    timeout_handoffs: int
+    timeout_window: float  # the requests are spread over this many seconds
+    # (5) claim storm
+    claimers: int
+    claim_trials: int
+
+    @property
+    def agents(self) -> int:
+        return max(self.claimers, self.latency_agents)
+
+
+SMOKE = Profile(
+    name="smoke",
+    latency_levels=(10, 50),
+    latency_rate=40,
+    latency_duration=4,
+    latency_agents=10,
+    throughput_rates=(100, 200, 400),
+    throughput_step=3,
+    idle_target=500,
+    idle_step=250,
+    idle_concurrency=50,
+    idle_hold=3,
+    timeout_handoffs=50,
+    timeout_window=1,
+    claimers=20,
+    claim_trials=10,
+)
+
+FULL = Profile(
+    name="full",
+    latency_levels=(10, 100, 200),
+    latency_rate=50,
+    latency_duration=30,
+    latency_agents=10,
+    throughput_rates=(100, 200, 300, 400, 500, 600, 800, 1000, 1500, 2000, 3000, 4000),
+    throughput_step=10,
+    idle_target=10_000,
+    idle_step=1000,
+    idle_concurrency=100,
+    idle_hold=30,
+    timeout_handoffs=500,
+    timeout_window=5,
+    claimers=50,
+    claim_trials=200,
+)
+
+PROFILES = {p.name: p for p in (SMOKE, FULL)}
+
+# Targets (printed next to each figure; a miss is reported, not an error).
+TARGET_LATENCY_P99_MS = 10.0
+TARGET_IDLE_SOCKETS = 10_000
+TARGET_KB_PER_SOCKET = 30.0
+TARGET_THROUGHPUT = 3000.0
+THROUGHPUT_P99_LIMIT_MS = 250.0
+TARGET_TIMEOUT_P99_S = 1.0
+TARGET_TIMEOUT_KILLED_P99_S = 5.0
+TARGET_LOSER_P99_MS = 20.0
+TARGET_LOADER_GZIP_BYTES = 15 * 1024
+TIMEOUT_SECONDS = 10
