@@ -530,9 +530,10 @@ class Bench:
         }
         lateness: list[float] = []
         never_busy = fired_after_claim = claimed_in_time = claim_failures = 0
+        never_busy_sample: list[dict[str, Any]] = []
         for result in collected:
             deadline = rows[result["conversation"]][0].timestamp()
-            _status, timed_out_at, claimed_at = final[result["conversation"]]
+            status, timed_out_at, claimed_at = final[result["conversation"]]
             claim = result["claim"]
             if claim is not None:
                 if claim.get("status") != 200 or claimed_at is None:
@@ -545,6 +546,17 @@ class Bench:
                 continue
             if result["busy_wall"] is None:
                 never_busy += 1
+                if len(never_busy_sample) < 5:  # what the database says about a push that never came
+                    never_busy_sample.append(
+                        {
+                            "status": status,
+                            "timed_out_late_s": None
+                            if timed_out_at is None
+                            else round(timed_out_at.timestamp() - deadline, 2),
+                            "socket_open": result["socket_open"],
+                            "state_frames": result.get("state_frames"),
+                        }
+                    )
             else:
                 lateness.append(result["busy_wall"] - deadline)
         summary = summary_ms(lateness)
@@ -562,6 +574,7 @@ class Bench:
             "claim_failures": claim_failures,
             "fired_after_claim": fired_after_claim,
             "never_busy": never_busy,
+            "never_busy_sample": never_busy_sample,
             "setup_seconds": started["setup_seconds"],
             **schedule,
         }

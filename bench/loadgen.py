@@ -385,6 +385,7 @@ class LoadGenerator:
     def _on_timeout_frame(self, ws: WebSocket, frame: dict[str, Any], received: float) -> None:
         if frame.get("type") != "state":
             return
+        ws.attrs["state_frames"] = ws.attrs.get("state_frames", 0) + 1
         handoff = (frame.get("state") or {}).get("handoff") or {}
         if handoff.get("status") == "busy":
             ws.attrs["busy_states"] = ws.attrs.get("busy_states", 0) + 1
@@ -463,6 +464,7 @@ class LoadGenerator:
                     "busy_wall": ws.attrs.get("busy_wall"),
                     "busy_states": ws.attrs.get("busy_states", 0),
                     "socket_open": ws.is_open,
+                    "state_frames": ws.attrs.get("state_frames", 0),
                     "claim": self.timeout_claims.get(visitor.conversation),
                 }
             )

@@ -84,6 +84,8 @@ class Event(models.Model):
                 name="event_unique_client_id",
             ),
         ]
+        # For the push-repair sweep, which looks at the last two minutes of events.
+        indexes = [models.Index(fields=["created_at"], name="event_created")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} by {self.author}"

@@ -18,7 +18,7 @@ from conversations.frames import event_frame
 from conversations.models import Conversation, Event, Visitor
 from pivra.errors import Conflict, DomainError, NotFound
 from pivra.ids import parse_uuid
-from pivra.realtime import console_group, conversation_group, send_on_commit, visitor_group
+from pivra.realtime import console_group, conversation_group, send_event_on_commit, visitor_group
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def event_append(
     groups = [visitor_group(conversation.visitor.public_id), conversation_group(conversation.public_id)]
     if notify_console:
         groups.append(console_group(conversation.chatbot.workspace_id))
-    send_on_commit(groups, event_frame(event, conversation))
+    send_event_on_commit(groups, event_frame(event, conversation), conversation_id=conversation.pk)
     return event
 
 

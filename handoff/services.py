@@ -50,7 +50,7 @@ def handoff_available(*, chatbot: Chatbot) -> bool:
     return chatbot.handoff_enabled and workspace_has_feature(workspace=chatbot.workspace, feature=Feature.HANDOFF)
 
 
-def _announce(conversation: Conversation, handoff: Handoff | None) -> None:
+def announce_state(conversation: Conversation, handoff: Handoff | None) -> None:
     """After commit: the widget's new state and the console's queue change."""
     send_on_commit(
         [visitor_group(conversation.visitor.public_id)], {"type": "state", "state": conversation_state(conversation)}
@@ -131,7 +131,7 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         notify_console=True,
     )
     _outbox(EventType.CONVERSATION_ESCALATED, conversation, handoff)
-    _announce(conversation, handoff)
+    announce_state(conversation, handoff)
     _schedule_expiry(handoff)
     return handoff
 
@@ -168,7 +168,7 @@ def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> N
             notify_console=True,
         )
         _outbox(EventType.HANDOFF_RESOLVED, old_conversation, old, reason="superseded")
-        _announce(old_conversation, old)
+        announce_state(old_conversation, old)
 
 
 def handoff_offer(*, conversation: Conversation, reply_to_seq: int, keyword: str) -> Event:
@@ -265,7 +265,7 @@ def lead_capture(
             notify_console=True,
         )
         _outbox(EventType.LEAD_CAPTURED, conversation, handoff)
-        _announce(conversation, handoff)
+        announce_state(conversation, handoff)
     return conversation
 
 
@@ -374,7 +374,7 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
             notify_console=True,
         )
         _outbox(EventType.HANDOFF_CLAIMED, conversation, handoff, late=late)
-        _announce(conversation, handoff)
+        announce_state(conversation, handoff)
     return handoff
 
 
@@ -438,7 +438,7 @@ def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime |
             notify_console=True,
         )
         _outbox(EventType.HANDOFF_RESOLVED, conversation, handoff)
-        _announce(conversation, handoff)
+        announce_state(conversation, handoff)
     return handoff
 
 
@@ -464,7 +464,7 @@ def handoff_expire(*, handoff_id: int, now: datetime | None = None) -> bool:
             notify_console=True,
         )
         _outbox(EventType.HANDOFF_TIMED_OUT, conversation, handoff)
-        _announce(conversation, handoff)
+        announce_state(conversation, handoff)
     return True
 
 

@@ -24,6 +24,7 @@ def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
     sender.add_periodic_task(
         every, signature("handoff.tasks.sweep_overdue_handoffs"), name="handoff-sweep", expires=every
     )
+    sender.add_periodic_task(every, signature("handoff.tasks.repair_lost_pushes"), name="push-repair", expires=every)
     sweep = settings.DELIVERY_SWEEP_SECONDS
     sender.add_periodic_task(
         sweep, signature("actions.tasks.sweep_deliveries"), name="actions-delivery-sweep", expires=sweep

@@ -1,0 +1,102 @@
+"""A process killed between committing an event and publishing it must not leave an open widget
+waiting forever: the push-repair sweep republishes committed events that have no push receipt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from handoff.models import Handoff
+from handoff.pushes import conversation_pushes_repair
+from handoff.services import handoff_expire
+from pivra.realtime import push_receipts, visitor_group
+from tests.factories import Personas
+from tests.handoff_helpers import enable_handoff, new_visitor, request
+
+
+@pytest.fixture
+def bot(personas: Personas):
+    return enable_handoff(personas.chatbot, timeout=30)
+
+
+def frames_heard(group: str, run: Callable[[], Any]) -> list[dict[str, Any]]:
+    """Frames a socket subscribed to ``group`` receives while ``run`` executes (one event loop, as a
+    consumer has; ``run`` executes on the test's thread and database connection)."""
+    layer = get_channel_layer()
+    frames: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        await sync_to_async(run)()
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+            except TimeoutError:
+                return
+            frames.append(message["frame"])
+
+    async_to_sync(collect)()
+    return frames
+
+
+def test_an_expiry_committed_by_a_worker_that_died_before_publishing_reaches_the_widget(
+    bot, django_capture_on_commit_callbacks
+) -> None:
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = request(visitor, conversation)
+    conversation.refresh_from_db()
+    pushed_before = conversation.last_seq
+    assert push_receipts([conversation.pk]) == {conversation.pk: pushed_before}
+
+    # The worker commits the expiry and dies before its after-commit hooks run.
+    with django_capture_on_commit_callbacks(execute=False) as lost:
+        assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at + timedelta(seconds=1))
+    assert lost, "the expiry registers its broadcasts after commit"
+    conversation.refresh_from_db()
+    assert push_receipts([conversation.pk]) == {conversation.pk: pushed_before}
+
+    later = timezone.now() + timedelta(seconds=5)
+
+    def sweep() -> None:
+        with django_capture_on_commit_callbacks(execute=True):  # the sweep runs in autocommit mode
+            conversation_pushes_repair(now=later)
+
+    frames = frames_heard(visitor_group(visitor.public_id), sweep)
+    events = [f for f in frames if f["type"] == "event"]
+    states = [f for f in frames if f["type"] == "state"]
+    assert [e["seq"] for e in events] == list(range(pushed_before + 1, conversation.last_seq + 1))
+    assert events[-1]["kind"] == "handoff.timed_out"
+    assert states and states[-1]["state"]["handoff"]["status"] == Handoff.Status.BUSY
+    assert states[-1]["state"]["last_seq"] == conversation.last_seq
+    assert push_receipts([conversation.pk]) == {conversation.pk: conversation.last_seq}
+
+    # Repaired once: the next sweep has nothing to do.
+    assert frames_heard(visitor_group(visitor.public_id), sweep) == []
+
+
+def test_events_published_normally_are_not_published_again(bot, django_capture_on_commit_callbacks) -> None:
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=True):
+        request(visitor, conversation)
+    later = timezone.now() + timedelta(seconds=5)
+    assert conversation_pushes_repair(now=later) == 0
+    assert frames_heard(visitor_group(visitor.public_id), lambda: conversation_pushes_repair(now=later)) == []
+
+
+def test_a_fresh_event_gets_time_for_its_own_publish_before_the_sweep_steps_in(
+    bot, django_capture_on_commit_callbacks
+) -> None:
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=False):
+        request(visitor, conversation)  # committed, not yet published
+    assert conversation_pushes_repair(now=timezone.now()) == 0
+    assert conversation_pushes_repair(now=timezone.now() + timedelta(seconds=5)) == 1
