@@ -41,7 +41,7 @@ from bench.profiles import (
     TIMEOUT_SECONDS,
     Profile,
 )
-from bench.stats import slope, summary_ms
+from bench.stats import slope, storm_summary, summary_ms
 from pivra.stack import AppProcesses, Service, StackError, free_port, manage, start_app, start_postgres, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -435,17 +435,14 @@ class Bench:
         for thread in threads:
             thread.join(600)
         winners = [sum(1 for o in trial if o == "won") for trial in outcomes]
-        return {
-            "method": f"handoff.services.handoff_claim in {len(agents)} threads",
-            "claimers": len(agents),
-            "trials": trials,
-            "winners_per_trial": winners,
-            "trials_with_one_winner": sum(1 for w in winners if w == 1),
-            "errors": len(errors),
-            "error_sample": errors[:3],
-            "winner": summary_ms(winner_latency),
-            "loser": summary_ms(loser_latency),
-        }
+        return storm_summary(
+            method=f"handoff.services.handoff_claim in {len(agents)} threads",
+            claimers=len(agents),
+            winners_per_trial=winners,
+            winner_seconds=winner_latency,
+            loser_seconds=loser_latency,
+            errors=errors,
+        )
 
     def phase_timeouts(self) -> None:
         from chatbots.models import Chatbot

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from bench.httpclient import Agent, ConnectionPool, HttpConnection, HttpError, Response
-from bench.stats import summary_ms
+from bench.stats import storm_summary, summary_ms
 from bench.wsclient import WebSocket, ws_connect
 
 T = TypeVar("T")
@@ -368,15 +368,14 @@ class LoadGenerator:
             for conn in conns:
                 conn.close()
         return {
-            "method": "console API over HTTP",
-            "claimers": claimers,
-            "trials": trials,
-            "winners_per_trial": winners_per_trial,
-            "trials_with_one_winner": sum(1 for w in winners_per_trial if w == 1),
-            "errors": len(errors),
-            "error_sample": errors[:3],
-            "winner": summary_ms(winner_latency),
-            "loser": summary_ms(loser_latency),
+            **storm_summary(
+                method="console API over HTTP",
+                claimers=claimers,
+                winners_per_trial=winners_per_trial,
+                winner_seconds=winner_latency,
+                loser_seconds=loser_latency,
+                errors=errors,
+            ),
             "setup_seconds": round(setup_seconds, 2),
         }
 

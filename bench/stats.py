@@ -41,3 +41,26 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
     if var_x == 0:
         return None
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / var_x
+
+
+def storm_summary(
+    *,
+    method: str,
+    claimers: int,
+    winners_per_trial: list[int],
+    winner_seconds: Sequence[float],
+    loser_seconds: Sequence[float],
+    errors: list[str],
+) -> dict[str, Any]:
+    """One claim storm's figures, the same for the HTTP and the in-process storm."""
+    return {
+        "method": method,
+        "claimers": claimers,
+        "trials": len(winners_per_trial),
+        "winners_per_trial": winners_per_trial,
+        "trials_with_one_winner": sum(1 for w in winners_per_trial if w == 1),
+        "errors": len(errors),
+        "error_sample": errors[:3],
+        "winner": summary_ms(winner_seconds),
+        "loser": summary_ms(loser_seconds),
+    }

@@ -3,7 +3,6 @@ channel layer, committed transactions (so broadcasts really leave)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
@@ -12,14 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
 
 from chatbots.models import Chatbot
 from chatbots.responders import FRIENDLY_ERROR
 from conversations.ai import conversation_reply_with_ai
 from conversations.models import Event
 from pivra.realtime import visitor_group
+from tests.channel_helpers import frames_heard
 from tests.factories import make_personas
 from tests.handoff_helpers import new_visitor, say
 
@@ -62,24 +60,7 @@ def llm_server() -> Iterator[tuple[str, type[_Handler]]]:
 
 def _frames_for(visitor_public_id: uuid.UUID, run: Any) -> list[dict[str, Any]]:
     """Everything broadcast to the visitor's widgets while ``run`` executes."""
-    layer = get_channel_layer()
-    frames: list[dict[str, Any]] = []
-
-    # One event loop for subscribing, running and draining: the publish/subscribe layer keeps its
-    # channels per loop, as a socket consumer does. ``run`` still executes on this (the test's) thread.
-    async def collect() -> None:
-        channel = await layer.new_channel()
-        await layer.group_add(visitor_group(visitor_public_id), channel)
-        await sync_to_async(run)()
-        while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=1.0)
-            except TimeoutError:
-                return
-            frames.append(message["frame"])
-
-    async_to_sync(collect)()
-    return frames
+    return frames_heard(visitor_group(visitor_public_id), run, quiet_seconds=1.0)
 
 
 def _openai_bot(base_url: str) -> Chatbot:

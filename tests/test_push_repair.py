@@ -3,20 +3,16 @@ waiting forever: the push-repair sweep republishes committed events that have no
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from handoff.models import Handoff
 from handoff.pushes import conversation_pushes_repair
 from handoff.services import handoff_expire
 from pivra.realtime import push_receipts, visitor_group
+from tests.channel_helpers import frames_heard
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request
 
@@ -24,27 +20,6 @@ from tests.handoff_helpers import enable_handoff, new_visitor, request
 @pytest.fixture
 def bot(personas: Personas):
     return enable_handoff(personas.chatbot, timeout=30)
-
-
-def frames_heard(group: str, run: Callable[[], Any]) -> list[dict[str, Any]]:
-    """Frames a socket subscribed to ``group`` receives while ``run`` executes (one event loop, as a
-    consumer has; ``run`` executes on the test's thread and database connection)."""
-    layer = get_channel_layer()
-    frames: list[dict[str, Any]] = []
-
-    async def collect() -> None:
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-        await sync_to_async(run)()
-        while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
-            except TimeoutError:
-                return
-            frames.append(message["frame"])
-
-    async_to_sync(collect)()
-    return frames
 
 
 def test_an_expiry_committed_by_a_worker_that_died_before_publishing_reaches_the_widget(
