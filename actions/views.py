@@ -25,7 +25,7 @@ from actions.models import Action, Delivery
 from actions.selectors import action_for_workspace, actions_for_workspace, deliveries_for_action, delivery_for_action
 from actions.signing import secret_mask
 from actions.transports import encode_body
-from chatbots.access import workspace_required
+from chatbots.access import request_membership, workspace_required
 from chatbots.features import workspace_has_feature
 from chatbots.models import Membership, Plan
 from chatbots.plans import Feature
@@ -39,10 +39,6 @@ KINDS = [
     (Action.Kind.WEBHOOK.value, "Webhook", "Signed JSON to your CRM, Zapier, Make or any endpoint."),
     (Action.Kind.SLACK.value, "Slack", "A formatted message in a channel, via an incoming webhook."),
 ]
-
-
-def _membership(request: HttpRequest) -> Membership:
-    return request.membership  # type: ignore[attr-defined]
 
 
 def _enabled(membership: Membership) -> bool:
@@ -68,13 +64,13 @@ def _locked(request: HttpRequest) -> HttpResponse:
 
 
 def _base(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    membership = _membership(request)
+    membership = request_membership(request)
     return {"nav": "actions", "can_manage": membership.can_manage, "kinds": KINDS, **extra}
 
 
 @workspace_required
 def action_list(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     if not _enabled(membership):
         return _locked(request)
     actions = list(actions_for_workspace(workspace_id=membership.workspace_id))
@@ -86,7 +82,7 @@ def action_list(request: HttpRequest) -> HttpResponse:
 
 
 def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     chatbots = chatbots_for_workspace(workspace_id=membership.workspace_id)
     form = ActionForm(request.POST or None, chatbots=chatbots, action=action)
     if request.method == "POST" and form.is_valid():
@@ -125,7 +121,7 @@ def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
 
 @workspace_required
 def action_create(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     if not _enabled(membership):
         return _locked(request)
     _require_manager(membership)
@@ -134,7 +130,7 @@ def action_create(request: HttpRequest) -> HttpResponse:
 
 @workspace_required
 def action_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     if not _enabled(membership):
         return _locked(request)
     _require_manager(membership)
@@ -143,7 +139,7 @@ def action_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_required
 def action_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     if not _enabled(membership):
         return _locked(request)
     action = _action_or_404(membership, pk)
@@ -180,7 +176,7 @@ def action_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_required
 def delivery_detail(request: HttpRequest, pk: int, delivery_id: int) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     if not _enabled(membership):
         return _locked(request)
     action = _action_or_404(membership, pk)
@@ -194,7 +190,7 @@ def delivery_detail(request: HttpRequest, pk: int, delivery_id: int) -> HttpResp
 
 
 def _post_action(request: HttpRequest, pk: int) -> Action:
-    membership = _membership(request)
+    membership = request_membership(request)
     if not _enabled(membership):
         raise PermissionDenied("Actions are not included in this workspace's plan.")
     _require_manager(membership)

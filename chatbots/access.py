@@ -31,3 +31,9 @@ def workspace_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def request_membership(request: HttpRequest) -> Membership:
+    """The membership ``workspace_required`` attached: call only inside a view it wraps."""
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    return membership

@@ -8,10 +8,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from chatbots.access import workspace_required
+from chatbots.access import request_membership, workspace_required
 from chatbots.features import workspace_effective_plan, workspace_has_feature
 from chatbots.forms import GeneralSettingsForm, HandoffSettingsForm, KnowledgeEntryForm
-from chatbots.models import Chatbot, KnowledgeEntry, Membership
+from chatbots.models import Chatbot, KnowledgeEntry
 from chatbots.plans import Feature
 from chatbots.selectors import SESSION_WORKSPACE_KEY, chatbots_for_workspace, memberships_for_user
 from chatbots.services import (
@@ -24,14 +24,9 @@ from chatbots.snippet import embed_snippet
 from pivra.errors import DomainError
 
 
-def _membership(request: HttpRequest) -> Membership:
-    membership: Membership = request.membership  # type: ignore[attr-defined]
-    return membership
-
-
 @workspace_required
 def home(request: HttpRequest) -> HttpResponse:
-    workspace = _membership(request).workspace
+    workspace = request_membership(request).workspace
     context = {
         "plan": workspace_effective_plan(workspace=workspace),
         "subscription": getattr(workspace, "subscription", None),
@@ -52,7 +47,7 @@ def switch_workspace(request: HttpRequest) -> HttpResponse:
 
 
 def _chatbot(request: HttpRequest, chatbot_id: str | None) -> Chatbot:
-    bots = chatbots_for_workspace(workspace_id=_membership(request).workspace_id)
+    bots = chatbots_for_workspace(workspace_id=request_membership(request).workspace_id)
     chatbot = bots.filter(pk=int(chatbot_id)).first() if chatbot_id and chatbot_id.isdigit() else bots.first()
     if chatbot is None:
         raise Http404("No chatbot in this workspace.")
@@ -66,7 +61,7 @@ def _settings_url(chatbot: Chatbot, anchor: str = "") -> str:
 @workspace_required
 def chatbot_settings(request: HttpRequest) -> HttpResponse:
     """Chatbot → Settings → General, with the Human Handoff section and the knowledge entries."""
-    membership = _membership(request)
+    membership = request_membership(request)
     chatbot = _chatbot(request, request.GET.get("chatbot") or request.POST.get("chatbot"))
     general = GeneralSettingsForm.for_chatbot(chatbot)
     handoff = HandoffSettingsForm.for_chatbot(chatbot)
@@ -135,7 +130,7 @@ def chatbot_settings(request: HttpRequest) -> HttpResponse:
 @workspace_required
 def knowledge_save(request: HttpRequest) -> HttpResponse:
     chatbot = _chatbot(request, request.POST.get("chatbot"))
-    if not _membership(request).can_manage:
+    if not request_membership(request).can_manage:
         messages.error(request, "Only workspace owners and admins can edit knowledge.")
         return redirect(_settings_url(chatbot, "#knowledge"))
     entry_id = request.POST.get("entry")
@@ -171,7 +166,7 @@ def knowledge_delete(request: HttpRequest, entry_id: int) -> HttpResponse:
     entry = KnowledgeEntry.objects.filter(chatbot=chatbot, pk=entry_id).first()
     if entry is None:
         raise Http404("No such knowledge entry.")
-    if not _membership(request).can_manage:
+    if not request_membership(request).can_manage:
         messages.error(request, "Only workspace owners and admins can edit knowledge.")
     else:
         knowledge_entry_delete(entry=entry)

@@ -22,8 +22,13 @@ from conversations.models import Conversation, Event
 
 CHUNK_ROWS = 2000
 CHUNK_BYTES = 64 * 1024
-# A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet treats a cell starting with one of these as a formula (CSV injection). Excel and
+# LibreOffice skip leading whitespace before deciding, and Excel in East Asian locales reads the
+# full-width forms (U+FF1D, U+FF0B, U+FF0D, U+FF20) as the ASCII ones: both are checked, after the
+# whitespace.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# A leading tab or carriage return can break the cell out of its column in some importers.
+CONTROL_PREFIXES = ("\t", "\r")
 CSV_HEADER = (
     "conversation",
     "chatbot",
@@ -61,9 +66,11 @@ _EVENT_FIELDS = ("conversation_id", "seq", "created_at", "author", "agent_name",
 
 
 def csv_safe(value: object) -> str:
-    """A cell a spreadsheet shows as text: ``=1+1`` → ``'=1+1``."""
+    """A cell a spreadsheet shows as text: ``=1+1`` → ``'=1+1``, `` \n@SUM(A1)`` → ``' \n@SUM(A1)``."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    if text.startswith(CONTROL_PREFIXES) or text.lstrip().startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class PivraConfig(AppConfig):
     name = "pivra"
     verbose_name = "Pivra"
+
+    def ready(self) -> None:
+        from pivra.console import revocation
+
+        revocation.connect()

@@ -4,9 +4,11 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
-from chatbots.selectors import membership_for_request
-from handoff.models import Handoff
+from chatbots.models import Membership
+from chatbots.selectors import memberships_for_user
+from pivra.console.selectors import unclaimed_count
 
 
 def pivra(request: HttpRequest) -> dict[str, Any]:
@@ -14,14 +16,17 @@ def pivra(request: HttpRequest) -> dict[str, Any]:
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
-    """The unclaimed-handoff count for the sidebar's red badge (kept live by the console socket)."""
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or not request.path.startswith("/dashboard/"):
-        return {}
-    membership = membership_for_request(request=request)
+    """The sidebar's red badge (kept live by the console socket) and the workspace switcher.
+
+    Reuses the membership ``workspace_required`` already looked up, and reads lazily: the live
+    list fragment and other partial templates render through here too but show neither.
+    """
+    membership: Membership | None = getattr(request, "membership", None)
     if membership is None:
         return {}
-    count = Handoff.objects.filter(
-        workspace_id=membership.workspace_id, status__in=(Handoff.Status.PENDING, Handoff.Status.BUSY)
-    ).count()
-    return {"unclaimed_handoffs": count}
+    workspace_id = membership.workspace_id
+    return {
+        "unclaimed_handoffs": SimpleLazyObject(lambda: unclaimed_count(workspace_id=workspace_id)),
+        # One query with the workspace names, however many workspaces the user is in.
+        "workspace_memberships": SimpleLazyObject(lambda: list(memberships_for_user(user=request.user))),
+    }

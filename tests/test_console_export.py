@@ -65,6 +65,33 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
     assert csv_safe(None) == ""
 
 
+@pytest.mark.parametrize(
+    "dangerous",
+    [
+        " =1+1",
+        "  +cmd|' /C calc'!A0",
+        "\n-2+3",
+        "\r\n@SUM(A1)",
+        '\t =HYPERLINK("http://evil.example")',
+        "\u3000=1+1",  # an ideographic space is whitespace to a spreadsheet too
+        "\uff1d1+1",  # the full-width signs, which Excel reads as ASCII ones in East Asian locales
+        "\uff0bcmd",
+        "\uff0d2",
+        "\uff20SUM(A1)",
+        " \uff1d1+1",
+        "\tplain",
+        "\rplain",
+    ],
+)
+def test_csv_cells_hiding_a_formula_behind_whitespace_or_full_width_signs_are_neutralised(dangerous: str) -> None:
+    assert csv_safe(dangerous) == "'" + dangerous
+
+
+def test_csv_cells_with_signs_after_the_first_word_are_left_alone() -> None:
+    for harmless in (" plain", "\nline two", "x \uff1d y", "5-3", "mail@example.com"):
+        assert csv_safe(harmless) == harmless
+
+
 def test_the_csv_export_neutralises_messages_and_agent_names(personas: Personas) -> None:
     enable_handoff(personas.chatbot)
     personas.teammate.first_name = "=Mallory"

@@ -3,7 +3,11 @@ conversation page (thread as text, controls per agent, visitor details, live sta
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from django.test import Client
@@ -11,7 +15,8 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Visitor
 from handoff.services import handoff_claim, handoff_expire, handoff_resolve, lead_capture
-from pivra.console.selectors import browser_from_user_agent
+from pivra.console import views as console_views
+from pivra.console.selectors import browser_from_user_agent, unclaimed_count, unclaimed_counts
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 
@@ -130,6 +135,74 @@ def test_filters_by_status_date_range_and_chatbot(acme: Personas) -> None:
     assert "From must be a date" in page.content.decode()
 
 
+def _pager_links(html: str) -> dict[str, dict[str, str]]:
+    """Link text → its query parameters, for every link of the pager."""
+    pager = html.split("data-pager>", 1)[1].split("</nav>", 1)[0]
+    links: dict[str, dict[str, str]] = {}
+    for href, text in re.findall(r'<a [^>]*href="\?([^"]*)"[^>]*>([^<]+)</a>', pager):
+        links[text.strip()] = dict(parse_qsl(unescape(href)))
+    return links
+
+
+def test_the_handoff_tab_pages_through_a_long_queue_keeping_its_filters(
+    acme: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.factories import make_chatbot
+
+    monkeypatch.setattr(console_views, "PAGE_SIZE", 2)
+    queue = [str(_handoff(acme, f"waiting {n}")[1].public_id) for n in range(5)]
+    elsewhere = enable_handoff(make_chatbot(acme.workspace, "Second bot"))
+    request(*new_visitor(elsewhere))
+    client = _client(acme.teammate)
+    params = {"tab": "handoff", "chatbot": str(acme.chatbot.pk)}
+
+    first = client.get("/dashboard/conversations/", params).content.decode()
+    links = _pager_links(first)
+    assert set(links) == {"2", "3", "Next →"}
+    assert links["Next →"] == links["2"] == {**params, "page": "2"}
+    assert links["3"] == {**params, "page": "3"}
+    seen = [
+        list(_rows(client, **params)),
+        list(_rows(client, **params, page="2")),
+        list(_rows(client, **params, page="3")),
+    ]
+    assert seen == [queue[0:2], queue[2:4], queue[4:5]]  # the whole queue, longest wait first, nothing twice
+
+    last = client.get("/dashboard/conversations/", {**params, "page": "3"}).content.decode()
+    assert _pager_links(last) == {"← Previous": {**params, "page": "2"}, "1": params, "2": {**params, "page": "2"}}
+    fragment = client.get("/dashboard/conversations/", {**params, "page": "3", "fragment": "1"}).content.decode()
+    assert "data-pager" in fragment  # the live refresh keeps the page the agent is on
+
+
+def test_the_open_tab_pages_newest_first(acme: Personas, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console_views, "PAGE_SIZE", 2)
+    for n in range(3):
+        visitor, conversation = new_visitor(acme.chatbot)
+        say(visitor, conversation, f"chat {n}")
+    client = _client(acme.teammate)
+    first = client.get("/dashboard/conversations/", {"q": "chat"}).content.decode()
+    second_page = {"tab": "open", "q": "chat", "page": "2"}
+    assert _pager_links(first) == {"2": second_page, "Older →": second_page}
+    assert len(_rows(client, q="chat")) == 2 and len(_rows(client, q="chat", page="2")) == 1
+    assert "data-pager" not in client.get("/dashboard/conversations/", {"q": "chat 1"}).content.decode()
+
+
+def test_the_unclaimed_count_is_waiting_and_busy_handoffs_of_one_workspace(acme: Personas) -> None:
+    _handoff(acme)
+    _, busy = _handoff(acme)
+    assert handoff_expire(handoff_id=busy.handoff.pk, now=timezone.now() + timedelta(hours=1))
+    _, claimed = _handoff(acme)
+    handoff_claim(agent=acme.owner, conversation_public_id=str(claimed.public_id))
+    enable_handoff(acme.other_chatbot)
+    request(*new_visitor(acme.other_chatbot))
+    assert unclaimed_count(workspace_id=acme.workspace.pk) == 2
+    assert unclaimed_counts(workspace_ids=[acme.workspace.pk, acme.other_workspace.pk, 0]) == {
+        acme.workspace.pk: 2,
+        acme.other_workspace.pk: 1,
+        0: 0,
+    }
+
+
 def test_empty_states_read_well(acme: Personas) -> None:
     client = _client(acme.teammate)
     assert (
@@ -227,9 +300,11 @@ def test_a_resolved_conversation_is_closed_and_read_only(acme: Personas) -> None
     assert not any(state["controls"][k] for k in ("can_claim", "can_reply", "can_resolve"))
 
 
-def test_the_right_panel_shows_visitor_details_and_the_lead(acme: Personas) -> None:
+def test_the_right_panel_shows_visitor_details_and_the_lead(acme: Personas, settings: Any) -> None:
+    settings.TIME_ZONE = "UTC"
     visitor, conversation = _handoff(acme)
     Visitor.objects.filter(pk=visitor.pk).update(
+        first_seen_at=datetime(2026, 3, 1, 9, 5, tzinfo=UTC),
         current_page="https://shop.example/tents?x=1",
         user_agent="Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
         "Chrome/126.0.0.0 Safari/537.36",
@@ -239,8 +314,12 @@ def test_the_right_panel_shows_visitor_details_and_the_lead(acme: Personas) -> N
         visitor=visitor, conversation_public_id=str(conversation.public_id), phone="06 12 34 56 78", locale="fr-FR"
     )
     html = _client(acme.teammate).get(f"/dashboard/conversations/{conversation.public_id}/").content.decode()
-    for text in ("First seen", "https://shop.example/tents?x=1", "Chrome 126 on macOS", "fr-FR", "+33612345678"):
+    for text in ("https://shop.example/tents?x=1", "Chrome 126 on macOS", "fr-FR", "+33612345678"):
         assert text in html, text
+    first_seen = html.split("<dt>First seen</dt>", 1)[1].split("</dd>", 1)[0]
+    assert first_seen == '<dd><time datetime="2026-03-01T09:05:00+00:00" data-local>1 Mar 2026, 09:05</time>'
+    state = _client(acme.teammate).get(f"/dashboard/conversations/{conversation.public_id}/state").json()
+    assert state["visitor"]["first_seen_at"] == "2026-03-01T09:05:00+00:00"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from chatbots.models import Membership
 from chatbots.services import membership_add
 from handoff.services import handoff_claim, handoff_reply
 from pivra.asgi import application
-from tests.factories import Personas, make_personas, make_workspace
+from tests.factories import Personas, make_chatbot, make_personas, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -178,3 +178,80 @@ async def test_bad_frames_get_a_readable_error_and_the_socket_stays_open(frame: 
     await socket.send_json_to({"type": "ping"})
     assert await socket.receive_json_from(timeout=5) == {"type": "pong"}
     await socket.disconnect()
+
+
+async def _second_workspace(world: Personas) -> tuple[Any, Any]:
+    """A second workspace the teammate is also in, with a handoff-enabled chatbot."""
+    second = await sync_to_async(make_workspace)("Second")
+    await sync_to_async(membership_add)(workspace=second, user=world.teammate, role=Membership.Role.AGENT)
+    bot = await sync_to_async(make_chatbot)(second, "Second bot")
+    await sync_to_async(enable_handoff)(bot)
+    return second, bot
+
+
+async def _new_handoff(bot: Any) -> Any:
+    visitor, conversation = await sync_to_async(new_visitor)(bot)
+    await sync_to_async(request)(visitor, conversation)
+    return visitor, conversation
+
+
+async def test_an_agent_removed_from_a_workspace_stops_hearing_it_at_once() -> None:
+    world = await sync_to_async(_world)()
+    second, second_bot = await _second_workspace(world)
+    visitor, watched = await _new_handoff(world.chatbot)
+    socket, welcome = await _connect(world.teammate)
+    assert {w["id"] for w in welcome["workspaces"]} == {world.workspace.pk, second.pk}
+    await socket.send_json_to({"type": "watch", "conversation": str(watched.public_id), "last_seq": 1})
+    assert (await _until(socket, lambda f: f["type"] == "watching"))["workspace"] == world.workspace.pk
+
+    def remove() -> None:  # as the admin does it: the row is deleted, no service involved
+        Membership.objects.get(user=world.teammate, workspace=world.workspace).delete()
+
+    await sync_to_async(remove)()
+    revoked = await _until(socket, lambda f: f["type"] == "revoked")
+    assert revoked == {"type": "revoked", "workspaces": [world.workspace.pk]}
+
+    # Neither Acme's queue nor the watched Acme conversation reaches the socket any more; Second's does.
+    await _new_handoff(world.chatbot)
+    await sync_to_async(say)(visitor, watched, "said after the agent was removed")
+    _, in_second = await _new_handoff(second_bot)
+    frame = await _until(socket, lambda f: f["type"] in ("event", "queue"))
+    assert (frame["workspace"], frame["conversation"]) == (second.pk, str(in_second.public_id))
+    await socket.send_json_to({"type": "watch", "conversation": str(watched.public_id), "last_seq": 0})
+    refused = await _until(socket, lambda f: f["type"] in ("error", "watching"))
+    assert (refused["type"], refused["code"]) == ("error", "not_found")
+    await socket.disconnect()
+
+
+async def test_a_membership_moved_to_another_workspace_drops_the_old_one() -> None:
+    world = await sync_to_async(_world)()
+    second, second_bot = await _second_workspace(world)
+    elsewhere = await sync_to_async(make_workspace)("Elsewhere")
+    socket, _ = await _connect(world.teammate)
+
+    def move() -> None:
+        membership = Membership.objects.get(user=world.teammate, workspace=world.workspace)
+        membership.workspace = elsewhere
+        membership.save()
+
+    await sync_to_async(move)()
+    revoked = await _until(socket, lambda f: f["type"] == "revoked")
+    assert revoked["workspaces"] == [world.workspace.pk]
+    await _new_handoff(world.chatbot)
+    _, in_second = await _new_handoff(second_bot)
+    frame = await _until(socket, lambda f: f["type"] in ("event", "queue"))
+    assert (frame["workspace"], frame["conversation"]) == (second.pk, str(in_second.public_id))
+    await socket.disconnect()
+
+
+async def test_the_socket_closes_when_the_agents_last_workspace_is_gone() -> None:
+    world = await sync_to_async(_world)()
+    socket, _ = await _connect(world.outsider)
+    await sync_to_async(Membership.objects.filter(user=world.outsider).delete)()
+    assert await _until(socket, lambda f: f["type"] == "revoked") == {
+        "type": "revoked",
+        "workspaces": [world.other_workspace.pk],
+    }
+    closed = await socket.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4403}
+    await socket.disconnect(code=4403)  # the client's side of the close, so the consumer finishes

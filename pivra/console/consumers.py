@@ -5,9 +5,13 @@ counts, events of handoff conversations) and, on request, one conversation's gro
 the page missed from the database first, so a reconnect resumes without a gap. Thin: it parses
 frames, checks membership on every watch, and reads; it never writes.
 
-Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``pong``,
-``error``. Frames about a conversation carry its ``workspace`` id, so a page of one workspace can
-ignore another's.
+Access is re-checked while the socket is open, not only at connect: when one of the user's
+memberships is removed or moved (``pivra.console.revocation``), the socket drops the groups of every
+workspace the user has left and tells the page with ``revoked``; with no workspace left it closes.
+
+Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``revoked``,
+``pong``, ``error``. Frames about a conversation carry its ``workspace`` id, so a page of one
+workspace can ignore another's.
 """
 
 from __future__ import annotations
@@ -23,26 +27,26 @@ from pydantic import ValidationError
 from chatbots.models import Membership
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
-from handoff.models import Handoff
 from pivra.console import frames
+from pivra.console.revocation import RECHECK_FRAME, console_user_group
+from pivra.console.selectors import unclaimed_counts
 from pivra.realtime import console_group, conversation_group
 
 logger = logging.getLogger(__name__)
 # Events a reconnecting page may get in one go; a longer gap asks it to reload instead.
 REPLAY_LIMIT = 500
 _WORKSPACE_CACHE_SIZE = 2000
-_UNCLAIMED = (Handoff.Status.PENDING, Handoff.Status.BUSY)
+# Close code once the last of the user's workspaces is gone (the "revoked" frame before it reloads the page).
+CLOSE_NO_WORKSPACE = 4403
+
+
+def _workspace_ids(user_id: int) -> frozenset[int]:
+    return frozenset(Membership.objects.filter(user_id=user_id).values_list("workspace_id", flat=True))
 
 
 def _workspaces(user_id: int) -> dict[int, int]:
     """The user's workspaces, each with its count of unclaimed handoffs."""
-    ids = list(Membership.objects.filter(user_id=user_id).values_list("workspace_id", flat=True))
-    counts = dict.fromkeys(ids, 0)
-    for workspace_id in Handoff.objects.filter(workspace_id__in=ids, status__in=_UNCLAIMED).values_list(
-        "workspace_id", flat=True
-    ):
-        counts[workspace_id] += 1
-    return counts
+    return unclaimed_counts(workspace_ids=_workspace_ids(user_id))
 
 
 def _watchable(user_id: int, public_id: str) -> tuple[int, int] | None:
@@ -75,6 +79,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
     workspace_ids: frozenset[int] = frozenset()
     watching: str | None = None
+    watching_workspace: int | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -83,6 +88,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         self.user_id = user.pk
         self._workspace_cache: dict[str, int] = {}
+        # Join the user's group before reading the memberships: a removal committed in between
+        # is then heard and re-checked, never missed.
+        await self.channel_layer.group_add(console_user_group(user.pk), self.channel_name)
         counts = await database_sync_to_async(_workspaces)(user.pk)
         self.workspace_ids = frozenset(counts)
         for workspace_id in self.workspace_ids:
@@ -96,13 +104,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        if self.user_id is not None:
+            await self.channel_layer.group_discard(console_user_group(self.user_id), self.channel_name)
         for workspace_id in self.workspace_ids:
             await self.channel_layer.group_discard(console_group(workspace_id), self.channel_name)
-        if self.watching is not None:
-            await self.channel_layer.group_discard(conversation_group(self.watching), self.channel_name)
+        self.workspace_ids = frozenset()
+        await self._unwatch()
 
     async def pivra_event(self, message: dict[str, Any]) -> None:
         frame: dict[str, Any] = message["frame"]
+        if frame.get("type") == RECHECK_FRAME:
+            await self._recheck_access()
+            return
         conversation = frame.get("conversation")
         if isinstance(conversation, str):
             workspace_id = await self._workspace_for(conversation)
@@ -163,10 +176,29 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             logger.exception("console frame %s failed", raw["type"])
             await self._error("server_error", "Something went wrong. Please try again.")
 
+    async def _recheck_access(self) -> None:
+        """Leave every workspace the user is no longer a member of; close when none is left."""
+        if self.user_id is None:
+            return
+        current = await database_sync_to_async(_workspace_ids)(self.user_id)
+        gone = self.workspace_ids - current
+        if not gone:
+            return
+        # Narrow first: a frame of a lost workspace already on its way is dropped by pivra_event.
+        self.workspace_ids = self.workspace_ids & current
+        for workspace_id in gone:
+            await self.channel_layer.group_discard(console_group(workspace_id), self.channel_name)
+        if self.watching_workspace in gone:
+            await self._unwatch()
+        await self._send({"type": "revoked", "workspaces": sorted(gone)})
+        if not self.workspace_ids:
+            await self.close(code=CLOSE_NO_WORKSPACE)
+
     async def _unwatch(self) -> None:
         if self.watching is not None:
             await self.channel_layer.group_discard(conversation_group(self.watching), self.channel_name)
             self.watching = None
+            self.watching_workspace = None
 
     async def _watch(self, frame: frames.Watch) -> None:
         assert self.user_id is not None
@@ -183,6 +215,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             # worst (the page drops duplicates by seq); joining after could lose it.
             await self.channel_layer.group_add(conversation_group(public_id), self.channel_name)
             self.watching = public_id
+            self.watching_workspace = workspace_id
         last_seq, missed = await database_sync_to_async(_replay)(conversation_pk, frame.last_seq)
         await self._send(
             {"type": "watching", "conversation": public_id, "workspace": workspace_id, "last_seq": last_seq}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import phonenumbers
 from django.contrib.auth.models import User
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -171,8 +172,23 @@ def tab_counts(*, workspace_id: int) -> dict[str, int]:
     }
 
 
+def unclaimed_counts(*, workspace_ids: Iterable[int]) -> dict[int, int]:
+    """Unclaimed (waiting or team busy) handoffs per workspace, 0 for a workspace with none: the red badge."""
+    ids = list(workspace_ids)
+    counts = dict.fromkeys(ids, 0)
+    rows = (
+        Handoff.objects.filter(workspace_id__in=ids, status__in=UNCLAIMED_STATUSES)
+        .order_by()
+        .values("workspace_id")
+        .annotate(n=Count("pk"))
+        .values_list("workspace_id", "n")
+    )
+    counts.update(rows)
+    return counts
+
+
 def unclaimed_count(*, workspace_id: int) -> int:
-    return Handoff.objects.filter(workspace_id=workspace_id, status__in=UNCLAIMED_STATUSES).count()
+    return unclaimed_counts(workspace_ids=[workspace_id])[workspace_id]
 
 
 def conversation_for_workspace(*, workspace_id: int, public_id: uuid.UUID | str) -> Conversation | None:

@@ -11,14 +11,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.conf import settings
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from chatbots.access import workspace_required
-from chatbots.models import Membership
+from chatbots.access import request_membership, workspace_required
 from conversations.export import ExportResponse, export_response
 from conversations.models import Conversation
 from handoff.models import Handoff
@@ -26,16 +25,10 @@ from handoff.state import agent_display_name
 from pivra.console import analytics, selectors
 
 PAGE_SIZE = 50
-HANDOFF_TAB_LIMIT = 500
-
-
-def _membership(request: HttpRequest) -> Membership:
-    membership: Membership = request.membership  # type: ignore[attr-defined]
-    return membership
 
 
 def _filters(request: HttpRequest) -> selectors.ConversationFilters:
-    workspace_id = _membership(request).workspace_id
+    workspace_id = request_membership(request).workspace_id
     chatbot_ids = set(selectors.workspace_chatbots(workspace_id=workspace_id).values_list("pk", flat=True))
     return selectors.filters_from_query(request.GET, chatbot_ids=chatbot_ids)
 
@@ -59,16 +52,36 @@ def _row(conversation: Conversation, *, now: datetime) -> dict[str, Any]:
     return row
 
 
+def _pager(page: Page[Conversation], filters: selectors.ConversationFilters) -> dict[str, Any] | None:
+    """Links to the neighbouring and numbered pages, each keeping the tab, search and filters."""
+    if not page.has_other_pages():
+        return None
+
+    def query(number: int) -> str:
+        return filters.as_query(page=str(number) if number > 1 else "")
+
+    # The Open tab is newest first; the Handoff tab is the queue, longest wait first.
+    newer, older = ("Newer", "Older") if filters.tab == selectors.TAB_OPEN else ("Previous", "Next")
+    numbers = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
+    return {
+        "previous": (newer, query(page.previous_page_number())) if page.has_previous() else None,
+        "next": (older, query(page.next_page_number())) if page.has_next() else None,
+        "pages": [
+            {"number": n, "query": query(n), "current": n == page.number}
+            if isinstance(n, int)
+            else {"number": None, "query": "", "current": False}
+            for n in numbers
+        ],
+    }
+
+
 @require_GET
 @workspace_required
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    workspace_id = _membership(request).workspace_id
+    workspace_id = request_membership(request).workspace_id
     filters = _filters(request)
     queryset = selectors.conversation_list(workspace_id=workspace_id, filters=filters)
-    if filters.tab == selectors.TAB_HANDOFF:
-        page = Paginator(queryset, HANDOFF_TAB_LIMIT).get_page(1)
-    else:
-        page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     now = timezone.now()
     context = {
         "nav": "conversations",
@@ -83,6 +96,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
             (selectors.TAB_HANDOFF, "Handoff", filters.as_query(tab=selectors.TAB_HANDOFF, status="", page="")),
         ],
         "export_query": filters.as_query(),
+        "pager": _pager(page, filters),
         "now": now,
     }
     # The live list refreshes itself by asking for just this part of the page.
@@ -92,7 +106,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 
 def _conversation_or_404(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
     conversation = selectors.conversation_for_workspace(
-        workspace_id=_membership(request).workspace_id, public_id=public_id
+        workspace_id=request_membership(request).workspace_id, public_id=public_id
     )
     if conversation is None:
         raise Http404("No such conversation in this workspace.")
@@ -175,7 +189,7 @@ def _streamed(response: ExportResponse) -> HttpResponse:
 @workspace_required
 def conversation_export(request: HttpRequest, public_id: uuid.UUID, fmt: str) -> HttpResponse:
     conversation = _conversation_or_404(request, public_id)
-    membership = _membership(request)
+    membership = request_membership(request)
     return _streamed(
         export_response(
             Conversation.objects.filter(pk=conversation.pk, chatbot__workspace_id=membership.workspace_id),
@@ -189,7 +203,7 @@ def conversation_export(request: HttpRequest, public_id: uuid.UUID, fmt: str) ->
 @require_GET
 @workspace_required
 def conversations_export(request: HttpRequest, fmt: str) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     filters = _filters(request)
     return _streamed(
         export_response(
@@ -204,7 +218,7 @@ def conversations_export(request: HttpRequest, fmt: str) -> HttpResponse:
 @require_GET
 @workspace_required
 def analytics_view(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    membership = request_membership(request)
     raw = request.GET.get("days", "")
     days = int(raw) if raw.isdigit() and int(raw) in analytics.PERIODS else analytics.DEFAULT_PERIOD
     stats = analytics.handoff_stats(workspace_id=membership.workspace_id, days=days)

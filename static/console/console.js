@@ -141,6 +141,11 @@ consoleSocket.addEventListener("queue", (event) => {
   if (event.detail.workspace === workspaceId) setUnclaimed(event.detail.unclaimed);
 });
 
+// Removed from this page's workspace: reload, so the server shows what the agent may still see.
+consoleSocket.addEventListener("revoked", (event) => {
+  if ((event.detail.workspaces || []).includes(workspaceId)) window.location.reload();
+});
+
 // --- a short sound on a new handoff --------------------------------------------------------------
 
 export function soundEnabled() {
