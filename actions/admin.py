@@ -1,11 +1,19 @@
+"""Staff views of actions and deliveries. Every change goes through the actions services, so the
+admin can do nothing the dashboard's rules would refuse."""
+
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from actions.deliveries import delivery_redeliver
+from actions.events import EventType
 from actions.models import Action, Delivery, DeliveryAttempt, OutboxEvent
+from actions.services import action_pause, action_resume, action_update, action_validate_update
 from actions.signing import secret_mask
 from pivra.errors import DomainError
 
@@ -23,14 +31,69 @@ class OutboxEventAdmin(_ReadOnly):
     readonly_fields = ["id", "type", "workspace_id", "chatbot_id", "payload", "created_at", "dispatched_at"]
 
 
+# Which form field a service refusal belongs to.
+_ERROR_FIELDS = {
+    "invalid_name": "name",
+    "invalid_events": "events",
+    "invalid_url": "url",
+    "invalid_recipients": "recipients",
+}
+
+
+class ActionAdminForm(forms.ModelForm):
+    """Staff edit the same four things the dashboard edits, checked by the same service; the
+    workspace, chatbot and kind define the action and stay as they are."""
+
+    events = forms.MultipleChoiceField(
+        choices=[(e.value, e.value) for e in EventType], widget=forms.CheckboxSelectMultiple
+    )
+    recipients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Email actions: one address a line.",
+    )
+
+    class Meta:
+        model = Action
+        fields = ["name", "events", "url", "recipients"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["recipients"] = "\n".join(self.instance.recipients or [])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            action_validate_update(
+                action=self.instance,
+                name=data.get("name") or "",
+                events=data.get("events") or [],
+                url=data.get("url") or "",
+                recipients=[data.get("recipients") or ""],
+            )
+        except DomainError as exc:
+            field = _ERROR_FIELDS.get(exc.code)
+            self.add_error(field if field in self.fields else None, exc.detail)
+        return data
+
+
 @admin.register(Action)
 class ActionAdmin(admin.ModelAdmin):
+    form = ActionAdminForm
     list_display = ["name", "workspace", "chatbot", "kind", "status", "events", "last_success_at", "created_at"]
     list_filter = ["kind", "status", "workspace"]
     search_fields = ["name", "url", "workspace__name", "chatbot__name"]
     list_select_related = ["workspace", "chatbot"]
-    raw_id_fields = ["created_by"]
+    actions = ["pause", "resume"]
+    # Status changes go through the pause/resume admin actions (the services), never a bare field.
     readonly_fields = [
+        "workspace",
+        "chatbot",
+        "kind",
+        "status",
+        "paused_reason",
         "signing_secret",
         "previous_secret_expires_at",
         "paused_at",
@@ -56,6 +119,37 @@ class ActionAdmin(admin.ModelAdmin):
     @admin.display(description="Signing secret")
     def signing_secret(self, obj: Action) -> str:
         return secret_mask(obj.secret)
+
+    def save_model(self, request: HttpRequest, obj: Action, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        # The form checked these with action_validate_update; saving goes through the service too.
+        action_update(
+            action=obj,
+            name=data["name"],
+            events=data["events"],
+            url=data.get("url") or "",
+            recipients=[data.get("recipients") or ""],
+        )
+
+    @admin.action(description="Pause selected actions", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Action]) -> None:
+        who = request.user.get_username()
+        paused = sum(action_pause(action=action, reason=f"Paused by {who} (staff).") for action in queryset)
+        self.message_user(request, f"Paused {paused} action{'' if paused == 1 else 's'}.")
+
+    @admin.action(description="Resume selected actions", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Action]) -> None:
+        resumed, refused = 0, []
+        for action in queryset.filter(status=Action.Status.PAUSED).select_related("workspace"):
+            try:
+                action_resume(action=action)
+            except DomainError as exc:
+                refused.append(f"{action.name}: {exc.detail}")
+            else:
+                resumed += 1
+        self.message_user(request, f"Resumed {resumed} action{'' if resumed == 1 else 's'}.")
+        for line in refused:
+            self.message_user(request, line, level=messages.WARNING)
 
 
 class DeliveryAttemptInline(admin.TabularInline):

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -120,8 +120,17 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
     if claimed is None:
         return None
     delivery, attempt = claimed
+    _release_connection()
     result = _send(delivery)
     return _record(delivery, attempt, result)
+
+
+def _release_connection() -> None:
+    """Hand the pooled database connection back before waiting on a receiver: the delivery worker
+    runs many threads against a small pool, and a thread holding a connection through a 10 s wait
+    would starve its siblings. (Inside a transaction — tests wrap each test in one — it stays.)"""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _claim(delivery_id: int) -> tuple[Delivery, DeliveryAttempt] | None:
@@ -156,7 +165,8 @@ def _claim(delivery_id: int) -> tuple[Delivery, DeliveryAttempt] | None:
         )
         if not won:
             return None
-        delivery.refresh_from_db()
+        # The event too: the payload is read while sending, after the connection is released.
+        delivery = Delivery.objects.select_related("action", "event").get(pk=delivery_id)
         _close_interrupted(delivery_ids=[delivery.pk], now=now)
         attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, started_at=now)
     return delivery, attempt
@@ -249,12 +259,18 @@ def _action_health(delivery: Delivery, result: AttemptResult, now: datetime) -> 
     Action.objects.filter(pk=action.pk, failing_since__isnull=True).update(failing_since=now)
     since = Action.objects.filter(pk=action.pk).values_list("failing_since", flat=True).first()
     if since is not None and now - since >= FAILING_PAUSE_AFTER:
-        action_pause(
-            action=action,
-            reason="Every delivery failed for 24 hours, so Pivra paused this action.",
-            notify_owners=True,
-            now=now,
-        )
+        _pause_failing(action, now)
+
+
+def _pause_failing(action: Action, now: datetime) -> bool:
+    # action_pause is won by one caller only, so the owners are mailed once however many workers
+    # and sweeps notice the same streak.
+    return action_pause(
+        action=action,
+        reason="Every delivery failed for 24 hours, so Pivra paused this action.",
+        notify_owners=True,
+        now=now,
+    )
 
 
 # --- manual redelivery ------------------------------------------------------------------------
@@ -291,9 +307,15 @@ def delivery_redeliver(*, delivery: Delivery, now: datetime | None = None) -> De
 
 def actions_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
     """Heal what a dead worker or broker missed: dispatch outbox rows whose task was lost, fail
-    deliveries lost on their last attempt, and re-queue every delivery that is due (or stuck in
-    flight past its lease) and has no recent task."""
+    deliveries lost on their last attempt, re-queue every delivery that is due (or stuck in
+    flight past its lease) and has no recent task, and pause actions failing for a day."""
     now = now or timezone.now()
+    # The streak is checked here as well as after each attempt: one event's retries end after
+    # about 21 hours, so an action whose only delivery failed would otherwise never reach 24.
+    failing = Action.objects.filter(status=Action.Status.ACTIVE, failing_since__lte=now - FAILING_PAUSE_AFTER).order_by(
+        "failing_since"
+    )[:limit]
+    paused = sum(_pause_failing(action, now) for action in failing)
     missed = list(
         OutboxEvent.objects.filter(dispatched_at__isnull=True, created_at__lte=now - DISPATCH_GRACE)
         .order_by("created_at")
@@ -328,4 +350,4 @@ def actions_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str,
         )
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
         enqueue_attempts_on_commit(ids)
-    return {"dispatched": len(missed), "failed_lost": len(lost), "requeued": len(ids)}
+    return {"dispatched": len(missed), "failed_lost": len(lost), "requeued": len(ids), "paused": paused}

@@ -6,6 +6,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -142,13 +143,32 @@ def action_create(
         )
 
 
+@dataclass(frozen=True)
+class ActionChanges:
+    name: str
+    events: list[str]
+    url: str
+    recipients: list[str]
+
+
+def action_validate_update(
+    *, action: Action, name: str, events: Iterable[str], url: str = "", recipients: Iterable[str] = ()
+) -> ActionChanges:
+    """What ``action_update`` would save, or the DomainError it would raise; changes nothing.
+    Forms that must show errors before saving (the admin) call it first."""
+    _require_feature(action.workspace)
+    clean_name, chosen = _clean_name(name), _clean_events(events)
+    clean_url, clean_recipients = _destination(action.kind, url, recipients)
+    return ActionChanges(name=clean_name, events=chosen, url=clean_url, recipients=clean_recipients)
+
+
 def action_update(
     *, action: Action, name: str, events: Iterable[str], url: str = "", recipients: Iterable[str] = ()
 ) -> Action:
     """Change what an action listens to and where it sends; its kind, chatbot and secret stay."""
-    _require_feature(action.workspace)
-    action.name, action.events = _clean_name(name), _clean_events(events)
-    action.url, action.recipients = _destination(action.kind, url, recipients)
+    changes = action_validate_update(action=action, name=name, events=events, url=url, recipients=recipients)
+    action.name, action.events = changes.name, changes.events
+    action.url, action.recipients = changes.url, changes.recipients
     action.save(update_fields=["name", "events", "url", "recipients", "updated_at"])
     return action
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from actions.messages import event_email, slack_message, summarize
-from actions.network import DestinationNotAllowed, ResolutionFailed, http_post
+from actions.network import NOT_ALLOWED, DestinationNotAllowed, ResolutionFailed, http_post
 from actions.signing import signed_headers
 
 USER_AGENT = "Pivra-Webhooks/1.0"
@@ -74,9 +74,12 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
     try:
         reply = http_post(url=url, body=body, headers={**base, **headers})
     except DestinationNotAllowed:
-        return AttemptResult(False, took(), error="destination not allowed")
+        return AttemptResult(False, took(), error=NOT_ALLOWED)
     except ResolutionFailed:
-        return AttemptResult(False, took(), error="could not resolve the host name")
+        # Telling "does not resolve" from "not allowed" would let a customer probe which internal
+        # names resolve on our servers; the distinction is only given where private is allowed.
+        error = "could not resolve the host name" if settings.WEBHOOK_ALLOW_PRIVATE else NOT_ALLOWED
+        return AttemptResult(False, took(), error=error)
     except httpx.InvalidURL:
         return AttemptResult(False, took(), error="invalid URL")
     except httpx.TimeoutException:

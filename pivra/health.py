@@ -1,4 +1,4 @@
-"""``GET /healthz``: database, Redis and Celery worker status; 503 when any is down."""
+"""``GET /healthz``: database, Redis and Celery worker status (every queue consumed); 503 when any is down."""
 
 from __future__ import annotations
 
@@ -42,13 +42,22 @@ def _redis() -> dict[str, Any]:
 
 
 def _worker() -> dict[str, Any]:
+    """Every queue needs a live consumer: a delivery worker alone would leave handoff timeouts
+    unrun, and a main worker alone would leave every webhook and email queued."""
     from pivra.celery import app
 
-    replies = app.control.ping(timeout=1.0)
-    workers = sorted(name for reply in replies or [] for name in reply)
-    if not workers:
+    replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    consumers: dict[str, list[str]] = {}
+    for worker, queues in replies.items():
+        for queue in queues or []:
+            consumers.setdefault(str(queue.get("name")), []).append(worker)
+    if not replies:
         raise RuntimeError("no Celery worker answered within 1 s")
-    return {"workers": workers}
+    required = [queue.name for queue in app.amqp.queues.values()]
+    missing = [name for name in required if name not in consumers]
+    if missing:
+        raise RuntimeError(f"no Celery worker consumes the {', '.join(missing)} queue")
+    return {"workers": sorted(replies), "queues": {name: sorted(consumers[name]) for name in required}}
 
 
 @never_cache

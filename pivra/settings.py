@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from pivra.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
@@ -213,6 +214,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # retried quickly; long timers rely on the beat sweeps, never on one long countdown.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("PIVRA_TASK_VISIBILITY_TIMEOUT", 300, min_value=30)}
 CELERY_TASK_ALWAYS_EAGER = False
+# Deliveries (webhooks, Slack, email) wait on other people's servers: they get their own queue and
+# their own worker (pivra/stack.py), so N dead receivers can never fill the slots that run handoff
+# timeouts and AI replies. A worker started without -Q consumes both, so nothing is stranded.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Explicit routing keys: a Queue without one is bound with the default key, so both queues would
+# receive (and run) every task.
+CELERY_TASK_QUEUES = (Queue("celery", routing_key="celery"), Queue("deliveries", routing_key="deliveries"))
+CELERY_TASK_ROUTES = {
+    "actions.tasks.attempt_delivery": {"queue": "deliveries"},
+    "actions.tasks.notify_action_paused": {"queue": "deliveries"},
+}
 
 # Product settings.
 LLM_BASE_URL = env_str("PIVRA_LLM_BASE_URL", "")

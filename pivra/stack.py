@@ -3,7 +3,7 @@
 Used by the two README commands (``scripts/run``, ``scripts/test``), the browser tests and the
 benchmarks. It imports no Django, so it can start the database before settings are read.
 
-    python -m pivra.stack run            # demo: redis + migrate + seed + daphne + worker + beat
+    python -m pivra.stack run            # demo: redis + migrate + seed + daphne + workers + beat
     python -m pivra.stack test [ARGS]    # quality gates + pytest on private PostgreSQL and Redis
 """
 
@@ -269,7 +269,7 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 @dataclass
 class AppProcesses:
-    """daphne + Celery worker + Celery beat against one database and one Redis."""
+    """daphne + Celery worker + delivery worker + Celery beat against one database and one Redis."""
 
     services: list[Service]
     http_url: str
@@ -307,8 +307,13 @@ def start_app(
     quiet: bool = False,
     log_dir: Path | None = None,
     worker_concurrency: int = 8,
+    delivery_concurrency: int = 32,
 ) -> AppProcesses:
-    """Start daphne, a worker and beat; wait until daphne answers."""
+    """Start daphne, a worker, a delivery worker and beat; wait until daphne answers.
+
+    Deliveries run in their own worker on their own queue: they wait on other people's servers
+    (up to the webhook timeout each), so they must never take the slots that run handoff timeouts
+    and AI replies. Threads suit that wait-bound work."""
     beat_schedule = Path(tempfile.mkdtemp(prefix="pivra-beat-")) / "schedule"
 
     def log_file(name: str) -> Path | None:
@@ -335,6 +340,8 @@ def start_app(
                 "threads",
                 "--concurrency",
                 str(worker_concurrency),
+                "--queues",
+                "celery",
                 "--loglevel",
                 "WARNING",
                 "--hostname",
@@ -345,6 +352,32 @@ def start_app(
             env=env,
             quiet=quiet,
             log_file=log_file("worker"),
+        ),
+        spawn(
+            "deliveries",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "pivra",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(delivery_concurrency),
+                "--queues",
+                "deliveries",
+                "--loglevel",
+                "WARNING",
+                "--hostname",
+                f"pivra-deliveries-{port}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            quiet=quiet,
+            log_file=log_file("deliveries"),
         ),
         spawn(
             "beat",

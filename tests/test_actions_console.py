@@ -221,3 +221,68 @@ def test_the_admin_lists_actions_and_redelivers(client: Client, personas: Person
     delivery.refresh_from_db()
     assert delivery.status == "pending"
     assert client.get(reverse("admin:actions_delivery_change", args=[delivery.pk])).status_code == 200
+
+
+def _admin_change(client: Client, action: Action, **overrides: Any) -> Any:
+    data: dict[str, Any] = {
+        "name": action.name,
+        "events": list(action.events),
+        "url": action.url,
+        "recipients": "\n".join(action.recipients),
+        "_save": "Save",
+    }
+    data.update(overrides)
+    return client.post(reverse("admin:actions_action_change", args=[action.pk]), data)
+
+
+def test_admin_edits_go_through_the_services_and_cannot_move_an_action(
+    client: Client, personas: Personas, staff_user: User, settings: Any
+) -> None:
+    action = _action(personas)
+    client.force_login(staff_user)
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    refused = _admin_change(client, action, url="http://169.254.169.254/latest/meta-data/")
+    assert refused.status_code == 200  # the form again, with the service's reason
+    assert "Pivra only sends to public addresses" in refused.content.decode()
+    no_events = _admin_change(client, action, events=[])
+    assert no_events.status_code == 200
+    saved = _admin_change(
+        client,
+        action,
+        name="  CRM   v2 ",
+        events=["lead.captured", "conversation.escalated"],
+        url="https://crm.example.com/v2",
+        # Not form fields: a staff edit can neither move an action nor flip its kind or status.
+        workspace=personas.other_workspace.pk,
+        chatbot=personas.other_chatbot.pk,
+        kind="email",
+        status="paused",
+    )
+    assert saved.status_code == 302
+    action.refresh_from_db()
+    assert (action.name, action.url) == ("CRM v2", "https://crm.example.com/v2")
+    assert action.events == ["conversation.escalated", "lead.captured"]  # the service's catalogue order
+    assert (action.workspace_id, action.chatbot_id, action.kind, action.status) == (
+        personas.workspace.pk,
+        personas.chatbot.pk,
+        "webhook",
+        "active",
+    )
+
+
+def test_admin_pause_and_resume_use_the_services(client: Client, personas: Personas, staff_user: User) -> None:
+    action = _action(personas)
+    queued = Delivery.objects.create(
+        action=action, event_type="conversation.escalated", webhook_id="msg_q", max_attempts=8, status="pending"
+    )
+    client.force_login(staff_user)
+    changelist = reverse("admin:actions_action_changelist")
+    client.post(changelist, {"action": "pause", "_selected_action": [action.pk]})
+    action.refresh_from_db()
+    queued.refresh_from_db()
+    assert action.status == "paused" and action.paused_reason == "Paused by staff (staff)."
+    assert queued.status == "failed"  # closed as not sent, as the dashboard's pause does
+    Action.objects.filter(pk=action.pk).update(failing_since=action.paused_at)
+    client.post(changelist, {"action": "resume", "_selected_action": [action.pk]})
+    action.refresh_from_db()
+    assert action.status == "active" and action.paused_reason == "" and action.failing_since is None

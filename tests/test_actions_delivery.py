@@ -86,7 +86,7 @@ def test_a_rolled_back_escalation_sends_nothing(personas: Personas) -> None:
             raise RuntimeError("the request failed after the handoff was written")
         assert OutboxEvent.objects.count() == 0
         with time_machine.travel(timezone.now() + timedelta(minutes=5)):
-            assert actions_sweep() == {"dispatched": 0, "failed_lost": 0, "requeued": 0}
+            assert actions_sweep() == {"dispatched": 0, "failed_lost": 0, "requeued": 0, "paused": 0}
     assert Delivery.objects.count() == 0
     assert receiver.hits == []
 
@@ -232,6 +232,39 @@ def test_an_action_failing_for_a_day_is_paused_and_its_owners_told(personas: Per
     assert mail.to == [personas.owner.email]
     assert "Action paused: CRM" in mail.subject
     assert f"/dashboard/actions/{action.pk}/" in mail.body
+
+
+@pytest.mark.django_db
+def test_the_sweep_pauses_an_action_whose_only_delivery_failed_for_a_day_and_mails_once(
+    personas: Personas, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any, mailoutbox: list
+) -> None:
+    # Without jitter the last retry lands at exactly 20.7 hours: only the sweep can see the day.
+    monkeypatch.setattr(delivery_module, "JITTER", 0.0)
+    with Receiver(*[Reply(500)] * MAX_ATTEMPTS) as receiver, time_machine.travel(START, tick=False) as clock:
+        action = webhook_action(personas.chatbot, receiver.url)
+        (delivery,) = escalate_and_dispatch(personas.chatbot)
+        while delivery.status != "failed":
+            assert delivery_attempt(delivery_id=delivery.pk) is not None
+            delivery.refresh_from_db()
+            if delivery.next_attempt_at is not None:
+                clock.move_to(delivery.next_attempt_at)
+        assert len(receiver.hits) == MAX_ATTEMPTS
+        action.refresh_from_db()
+        assert action.status == "active" and action.failing_since is not None  # no attempt left to notice
+        assert actions_sweep()["paused"] == 0  # not yet a day
+        clock.move_to(START + timedelta(hours=24, minutes=1))
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert actions_sweep()["paused"] == 1
+        action.refresh_from_db()
+        assert action.status == "paused" and "24 hours" in action.paused_reason
+        assert len(callbacks) == 1  # the owners' email, queued once
+        clock.move_to(START + timedelta(hours=30))
+        with django_capture_on_commit_callbacks() as again:
+            assert actions_sweep()["paused"] == 0
+        assert again == []
+        assert action_notify_paused(action_id=action.pk) == 1
+    (mail,) = mailoutbox
+    assert mail.to == [personas.owner.email] and "Action paused: CRM" in mail.subject
 
 
 @pytest.mark.django_db

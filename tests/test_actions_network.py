@@ -176,3 +176,16 @@ def test_a_receiver_that_never_answers_times_out(settings: Any) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE = True
     with Receiver(hold_first=True) as receiver, pytest.raises(httpx.TimeoutException):
         http_post(url=receiver.url, body=b"{}", headers={}, timeout=1)
+
+
+def test_an_unresolvable_name_reads_like_any_refused_one_when_private_is_not_allowed(settings: Any) -> None:
+    """Otherwise the log would tell a customer which internal names resolve on our servers."""
+    secrets = [secret_generate()]
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    unknown = send_webhook(url="https://pivra-no-such-host.invalid/hook", payload={}, msg_id="msg_1", secrets=secrets)
+    internal = send_webhook(url="http://localhost:9/hook", payload={}, msg_id="msg_1", secrets=secrets)
+    assert not unknown.succeeded and not internal.succeeded
+    assert unknown.error == internal.error == "destination not allowed"
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # local development: the plain reason helps
+    unknown = send_webhook(url="https://pivra-no-such-host.invalid/hook", payload={}, msg_id="msg_1", secrets=secrets)
+    assert unknown.error == "could not resolve the host name"

@@ -40,6 +40,7 @@ def _worker_env() -> dict[str, str]:
 
 
 def _start_worker(name: str, log_dir: Path, *, with_beat: bool) -> Service:
+    # No -Q: a worker started plainly consumes every queue (the default one and deliveries).
     argv = [
         sys.executable,
         "-m",
@@ -66,7 +67,7 @@ def _start_worker(name: str, log_dir: Path, *, with_beat: bool) -> Service:
 def _purge_broker() -> None:
     """No task left over from earlier tests may reach these workers."""
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
-    client.delete("celery", "unacked", "unacked_index")
+    client.delete("celery", "deliveries", "unacked", "unacked_index")
     client.close()
 
 
