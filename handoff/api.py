@@ -8,15 +8,16 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.security import django_auth
 from pydantic import Field
 
 from chatbots.models import Membership
 from conversations.frames import event_frame
-from conversations.models import Conversation
+from conversations.models import Conversation, Event
 from handoff.models import Handoff
 from handoff.services import handoff_claim, handoff_reply, handoff_resolve
 from handoff.state import agent_display_name
@@ -66,11 +67,23 @@ def _workspace_ids(user: User) -> list[int]:
     return list(Membership.objects.filter(user=user).values_list("workspace_id", flat=True))
 
 
-def handoff_out(handoff: Handoff, *, now: datetime | None = None) -> dict[str, Any]:
+def handoffs_for_console() -> QuerySet[Handoff]:
+    """Handoffs with what a console row shows, in one query: the joined rows and the last message."""
+    last_message = (
+        Event.objects.filter(conversation_id=OuterRef("conversation_id"), kind="message")
+        .order_by("-seq")
+        .values("text")[:1]
+    )
+    return Handoff.objects.select_related("conversation", "chatbot", "claimed_by").annotate(
+        last_message=Subquery(last_message)
+    )
+
+
+def handoff_out(*, handoff: Handoff, now: datetime | None = None) -> dict[str, Any]:
+    """A console row; ``handoff`` comes from ``handoffs_for_console`` (it carries ``last_message``)."""
     now = now or timezone.now()
     end = handoff.claimed_at or handoff.resolved_at or now
     conversation = handoff.conversation
-    last = conversation.events.filter(kind="message").order_by("-seq").values_list("text", flat=True).first()
     return {
         "conversation": str(conversation.public_id),
         "chatbot": handoff.chatbot.name,
@@ -82,7 +95,7 @@ def handoff_out(handoff: Handoff, *, now: datetime | None = None) -> dict[str, A
         "claimed_at": handoff.claimed_at,
         "timed_out_at": handoff.timed_out_at,
         "resolved_at": handoff.resolved_at,
-        "last_message": last,
+        "last_message": handoff.last_message,  # type: ignore[attr-defined]  # the annotation
         "lead_phone": conversation.lead.get("phone"),
     }
 
@@ -90,9 +103,7 @@ def handoff_out(handoff: Handoff, *, now: datetime | None = None) -> dict[str, A
 @router.get("/handoffs", response={200: list[HandoffOut], **ERRORS}, summary="Handoffs in your workspaces")
 def list_handoffs(request: HttpRequest, status: str = "open") -> list[dict[str, Any]]:
     """``status``: ``open`` (waiting, busy and active — the Handoff tab), ``all``, or one status."""
-    query = Handoff.objects.filter(workspace_id__in=_workspace_ids(_agent(request))).select_related(
-        "conversation", "chatbot", "claimed_by"
-    )
+    query = handoffs_for_console().filter(workspace_id__in=_workspace_ids(_agent(request)))
     if status == "open":
         query = query.exclude(status=Handoff.Status.RESOLVED)
     elif status in Handoff.Status.values:
@@ -100,7 +111,7 @@ def list_handoffs(request: HttpRequest, status: str = "open") -> list[dict[str, 
     elif status != "all":
         raise DomainError("invalid_status", "status must be open, all, pending, active, busy or resolved.")
     now = timezone.now()
-    return [handoff_out(h, now=now) for h in query.order_by("requested_at")[:500]]
+    return [handoff_out(handoff=h, now=now) for h in query.order_by("requested_at")[:500]]
 
 
 class ConversationOut(Schema):
@@ -121,11 +132,7 @@ class ConversationOut(Schema):
 )
 def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
     conversation = _conversation(request, conversation_id)
-    handoff = (
-        Handoff.objects.select_related("conversation", "chatbot", "claimed_by")
-        .filter(conversation=conversation)
-        .first()
-    )
+    handoff = handoffs_for_console().filter(conversation=conversation).first()
     visitor = conversation.visitor
     return {
         "conversation": str(conversation.public_id),
@@ -141,7 +148,7 @@ def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, An
             "user_agent": visitor.user_agent,
         },
         "lead": conversation.lead,
-        "handoff": handoff_out(handoff) if handoff else None,
+        "handoff": handoff_out(handoff=handoff) if handoff else None,
         "events": [event_frame(e, conversation) for e in conversation.events.order_by("seq")],
     }
 
@@ -163,7 +170,7 @@ def _conversation(request: HttpRequest, conversation_id: str) -> Conversation:
 @router.post("/handoffs/{conversation_id}/claim", response={200: HandoffOut, **ERRORS}, summary="Claim (first wins)")
 def claim(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
     handoff = handoff_claim(agent=_agent(request), conversation_public_id=conversation_id)
-    return handoff_out(Handoff.objects.select_related("conversation", "chatbot", "claimed_by").get(pk=handoff.pk))
+    return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))
 
 
 class ReplyIn(Schema):
@@ -182,11 +189,13 @@ class ReplyOut(Schema):
     response={201: ReplyOut, **ERRORS},
     summary="Reply to the visitor (only the agent who claimed it)",
 )
-def reply(request: HttpRequest, conversation_id: str, payload: ReplyIn) -> tuple[int, dict[str, Any]]:
+def reply(request: HttpRequest, conversation_id: str, payload: ReplyIn) -> Status[dict[str, Any]]:
     received = handoff_reply(
         agent=_agent(request), conversation_public_id=conversation_id, text=payload.text, client_id=payload.client_id
     )
-    return 201, {"client_id": received.event.client_id, "seq": received.event.seq, "duplicate": received.duplicate}
+    return Status(
+        201, {"client_id": received.event.client_id, "seq": received.event.seq, "duplicate": received.duplicate}
+    )
 
 
 @router.post(
@@ -196,4 +205,4 @@ def reply(request: HttpRequest, conversation_id: str, payload: ReplyIn) -> tuple
 )
 def resolve(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
     handoff = handoff_resolve(agent=_agent(request), conversation_public_id=conversation_id)
-    return handoff_out(Handoff.objects.select_related("conversation", "chatbot", "claimed_by").get(pk=handoff.pk))
+    return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))

@@ -17,7 +17,7 @@ def offer_on_keyword(*, conversation: Conversation, event: Event) -> bool:
     chatbot = conversation.chatbot
     if not chatbot.handoff_keywords:
         return False
-    keyword = matching_keyword(event.text, chatbot.handoff_keywords)
+    keyword = matching_keyword(text=event.text, keywords=chatbot.handoff_keywords)
     if keyword is None or not handoff_available(chatbot=chatbot):
         return False
     handoff_offer(conversation=conversation, reply_to_seq=event.seq, keyword=keyword)

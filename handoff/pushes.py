@@ -69,6 +69,6 @@ def _republish(conversation: Conversation, *, after_seq: int) -> None:
     for event in events:
         targets = groups + console if event.kind in CONSOLE_KINDS else groups
         delivered = send_now_rollback_unsafe(targets, event_frame(event, conversation)) and delivered
-    announce_state(conversation, Handoff.objects.filter(conversation=conversation).first())
+    announce_state(conversation=conversation, handoff=Handoff.objects.filter(conversation=conversation).first())
     if delivered and events:
         push_receipt_record(conversation_id=conversation.pk, seq=events[-1].seq)

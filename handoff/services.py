@@ -2,7 +2,15 @@
 
 Each transition runs in one transaction: a guarded update (``… WHERE status IN (…)``) decides who
 wins, the conversation log gets the next event, the domain event goes to the outbox, and the
-broadcasts leave only after commit. Lock order is always handoff row, then conversation row.
+broadcasts leave only after commit.
+
+Lock order. Every transition on an existing handoff — claim, resolve, expire, continue with AI —
+locks the handoff row (by its guarded update or ``select_for_update``) before the conversation row.
+A request is the one exception: it starts under its own conversation's lock (its handoff does not
+exist yet) and then supersedes the visitor's other waiting handoffs, each handoff row before that
+conversation's row. That cannot deadlock, because no transaction that holds another handoff or
+conversation waits for the requesting conversation's lock. Reply and lead capture lock only the
+conversation and read the handoff.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
@@ -50,7 +59,7 @@ def handoff_available(*, chatbot: Chatbot) -> bool:
     return chatbot.handoff_enabled and workspace_has_feature(workspace=chatbot.workspace, feature=Feature.HANDOFF)
 
 
-def announce_state(conversation: Conversation, handoff: Handoff | None) -> None:
+def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> None:
     """After commit: the widget's new state and the console's queue change."""
     send_on_commit(
         [visitor_group(conversation.visitor.public_id)], {"type": "state", "state": conversation_state(conversation)}
@@ -131,17 +140,34 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         notify_console=True,
     )
     _outbox(EventType.CONVERSATION_ESCALATED, conversation, handoff)
-    announce_state(conversation, handoff)
-    _schedule_expiry(handoff)
+    announce_state(conversation=conversation, handoff=handoff)
+    _schedule_expiry(handoff, now=now)
     return handoff
 
 
-def _schedule_expiry(handoff: Handoff) -> None:
-    # The timer at the deadline; the beat sweep (handoff_expire_overdue) covers a lost or late task.
+# Celery's Redis transport hands a task with an ETA to a worker at once; the worker holds it unacked
+# until the ETA. Held longer than the broker's visibility timeout, it is redelivered — again and
+# again — so only deadlines comfortably inside that window get a timer of their own.
+ETA_MARGIN = timedelta(seconds=30)
+
+
+def _timer_horizon() -> timedelta:
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    visibility = options.get("visibility_timeout", 3600)  # kombu's Redis default when unset
+    return timedelta(seconds=float(visibility)) - ETA_MARGIN
+
+
+def _schedule_expiry(handoff: Handoff, *, now: datetime) -> None:
+    """A timer at the deadline when it is safely short; the beat sweep (``handoff_expire_overdue``)
+    expires every handoff in any case, so a long timeout, a lost task or a broker outage only
+    delays Team busy by one sweep interval."""
+    if handoff.deadline_at - now > _timer_horizon():
+        return
     from handoff.tasks import expire_handoff
 
     handoff_id, deadline = handoff.pk, handoff.deadline_at
-    transaction.on_commit(lambda: expire_handoff.apply_async((handoff_id,), eta=deadline))
+    # robust: the request is committed; a broker that is down must not turn it into an error.
+    transaction.on_commit(lambda: expire_handoff.apply_async((handoff_id,), eta=deadline), robust=True)
 
 
 def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> None:
@@ -151,24 +177,14 @@ def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> N
         conversation=conversation
     )
     for old in older:
-        if not Handoff.objects.filter(pk=old.pk, status__in=OPEN_STATUSES).update(
-            status=Handoff.Status.RESOLVED, resolved_at=now
-        ):
-            continue
-        old.refresh_from_db()
-        old_conversation = conversation_lock(conversation_id=old.conversation_id)
-        Conversation.objects.filter(pk=old_conversation.pk).update(status=Conversation.Status.CLOSED, closed_at=now)
-        old_conversation.status = Conversation.Status.CLOSED
-        event_append(
-            conversation=old_conversation,
-            kind="handoff.resolved",
-            author=Event.Author.SYSTEM,
+        _resolve_transition(
+            handoff=old,
+            guard=Q(status__in=OPEN_STATUSES),
+            now=now,
+            agent=None,
             text="Closed: the visitor asked for a team member again in a newer conversation.",
-            data={"reason": "superseded"},
-            notify_console=True,
+            reason="superseded",
         )
-        _outbox(EventType.HANDOFF_RESOLVED, old_conversation, old, reason="superseded")
-        announce_state(old_conversation, old)
 
 
 def handoff_offer(*, conversation: Conversation, reply_to_seq: int, keyword: str) -> Event:
@@ -244,7 +260,7 @@ def lead_capture(
     now: datetime | None = None,
 ) -> Conversation:
     """Save the visitor's mobile number in E.164 to the conversation's lead data (Team busy form)."""
-    e164 = parse_phone(phone, locale=locale or visitor.locale)
+    e164 = parse_phone(raw=phone, locale=locale or visitor.locale)
     target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
     with transaction.atomic():
         conversation = conversation_lock(conversation_id=target.pk)
@@ -265,7 +281,7 @@ def lead_capture(
             notify_console=True,
         )
         _outbox(EventType.LEAD_CAPTURED, conversation, handoff)
-        announce_state(conversation, handoff)
+        announce_state(conversation=conversation, handoff=handoff)
     return conversation
 
 
@@ -276,18 +292,25 @@ def _region_from_locale(locale: str) -> str | None:
     return None
 
 
-def parse_phone(raw: str, *, locale: str = "") -> str:
-    """``"06 12 34 56 78"`` with locale ``fr-FR`` → ``"+33612345678"``; refuses what is not a valid number."""
+PHONE_EXAMPLE = "+44 7911 123456"
+
+
+def parse_phone(*, raw: str, locale: str = "") -> str:
+    """``"06 12 34 56 78"`` with locale ``fr-FR`` → ``"+33612345678"``. Refuses what is not a valid
+    number, and numbers known to be landlines: the team follows up by text or on a mobile."""
     raw = (raw or "").strip()
-    example = "+44 7911 123456"
     if not raw or len(raw) > 40:
-        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {example}.")
+        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {PHONE_EXAMPLE}.")
     try:
         number = phonenumbers.parse(raw, _region_from_locale(locale))
     except phonenumbers.NumberParseException:
-        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {example}.") from None
+        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {PHONE_EXAMPLE}.") from None
     if not phonenumbers.is_valid_number(number):
         raise DomainError("invalid_phone", "That number doesn't look right. Check it, including the country code.")
+    # Only a number known to be fixed-line is refused: many regions (the US, Canada, …) share one
+    # numbering plan for both, where phonenumbers answers FIXED_LINE_OR_MOBILE, and those must pass.
+    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+        raise DomainError("invalid_phone", "That looks like a landline. Please enter a mobile number.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -295,15 +318,22 @@ def handoff_continue_with_ai(
     *, visitor: Visitor, conversation_public_id: str, client_id: str | None = None
 ) -> Conversation:
     """Team busy → a fresh AI conversation at once; the handoff stays claimable, and a late claim
-    brings the widget back to it."""
+    brings the widget back to it. If an agent claimed it first, the visitor stays with the agent:
+    the live conversation is returned and nothing switches."""
     target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
     with transaction.atomic():
+        # The handoff row first (the lock order of claim): a claim that has already updated it makes
+        # us wait for its commit and then see it active; one that comes later waits for ours. With a
+        # plain read a claim could commit between our check and our commit, and the widget would hear
+        # "● Live Agent" and then be switched away to a fresh AI chat.
+        handoff = Handoff.objects.select_for_update().filter(conversation_id=target.pk).first()
         conversation = conversation_lock(conversation_id=target.pk)
+        if handoff is not None and handoff.status == Handoff.Status.ACTIVE:
+            return conversation
         if client_id and event_by_client_id(conversation=conversation, client_id=client_id) is not None:
             newer = Conversation.objects.filter(visitor=visitor, created_at__gt=conversation.created_at).first()
             if newer is not None:
                 return newer
-        handoff = Handoff.objects.filter(conversation=conversation).first()
         if handoff is None or handoff.status != Handoff.Status.BUSY:
             raise Conflict("not_busy", "Continuing with the AI is offered while the team is busy.")
         event_append(
@@ -374,7 +404,7 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
             notify_console=True,
         )
         _outbox(EventType.HANDOFF_CLAIMED, conversation, handoff, late=late)
-        announce_state(conversation, handoff)
+        announce_state(conversation=conversation, handoff=handoff)
     return handoff
 
 
@@ -415,31 +445,51 @@ def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime |
     now = now or timezone.now()
     handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
     with transaction.atomic():
-        won = (
-            Handoff.objects.filter(pk=handoff.pk)
-            .filter(Q(status=Handoff.Status.ACTIVE, claimed_by=agent) | Q(status__in=OPEN_STATUSES))
-            .update(status=Handoff.Status.RESOLVED, resolved_at=now, resolved_by=agent)
+        won = _resolve_transition(
+            handoff=handoff,
+            guard=Q(status=Handoff.Status.ACTIVE, claimed_by=agent) | Q(status__in=OPEN_STATUSES),
+            now=now,
+            agent=agent,
+            text="Conversation resolved ✓",
         )
-        handoff.refresh_from_db()
         if not won:
             if handoff.status == Handoff.Status.RESOLVED:
                 raise Conflict("handoff_resolved", "This handoff is already resolved.")
             holder = agent_display_name(handoff.claimed_by)
             raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can resolve it.")
-        conversation = conversation_lock(conversation_id=handoff.conversation_id)
-        Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.CLOSED, closed_at=now)
-        conversation.status = Conversation.Status.CLOSED
-        event_append(
-            conversation=conversation,
-            kind="handoff.resolved",
-            author=Event.Author.SYSTEM,
-            text="Conversation resolved ✓",
-            agent=agent,
-            notify_console=True,
-        )
-        _outbox(EventType.HANDOFF_RESOLVED, conversation, handoff)
-        announce_state(conversation, handoff)
     return handoff
+
+
+def _resolve_transition(
+    *, handoff: Handoff, guard: Q, now: datetime, agent: User | None, text: str, reason: str | None = None
+) -> bool:
+    """The one resolve transition (an agent's Resolve, or a newer request superseding an old one):
+    a guarded update, then the closed conversation, its event, the outbox row and the broadcasts.
+    Runs inside the caller's transaction; False, with ``handoff`` refreshed, when the guard refused."""
+    won = (
+        Handoff.objects.filter(pk=handoff.pk)
+        .filter(guard)
+        .update(status=Handoff.Status.RESOLVED, resolved_at=now, resolved_by=agent)
+    )
+    handoff.refresh_from_db()
+    if not won:
+        return False
+    conversation = conversation_lock(conversation_id=handoff.conversation_id)
+    Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.CLOSED, closed_at=now)
+    conversation.status, conversation.closed_at = Conversation.Status.CLOSED, now
+    extra = {"reason": reason} if reason else {}
+    event_append(
+        conversation=conversation,
+        kind="handoff.resolved",
+        author=Event.Author.SYSTEM,
+        text=text,
+        agent=agent,
+        data=extra,
+        notify_console=True,
+    )
+    _outbox(EventType.HANDOFF_RESOLVED, conversation, handoff, **extra)
+    announce_state(conversation=conversation, handoff=handoff)
+    return True
 
 
 # --- timers ----------------------------------------------------------------------------------
@@ -464,7 +514,7 @@ def handoff_expire(*, handoff_id: int, now: datetime | None = None) -> bool:
             notify_console=True,
         )
         _outbox(EventType.HANDOFF_TIMED_OUT, conversation, handoff)
-        announce_state(conversation, handoff)
+        announce_state(conversation=conversation, handoff=handoff)
     return True
 
 

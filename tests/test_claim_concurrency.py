@@ -1,8 +1,12 @@
-"""Of N concurrent claims on PostgreSQL exactly one wins (real threads, real connections)."""
+"""Races on PostgreSQL, with real threads and real connections: of N concurrent claims exactly one
+wins, and "Continue with AI" never switches the visitor away from a claim that commits meanwhile."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,8 +14,10 @@ from django.db import connection
 
 from chatbots.models import Membership
 from chatbots.services import membership_add, subscription_set
+from conversations.models import Conversation
+from handoff import services
 from handoff.models import Handoff
-from handoff.services import handoff_claim
+from handoff.services import handoff_claim, handoff_continue_with_ai, handoff_expire
 from pivra.errors import Conflict
 from tests.factories import make_chatbot, make_user, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request
@@ -70,3 +76,94 @@ def test_exactly_one_of_many_concurrent_claims_wins() -> None:
         handoff = Handoff.objects.get(conversation=conversation)
         assert handoff.claimed_by is not None and handoff.claimed_by.username == winners[0]
         assert conversation.events.filter(kind="handoff.claimed").count() == 1
+
+
+def _waiting_on_a_lock(pids: list[int]) -> bool:
+    """Whether the backend in ``pids`` waits for a lock right now (pg_locks is read live, not snapshotted)."""
+    if not pids:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)", [pids[0]])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30  # generous: only a hang or a bug takes this long
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting until {what}")
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(monkeypatch) -> None:
+    """A claim has updated the handoff but not committed when the visitor presses "Continue with AI".
+
+    The claim is held right there until the continue either gets past the conversation lock (the old
+    plain read of the handoff, which saw it busy and switched the visitor to a fresh AI chat while
+    the claim went on to commit) or waits for the handoff row's lock (it must: then it sees the
+    claim and keeps the visitor with the agent)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrency is tested on PostgreSQL")
+    workspace = make_workspace("Late shop", plan="business")
+    agent = make_user("late-agent")
+    membership_add(workspace=workspace, user=agent, role=Membership.Role.AGENT)
+    bot = enable_handoff(make_chatbot(workspace, "Late bot"))
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+
+    claim_updated, continue_locked = threading.Event(), threading.Event()
+    continue_pid: list[int] = []
+    real_lock = services.conversation_lock
+
+    def conversation_lock(*, conversation_id: int) -> Conversation:
+        if threading.current_thread().name == "claim":
+            claim_updated.set()
+            _wait_until(
+                lambda: continue_locked.is_set() or _waiting_on_a_lock(continue_pid),
+                "the continue holds the conversation or waits for a lock",
+            )
+            return real_lock(conversation_id=conversation_id)
+        locked = real_lock(conversation_id=conversation_id)
+        continue_locked.set()
+        return locked
+
+    monkeypatch.setattr(services, "conversation_lock", conversation_lock)
+    outcome: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            outcome["claim"] = handoff_claim(agent=agent, conversation_public_id=str(conversation.public_id))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def continue_with_ai() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                continue_pid.append(cursor.fetchone()[0])
+            _wait_until(claim_updated.is_set, "the claim updated the handoff")
+            outcome["continue"] = handoff_continue_with_ai(
+                visitor=visitor, conversation_public_id=str(conversation.public_id), client_id="c-1"
+            )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, name="claim"), threading.Thread(target=continue_with_ai)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert not errors, errors
+    assert outcome["claim"].status == "active"
+    assert outcome["continue"].pk == conversation.pk, "the visitor was switched away from the live agent"
+    assert not conversation.events.filter(kind="conversation.continued").exists()
+    assert Conversation.objects.filter(visitor=visitor).count() == 1

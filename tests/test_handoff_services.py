@@ -27,6 +27,8 @@ from handoff.services import (
 )
 from handoff.state import conversation_state, visitor_current_conversation
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
+from pivra.realtime import visitor_group
+from tests.channel_helpers import frames_heard
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 
@@ -110,15 +112,30 @@ class _SlowResponder:
         yield "is free over $75."
 
 
-def test_an_ai_reply_generated_across_a_request_is_never_saved(bot, monkeypatch) -> None:
+def test_an_ai_reply_generated_across_a_request_is_never_saved(
+    bot, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
     visitor, conversation = new_visitor(bot)
     received = say(visitor, conversation, "How much is shipping?")
-    monkeypatch.setattr(
-        "conversations.ai.responder_for", lambda chatbot: _SlowResponder(lambda: request(visitor, conversation))
+
+    def request_and_commit() -> None:
+        # The test runs in one transaction: run the request's after-commit work as its commit would.
+        with django_capture_on_commit_callbacks(execute=True):
+            request(visitor, conversation)
+
+    monkeypatch.setattr("conversations.ai.responder_for", lambda chatbot: _SlowResponder(request_and_commit))
+    replies: list[Any] = []
+    frames = frames_heard(  # at the production status-check interval
+        visitor_group(visitor.public_id),
+        lambda: replies.append(
+            conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq)
+        ),
     )
-    monkeypatch.setattr("conversations.ai.STATUS_CHECK_SECONDS", 0.0)
-    assert conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq) is None
+    assert replies == [None]
     assert not Event.objects.filter(conversation=conversation, author="ai").exists()
+    requested_at = next(i for i, f in enumerate(frames) if f["type"] == "state")
+    assert [f["text"] for f in frames if f["type"] == "ai.delta"] == ["Our shipping "]
+    assert not [f for f in frames[requested_at:] if f["type"] == "ai.delta"]  # nothing sent after the request
 
 
 def test_an_ai_reply_is_saved_once_even_if_the_task_runs_twice(bot, monkeypatch) -> None:
@@ -337,12 +354,22 @@ def test_a_second_request_from_a_newer_conversation_supersedes_the_older_waiting
         ("Je veux parler à quelqu'un", "parler a quelqu un"),
         ("speak to someones", None),
         ("I can't speak. To someone else", "speak to someone"),
+        # Spacing is ignored, not just collapsed: words may be run together or split.
+        ("speakto someone", "speak to someone"),
+        ("speak to some one", "speak to someone"),
+        ("Speak-to-some-one!", "speak to someone"),
+        ("SPEAKTOSOMEONE", "speak to someone"),
+        # …but a match starts and ends on word boundaries.
+        ("unspeak to someone", None),
+        ("speak to someonewhere", None),
+        ("Je veux PARLER A QUELQU UN", "parler a quelqu un"),
+        ("parler à quelqu\u2019un", "parler a quelqu un"),
     ],
 )
 def test_keywords_match_whatever_the_case_accents_punctuation_and_spacing(text: str, expected: str | None) -> None:
     keywords = ["Speak to someone", "parler à quelqu'un"]
-    found = matching_keyword(text, keywords)
-    assert (normalize_phrase(found) if found else None) == expected
+    found = matching_keyword(text=text, keywords=keywords)
+    assert (normalize_phrase(text=found) if found else None) == expected
 
 
 @pytest.mark.parametrize(
@@ -351,15 +378,220 @@ def test_keywords_match_whatever_the_case_accents_punctuation_and_spacing(text: 
         ("06 12 34 56 78", "fr-FR", "+33612345678"),
         ("+44 7911 123456", "", "+447911123456"),
         ("07911 123456", "en-GB", "+447911123456"),
-        ("(415) 555-2671", "en-US", "+14155552671"),
+        ("(415) 555-2671", "en-US", "+14155552671"),  # FIXED_LINE_OR_MOBILE: the US plan can't tell
+        ("+33 6 12 34 56 78", "en-GB", "+33612345678"),
     ],
 )
 def test_phone_numbers_are_parsed_to_e164(raw: str, locale: str, expected: str) -> None:
-    assert parse_phone(raw, locale=locale) == expected
+    assert parse_phone(raw=raw, locale=locale) == expected
 
 
 @pytest.mark.parametrize(("raw", "locale"), [("", "en-GB"), ("hello", "en-GB"), ("123", "fr-FR"), ("07911 123456", "")])
 def test_bad_phone_numbers_get_a_clear_error(raw: str, locale: str) -> None:
     with pytest.raises(DomainError) as error:
-        parse_phone(raw, locale=locale)
+        parse_phone(raw=raw, locale=locale)
     assert error.value.code == "invalid_phone"
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [
+        ("Søren here, I want to speak to Bjørn", "Bjorn"),
+        ("Ask Łukasz", "lukasz"),
+        ("Encyclopædia", "encyclopaedia"),
+        ("Mon cœur", "coeur"),
+        ("Đorđe please", "dorde"),
+        ("Þór", "thor"),
+        ("I need a HUMAN", "human"),
+        ("我想找人工客服谢谢", "人工客服"),
+    ],
+)
+def test_keywords_fold_letters_that_do_not_decompose(text: str, keyword: str) -> None:
+    assert matching_keyword(text=text, keywords=[keyword]) == keyword
+
+
+@pytest.mark.parametrize("text", ["That was inhumane", "humans only", "superhuman", "a humanoid"])
+def test_a_keyword_never_matches_inside_or_across_part_of_a_word(text: str) -> None:
+    assert matching_keyword(text=text, keywords=["human"]) is None
+
+
+def test_the_first_matching_keyword_is_returned_and_empty_keywords_never_match() -> None:
+    assert matching_keyword(text="!!!", keywords=["", "?!"]) is None
+    assert matching_keyword(text="talk to real person now", keywords=["human", "real person", "talk to"]) == (
+        "real person"
+    )
+
+
+def test_a_uk_landline_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(DomainError) as error:
+        parse_phone(raw="020 7946 0018", locale="en-GB")
+    # invalid_phone is what the widget shows inline under the mobile number field.
+    assert error.value.code == "invalid_phone"
+    assert error.value.detail == "That looks like a landline. Please enter a mobile number."
+
+
+def test_a_refused_landline_is_not_saved_as_the_lead(bot) -> None:
+    visitor, conversation = new_visitor(bot, locale="fr-FR")
+    handoff = request(visitor, conversation)
+    handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+    with pytest.raises(DomainError, match="landline"):
+        lead_capture(visitor=visitor, conversation_public_id=str(conversation.public_id), phone="01 42 68 53 00")
+    conversation.refresh_from_db()
+    assert "phone" not in conversation.lead
+    assert not _outbox("lead.captured")
+
+
+def _frames_sent(monkeypatch) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    def record(groups: Any, frame: dict[str, Any]) -> bool:
+        sent.append(frame)
+        return True
+
+    monkeypatch.setattr("pivra.realtime.send_now_rollback_unsafe", record)
+    return sent
+
+
+def test_continue_with_ai_after_a_claim_keeps_the_visitor_with_the_agent(
+    bot, personas, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+    handoff_claim(agent=personas.owner, conversation_public_id=str(conversation.public_id))
+    sent = _frames_sent(monkeypatch)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = handoff_continue_with_ai(
+            visitor=visitor, conversation_public_id=str(conversation.public_id), client_id="cont-1"
+        )
+    assert result.pk == conversation.pk
+    assert conversation_state(result)["handoff"]["status"] == "active"
+    assert not [f for f in sent if f.get("type") == "switch"]
+    assert "conversation.continued" not in _kinds(conversation)
+    assert Conversation.objects.filter(visitor=visitor).count() == 1
+
+
+def test_continue_with_ai_while_busy_switches_to_a_fresh_conversation(
+    bot, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+    sent = _frames_sent(monkeypatch)
+    with django_capture_on_commit_callbacks(execute=True):
+        fresh = handoff_continue_with_ai(
+            visitor=visitor, conversation_public_id=str(conversation.public_id), client_id="cont-1"
+        )
+    (switch,) = [f for f in sent if f.get("type") == "switch"]
+    assert switch["state"]["conversation"] == str(fresh.public_id)
+    again = handoff_continue_with_ai(
+        visitor=visitor, conversation_public_id=str(conversation.public_id), client_id="cont-1"
+    )
+    assert again.pk == fresh.pk
+    assert _kinds(conversation).count("conversation.continued") == 1
+
+
+def _scheduled_expiries(monkeypatch) -> list[tuple[tuple[Any, ...], Any]]:
+    calls: list[tuple[tuple[Any, ...], Any]] = []
+    monkeypatch.setattr(
+        "handoff.tasks.expire_handoff.apply_async", lambda args, eta=None, **options: calls.append((args, eta))
+    )
+    return calls
+
+
+@pytest.fixture
+def visibility_300(settings) -> None:
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+
+
+@pytest.mark.usefixtures("visibility_300")
+def test_a_short_timeout_gets_a_timer_at_its_deadline(bot, django_capture_on_commit_callbacks, monkeypatch) -> None:
+    calls = _scheduled_expiries(monkeypatch)
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = request(visitor, conversation)
+    assert calls == [((handoff.pk,), handoff.deadline_at)]
+
+
+@pytest.mark.usefixtures("visibility_300")
+def test_a_timeout_longer_than_the_broker_visibility_timeout_is_left_to_the_sweep(
+    personas, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    # A long ETA would be redelivered every visibility timeout, in a loop: no timer, the sweep expires it.
+    bot = enable_handoff(personas.chatbot, timeout=600)
+    calls = _scheduled_expiries(monkeypatch)
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = request(visitor, conversation)
+    assert calls == []
+    assert handoff_expire_overdue(now=handoff.deadline_at - timedelta(seconds=1)) == 0
+    assert handoff_expire_overdue(now=handoff.deadline_at) == 1
+    handoff.refresh_from_db()
+    assert handoff.status == "busy"
+
+
+@pytest.mark.usefixtures("visibility_300")
+def test_a_broker_outage_does_not_turn_a_committed_request_into_an_error(
+    bot, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Error 111 connecting to redis: Connection refused.")
+
+    monkeypatch.setattr("handoff.tasks.expire_handoff.apply_async", broker_down)
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = request(visitor, conversation)
+    assert Handoff.objects.get(pk=handoff.pk).status == "pending"
+    assert handoff_expire_overdue(now=handoff.deadline_at) == 1  # the sweep still turns it to Team busy
+
+
+def test_the_beat_schedule_runs_the_handoff_sweep(settings) -> None:
+    from pivra.celery import app
+
+    entry = app.conf.beat_schedule["handoff-sweep"]
+    assert entry["task"] == "handoff.tasks.sweep_overdue_handoffs"
+    assert entry["schedule"] == settings.HANDOFF_SWEEP_SECONDS
+    assert "handoff.tasks.sweep_overdue_handoffs" in app.tasks
+
+
+def test_a_newer_request_supersedes_the_older_one_with_a_full_resolve_record(bot) -> None:
+    visitor, conversation = new_visitor(bot)
+    old = request(visitor, conversation)
+    handoff_expire(handoff_id=old.pk, now=old.deadline_at)
+    fresh = handoff_continue_with_ai(visitor=visitor, conversation_public_id=str(conversation.public_id))
+    request(visitor, fresh)
+    old.refresh_from_db()
+    conversation.refresh_from_db()
+    assert old.status == "resolved" and old.resolved_at is not None and old.resolved_by is None
+    assert conversation.status == "closed" and conversation.closed_at == old.resolved_at
+    last = conversation.events.order_by("seq").last()
+    assert last is not None and last.kind == "handoff.resolved" and last.data == {"reason": "superseded"}
+    (resolved,) = _outbox("handoff.resolved")
+    assert resolved.payload["data"]["reason"] == "superseded"
+    assert resolved.payload["data"]["conversation"]["status"] == "closed"
+    assert resolved.payload["data"]["handoff"]["status"] == "resolved"
+
+
+def test_an_agents_resolve_records_no_reason(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation)
+    handoff_resolve(agent=personas.owner, conversation_public_id=str(conversation.public_id))
+    (resolved,) = _outbox("handoff.resolved")
+    assert "reason" not in resolved.payload["data"]
+    assert resolved.payload["data"]["handoff"]["status"] == "resolved"
+    assert conversation.events.order_by("seq").last().data == {}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("helper", "args"),
+    [
+        (parse_phone, ("07911 123456",)),
+        (matching_keyword, ("speak to someone", ["speak to someone"])),
+        (normalize_phrase, ("Speak!",)),
+    ],
+)
+def test_public_helpers_take_keyword_arguments_only(helper: Any, args: tuple[Any, ...]) -> None:
+    with pytest.raises(TypeError):
+        helper(*args)

@@ -1,17 +1,29 @@
-"""Hypothesis drives random sequences of every service and checks the invariants after each step."""
+"""Hypothesis drives random sequences of every service and checks the invariants after each step.
+
+One visitor of one chatbot with two agents. Rules cover every transition (request by button or by
+keyword, claim, reply, resolve, timeout, lead capture, continue with AI, start a new conversation),
+an AI reply that starts before a request and finishes after it, and actions on the visitor's older
+conversations (a late claim of the one they left). The invariants are checked against the database
+after every step.
+"""
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+import conversations.ai as ai
 from actions.models import OutboxEvent
 from chatbots.models import Membership
 from chatbots.services import membership_add
@@ -19,6 +31,7 @@ from conversations.ai import conversation_reply_with_ai
 from conversations.models import Conversation, Event
 from handoff.models import Handoff
 from handoff.services import (
+    conversation_start_new,
     handoff_claim,
     handoff_continue_with_ai,
     handoff_expire_overdue,
@@ -29,57 +42,114 @@ from handoff.services import (
 )
 from handoff.state import visitor_current_conversation
 from pivra.errors import DomainError
-from tests.factories import make_chatbot, make_user, make_workspace
+from tests.factories import make_chatbot, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 
 _names = itertools.count()
+KEYWORD = "human please"
 
 
-class _EchoResponder:
-    def stream(self, *, question, history):
-        yield "echo: " + question
+class _Responder:
+    """Streams two chunks; ``between`` runs after the first, while the reply is still being generated."""
+
+    def __init__(self, between: Callable[[], Any] | None = None) -> None:
+        self.between = between
+
+    def stream(self, *, question: str, history: Any) -> Iterator[str]:
+        yield "echo: "
+        if self.between is not None:
+            self.between()
+        yield question
+
+
+def _pick(items: list[Any], index: int) -> Any:
+    return items[index % len(items)] if items else None
 
 
 class HandoffMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         n = next(_names)
-        owner = make_user(f"sm-owner-{n}")
+        # No password: hashing one costs a fifth of a second, most of an example's time.
+        owner = User.objects.create_user(username=f"sm-owner-{n}", password=None)
         self.workspace = make_workspace(f"SM {n}", owner=owner)
-        second = make_user(f"sm-agent-{n}")
+        second = User.objects.create_user(username=f"sm-agent-{n}", password=None)
         membership_add(workspace=self.workspace, user=second, role=Membership.Role.AGENT)
         self.agents = [owner, second]
-        self.bot = enable_handoff(make_chatbot(self.workspace, f"SM bot {n}"), keywords=["human please"])
+        self.bot = enable_handoff(make_chatbot(self.workspace, f"SM bot {n}"), keywords=[KEYWORD])
         self.visitor, _ = new_visitor(self.bot)
         self.clock = timezone.now()
         self.replies_by: dict[int, set[int]] = {}
 
+    # --- helpers ---------------------------------------------------------------------------
+
     def _current(self) -> Conversation:
         return visitor_current_conversation(visitor=self.visitor)
 
-    def _try(self, fn, *args, **kwargs):
+    def _conversations(self) -> list[Conversation]:
+        return list(Conversation.objects.filter(visitor=self.visitor).order_by("created_at"))
+
+    def _handoffs(self, *statuses: str) -> list[Handoff]:
+        query = Handoff.objects.filter(chatbot=self.bot).select_related("conversation").order_by("requested_at")
+        return list(query.filter(status__in=statuses) if statuses else query)
+
+    def _try(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DomainError:
             return None
 
-    @rule(text=st.sampled_from(["hello", "shipping?", "human please", "thanks"]))
+    def _ai_reply(self, conversation: Conversation, reply_to_seq: int, responder: _Responder, fast: bool) -> Any:
+        original, interval = ai.responder_for, ai.STATUS_CHECK_SECONDS
+        ai.responder_for = lambda chatbot: responder
+        # fast: the stream re-reads the status at every chunk, so it stops early; otherwise only the
+        # final write under the conversation's lock stands between the reply and the thread.
+        ai.STATUS_CHECK_SECONDS = 0.0 if fast else 60.0
+        try:
+            return conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=reply_to_seq)
+        finally:
+            ai.responder_for, ai.STATUS_CHECK_SECONDS = original, interval
+
+    # --- visitor ---------------------------------------------------------------------------
+
+    @rule(text=st.sampled_from(["hello", "shipping?", KEYWORD, "Human... PLEASE!", "thanks"]))
     def visitor_says(self, text: str) -> None:
         self._try(say, self.visitor, self._current(), text)
 
-    @rule()
-    def ai_answers_the_last_visitor_message(self) -> None:
+    @rule(fast=st.booleans())
+    def ai_answers_the_last_visitor_message(self, fast: bool) -> None:
         conversation = self._current()
-        last = conversation.events.filter(author="visitor").order_by("-seq").first()
+        last = conversation.events.filter(author="visitor", kind="message").order_by("-seq").first()
         if last is not None:
-            import conversations.ai as ai
+            self._ai_reply(conversation, last.seq, _Responder(), fast)
 
-            original = ai.responder_for
-            ai.responder_for = lambda chatbot: _EchoResponder()
-            try:
-                conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=last.seq)
-            finally:
-                ai.responder_for = original
+    @rule(via=st.sampled_from(["button", "keyword"]), fast=st.booleans())
+    def ai_reply_generation_spans_a_request(self, via: str, fast: bool) -> None:
+        """The AI starts answering, the visitor asks for a person meanwhile, then the AI finishes."""
+        conversation = self._current()
+        if conversation.status != Conversation.Status.OPEN:
+            return
+        question = say(self.visitor, conversation, "what are your opening hours?").event
+
+        def ask_for_a_person() -> None:
+            if via == "button":
+                request(self.visitor, conversation, now=self.clock)
+                return
+            say(self.visitor, conversation, KEYWORD)
+            offer = conversation.events.filter(kind="handoff.offer").order_by("-seq").first()
+            assert offer is not None
+            handoff_offer_answer(
+                visitor=self.visitor,
+                conversation_public_id=str(conversation.public_id),
+                offer_seq=offer.seq,
+                accept=True,
+                client_id=uuid.uuid4().hex,
+                now=self.clock,
+            )
+
+        stored = self._ai_reply(conversation, question.seq, _Responder(ask_for_a_person), fast)
+        assert stored is None, "an AI reply finished after a request was stored"
+        assert Handoff.objects.filter(conversation=conversation).exists()
 
     @rule()
     def visitor_presses_talk_to_a_human(self) -> None:
@@ -100,29 +170,83 @@ class HandoffMachine(RuleBasedStateMachine):
                 now=self.clock,
             )
 
-    @rule(agent=st.integers(0, 1))
-    def agent_claims(self, agent: int) -> None:
-        for handoff in Handoff.objects.filter(chatbot=self.bot).exclude(status="resolved"):
+    @rule(phone=st.sampled_from(["+44 7911 123456", "07700 900123", "020 7946 0018", "12"]))
+    def visitor_leaves_a_number(self, phone: str) -> None:
+        # The widget's Team busy form belongs to the visitor's newest conversation with a handoff.
+        target = Conversation.objects.filter(visitor=self.visitor, handoff__isnull=False).order_by("-created_at")
+        conversation = target.first()
+        if conversation is not None:
+            self._try(
+                lead_capture,
+                visitor=self.visitor,
+                conversation_public_id=str(conversation.public_id),
+                phone=phone,
+                locale="en-GB",
+            )
+
+    @rule(pick=st.integers(0, 7), resend=st.booleans())
+    def visitor_continues_with_ai(self, pick: int, resend: bool) -> None:
+        conversation: Conversation | None = _pick(self._conversations(), pick)
+        if conversation is None:
+            return
+        before = Handoff.objects.filter(conversation=conversation).values_list("status", flat=True).first()
+        client_id = uuid.uuid4().hex
+        result = self._try(
+            handoff_continue_with_ai,
+            visitor=self.visitor,
+            conversation_public_id=str(conversation.public_id),
+            client_id=client_id,
+        )
+        if before == Handoff.Status.ACTIVE:
+            # An agent is live there: the visitor stays with them, nothing is switched.
+            assert result is not None and result.pk == conversation.pk
+        elif before == Handoff.Status.BUSY:
+            assert result is not None and result.pk != conversation.pk and result.status == "open"
+            if resend:
+                again = handoff_continue_with_ai(
+                    visitor=self.visitor, conversation_public_id=str(conversation.public_id), client_id=client_id
+                )
+                assert again.pk == result.pk
+        else:
+            assert result is None
+
+    @rule()
+    def visitor_starts_a_new_conversation(self) -> None:
+        live = Handoff.objects.filter(conversation__visitor=self.visitor, status=Handoff.Status.ACTIVE).exists()
+        fresh = self._try(conversation_start_new, visitor=self.visitor)
+        assert (fresh is None) == live
+        if fresh is not None:
+            assert self._current().pk == fresh.pk
+
+    # --- agents and time -------------------------------------------------------------------
+
+    @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
+    def agent_claims(self, agent: int, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is not None:
             self._try(
                 handoff_claim, agent=self.agents[agent], conversation_public_id=str(handoff.conversation.public_id)
             )
 
-    @rule(agent=st.integers(0, 1))
-    def agent_replies(self, agent: int) -> None:
-        for handoff in Handoff.objects.filter(chatbot=self.bot):
-            result = self._try(
-                handoff_reply,
-                agent=self.agents[agent],
-                conversation_public_id=str(handoff.conversation.public_id),
-                text="agent here",
-                client_id=uuid.uuid4().hex,
-            )
-            if result is not None:
-                self.replies_by.setdefault(handoff.pk, set()).add(self.agents[agent].pk)
+    @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
+    def agent_replies(self, agent: int, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is None:
+            return
+        result = self._try(
+            handoff_reply,
+            agent=self.agents[agent],
+            conversation_public_id=str(handoff.conversation.public_id),
+            text="agent here",
+            client_id=uuid.uuid4().hex,
+        )
+        if result is not None:
+            self.replies_by.setdefault(handoff.pk, set()).add(self.agents[agent].pk)
 
-    @rule(agent=st.integers(0, 1))
-    def agent_resolves(self, agent: int) -> None:
-        for handoff in Handoff.objects.filter(chatbot=self.bot).exclude(status="resolved"):
+    @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
+    def agent_resolves(self, agent: int, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is not None:
             self._try(
                 handoff_resolve, agent=self.agents[agent], conversation_public_id=str(handoff.conversation.public_id)
             )
@@ -132,50 +256,63 @@ class HandoffMachine(RuleBasedStateMachine):
         self.clock += timedelta(seconds=seconds)
         handoff_expire_overdue(now=self.clock)
 
-    @rule()
-    def visitor_leaves_a_number_and_continues(self) -> None:
-        conversation = self._current()
-        self._try(
-            lead_capture,
-            visitor=self.visitor,
-            conversation_public_id=str(conversation.public_id),
-            phone="+44 7911 123456",
-        )
-        self._try(handoff_continue_with_ai, visitor=self.visitor, conversation_public_id=str(conversation.public_id))
+    # --- invariants ------------------------------------------------------------------------
 
     @invariant()
-    def seq_is_gapless_and_matches_last_seq(self) -> None:
-        for conversation in Conversation.objects.filter(visitor=self.visitor):
-            seqs = list(conversation.events.order_by("seq").values_list("seq", flat=True))
-            assert seqs == list(range(1, len(seqs) + 1))
-            assert conversation.last_seq == len(seqs)
+    def every_invariant_holds(self) -> None:
+        conversations = {c.pk: c for c in Conversation.objects.filter(visitor=self.visitor)}
+        events: dict[int, list[Event]] = {pk: [] for pk in conversations}
+        for event in Event.objects.filter(conversation__visitor=self.visitor).order_by("conversation_id", "pk"):
+            events[event.conversation_id].append(event)
+        handoffs = {h.conversation_id: h for h in Handoff.objects.filter(chatbot=self.bot)}
 
-    @invariant()
-    def no_ai_text_after_a_request(self) -> None:
-        for handoff in Handoff.objects.filter(chatbot=self.bot):
-            requested = handoff.conversation.events.get(kind="handoff.requested").seq
-            assert not handoff.conversation.events.filter(author=Event.Author.AI, seq__gt=requested).exists()
+        for pk, conversation in conversations.items():
+            log = events[pk]
+            # seq: strictly increasing in insertion order, without gaps, matching last_seq.
+            assert [e.seq for e in log] == list(range(1, len(log) + 1))
+            assert conversation.last_seq == len(log)
+            kinds = [e.kind for e in log]
+            handoff = handoffs.get(pk)
+            if handoff is None:
+                assert "handoff.requested" not in kinds
+                assert conversation.status == "open"
+                continue
+            # One request per conversation, and no AI text after it (including a reply in flight).
+            assert kinds.count("handoff.requested") == 1
+            requested = log[kinds.index("handoff.requested")].seq
+            assert not [e for e in log if e.author == Event.Author.AI and e.seq > requested]
+            # At most one assignee, named by the one claim event; agent replies only from them,
+            # only after the claim and before the resolve.
+            claims = [e for e in log if e.kind == "handoff.claimed"]
+            assert len(claims) <= 1
+            assert (claims[0].agent_id if claims else None) == handoff.claimed_by_id
+            agent_messages = [e for e in log if e.author == Event.Author.AGENT]
+            assert {e.agent_id for e in agent_messages} <= ({handoff.claimed_by_id} - {None})
+            assert self.replies_by.get(handoff.pk, set()) <= {e.agent_id for e in agent_messages}
+            resolved = [e.seq for e in log if e.kind == "handoff.resolved"]
+            assert len(resolved) <= 1
+            for message in agent_messages:
+                assert claims[0].seq < message.seq < (resolved[0] if resolved else message.seq + 1)
+            # The conversation follows its handoff; timeouts happen at most once, never after a claim.
+            assert conversation.status == ("closed" if handoff.status == "resolved" else "handoff")
+            assert bool(resolved) == (handoff.status == "resolved")
+            timed_out = [e.seq for e in log if e.kind == "handoff.timed_out"]
+            assert len(timed_out) <= 1
+            if timed_out and claims:
+                assert timed_out[0] < claims[0].seq
 
-    @invariant()
-    def at_most_one_assignee_and_replies_only_from_them(self) -> None:
-        for handoff in Handoff.objects.filter(chatbot=self.bot):
-            claims = handoff.conversation.events.filter(kind="handoff.claimed")
-            assert claims.count() <= 1
-            authors = set(handoff.conversation.events.filter(author="agent").values_list("agent_id", flat=True))
-            assert authors <= ({handoff.claimed_by_id} if handoff.claimed_by_id else set())
-            assert self.replies_by.get(handoff.pk, set()) <= authors
-
-    @invariant()
-    def exactly_one_escalation_per_handoff(self) -> None:
-        handoffs = Handoff.objects.filter(chatbot=self.bot).count()
-        escalations = OutboxEvent.objects.filter(type="conversation.escalated", chatbot_id=self.bot.pk).count()
-        assert escalations == handoffs
-
-    @invariant()
-    def conversation_status_follows_the_handoff(self) -> None:
-        for handoff in Handoff.objects.filter(chatbot=self.bot).select_related("conversation"):
-            expected = "closed" if handoff.status == "resolved" else "handoff"
-            assert handoff.conversation.status == expected
+        # Exactly one conversation.escalated per handoff, matching it, and none for anything else.
+        escalations = [
+            e.payload["data"] for e in OutboxEvent.objects.filter(type="conversation.escalated", chatbot_id=self.bot.pk)
+        ]
+        per_conversation = Counter(data["conversation"]["id"] for data in escalations)
+        expected = {str(conversations[pk].public_id): h for pk, h in handoffs.items()}
+        assert set(per_conversation) == set(expected)
+        assert set(per_conversation.values()) <= {1}
+        for data in escalations:
+            handoff = expected[data["conversation"]["id"]]
+            assert data["handoff"]["requested_at"] == handoff.requested_at.isoformat()
+            assert data["handoff"]["trigger"] == handoff.trigger
 
 
 @pytest.mark.django_db
@@ -183,8 +320,8 @@ def test_the_handoff_state_machine_keeps_its_invariants() -> None:
     run_state_machine_as_test(
         HandoffMachine,
         settings=settings(
-            max_examples=25,
-            stateful_step_count=20,
+            max_examples=100,
+            stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),
