@@ -12,6 +12,8 @@ from django.http import HttpRequest
 from chatbots.features import workspace_has_feature
 from chatbots.models import Chatbot, KnowledgeEntry, Membership, Plan, Subscription, Workspace
 from chatbots.plans import Feature
+from pivra.errors import DomainError
+from pivra.widget.origins import clean_origin
 
 
 class MembershipInline(admin.TabularInline):
@@ -110,6 +112,25 @@ class ChatbotAdminForm(forms.ModelForm):
     class Meta:
         model = Chatbot
         fields = "__all__"  # noqa: DJ007 - the ModelAdmin's fieldsets choose what is shown
+
+    def clean_allowed_origins(self) -> list[str]:
+        """The same origins the dashboard accepts, normalised: they end up in the frame's
+        Content-Security-Policy header, so ``*`` or ``https://a; script-src *`` must never get in."""
+        value = self.cleaned_data.get("allowed_origins") or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise forms.ValidationError('Give a list of site addresses, e.g. ["https://www.example.com"].')
+        origins: set[str] = set()
+        problems: list[str] = []
+        for item in value:
+            if not item.strip():
+                continue
+            try:
+                origins.add(clean_origin(item))
+            except DomainError as exc:
+                problems.append(exc.detail)
+        if problems:
+            raise forms.ValidationError(problems)
+        return sorted(origins)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

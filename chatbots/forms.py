@@ -8,6 +8,8 @@ from typing import Any
 from django import forms
 
 from chatbots.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Chatbot, KnowledgeEntry
+from pivra.errors import DomainError
+from pivra.widget.origins import clean_origin
 
 
 def _lines(value: str) -> list[str]:
@@ -93,6 +95,20 @@ class GeneralSettingsForm(forms.Form):
                 "fallback_message": chatbot.fallback_message,
             },
         )
+
+    def clean_allowed_origins(self) -> str:
+        """Each line must be a plain site address: they end up in the frame's Content-Security-Policy
+        header, where ``https://a; script-src *`` would add a directive of its own."""
+        value: str = self.cleaned_data.get("allowed_origins", "")
+        problems = []
+        for line in _lines(value):
+            try:
+                clean_origin(line)
+            except DomainError as exc:
+                problems.append(exc.detail)
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
 
     def origin_list(self) -> list[str]:
         return _lines(self.cleaned_data.get("allowed_origins", ""))

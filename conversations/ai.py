@@ -11,17 +11,24 @@ from django.db import transaction
 from chatbots.responders import FRIENDLY_ERROR, ChatTurn, ResponderError, responder_for
 from conversations.models import Conversation, Event
 from conversations.services import conversation_lock, event_append
-from pivra.realtime import send_now_rollback_unsafe, send_on_commit, visitor_group
+from pivra.realtime import ai_silenced, send_now_rollback_unsafe, send_on_commit, visitor_group
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 20
-# How often a streaming reply re-reads the conversation status, so tokens stop soon after a handoff.
+# How often a streaming reply also re-reads the conversation's status: a backstop for the silence
+# key (pivra.realtime.ai_silenced), which is read before every token but lives in Redis.
 STATUS_CHECK_SECONDS = 0.25
 
 
 def _still_open(conversation_id: int) -> bool:
     return Conversation.objects.filter(pk=conversation_id, status=Conversation.Status.OPEN).exists()
+
+
+def _answered(conversation_id: int, reply_to_seq: int) -> bool:
+    return Event.objects.filter(
+        conversation_id=conversation_id, author=Event.Author.AI, data__reply_to=reply_to_seq
+    ).exists()
 
 
 def _history(conversation: Conversation, before_seq: int) -> list[ChatTurn]:
@@ -37,13 +44,16 @@ def _history(conversation: Conversation, before_seq: int) -> list[ChatTurn]:
 def conversation_reply_with_ai(*, conversation_id: int, reply_to_seq: int) -> Event | None:
     """Answer the visitor message ``reply_to_seq``; returns the stored AI event, or None when silenced.
 
-    No AI text is stored or sent once the conversation left ``open``: the final write re-checks the
-    status under the conversation's lock, and streaming stops at the next status check.
+    No AI text is stored or sent once the conversation left ``open``: every token is published only
+    after reading the handoff request's silence key (set on its commit, before its state frame); a
+    token that still crosses that frame in flight is dropped by the widget's socket or stream; and
+    the final write re-checks the status under the conversation's lock. A message is answered at
+    most once: a redelivered task running beside the original finds the answer under that lock.
     """
     conversation = Conversation.objects.select_related("chatbot", "visitor").filter(pk=conversation_id).first()
     if conversation is None or conversation.status != Conversation.Status.OPEN:
         return None
-    if Event.objects.filter(conversation=conversation, author=Event.Author.AI, data__reply_to=reply_to_seq).exists():
+    if _answered(conversation.pk, reply_to_seq):
         return None  # a redelivered task: this message was already answered
     question = Event.objects.filter(conversation=conversation, seq=reply_to_seq).values_list("text", flat=True).first()
     if question is None:
@@ -62,6 +72,8 @@ def conversation_reply_with_ai(*, conversation_id: int, reply_to_seq: int) -> Ev
         for chunk in responder_for(conversation.chatbot).stream(
             question=question, history=_history(conversation, reply_to_seq)
         ):
+            if ai_silenced(conversation_id=conversation.pk):
+                break
             if time.monotonic() - last_check >= STATUS_CHECK_SECONDS:
                 last_check = time.monotonic()
                 if not _still_open(conversation.pk):
@@ -79,7 +91,9 @@ def conversation_reply_with_ai(*, conversation_id: int, reply_to_seq: int) -> Ev
     text = FRIENDLY_ERROR if failed or not "".join(chunks).strip() else "".join(chunks).strip()
     with transaction.atomic():
         locked = conversation_lock(conversation_id=conversation.pk)
-        if locked.status != Conversation.Status.OPEN:
+        # Both checks again, under the lock: a handoff request or a twin task may have committed
+        # while this reply was being generated.
+        if locked.status != Conversation.Status.OPEN or _answered(locked.pk, reply_to_seq):
             send_on_commit(groups, typing(False))
             return None
         event = event_append(

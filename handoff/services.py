@@ -46,7 +46,7 @@ from handoff.payloads import event_data
 from handoff.state import agent_display_name, conversation_state
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.ids import parse_uuid
-from pivra.realtime import console_group, send_on_commit, visitor_group
+from pivra.realtime import ai_silence_on_commit, console_group, send_on_commit, visitor_group
 
 OFFER_TEXT = "Would you like to speak with a team member?"
 OFFER_ACCEPT = "Yes, connect me"
@@ -130,6 +130,7 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
     )
     Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.HANDOFF)
     conversation.status = Conversation.Status.HANDOFF
+    ai_silence_on_commit(conversation_id=conversation.pk)  # before the broadcasts below: see pivra.realtime
     event_append(
         conversation=conversation,
         kind="handoff.requested",

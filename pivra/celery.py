@@ -14,6 +14,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_configure.connect
+def _check_configuration(sender: Celery, **kwargs: Any) -> None:
+    """A worker or beat with a bad ``PIVRA_*`` variable stops with one line, not a traceback.
+
+    Run when Celery first reads its configuration rather than at import: ``pivra/__init__`` imports
+    this module, and ``python -m pivra.stack`` must not load settings before it has started the
+    database and set the environment."""
+    from pivra.bootstrap import configure_or_exit
+
+    configure_or_exit()
+
+
 @app.on_after_configure.connect
 def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
     """The sweeps that heal what a dead or late worker missed. Each entry expires before its next

@@ -2,6 +2,10 @@
 
 Each helper raises ``ImproperlyConfigured`` with a one-line message naming the bad variable, so
 a typo stops start-up instead of silently running with a default.
+
+An empty (or all-blank) value means "unset": ``.env.example`` lists every variable, most with
+nothing after the ``=``, and loading it as-is must give the documented defaults — not an empty
+database URL, an empty Redis URL, or a boolean silently read as false.
 """
 
 from __future__ import annotations
@@ -12,11 +16,18 @@ from collections.abc import Mapping
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
-    return (os.environ if environ is None else environ).get(name)
+    """The variable's value, or None when it is unset or blank."""
+    value = (os.environ if environ is None else environ).get(name)
+    return None if value is None or not value.strip() else value
+
+
+def env_is_set(name: str, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the variable has a value (an empty ``PIVRA_X=`` counts as unset)."""
+    return _raw(name, environ) is not None
 
 
 def env_str(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
@@ -45,7 +56,7 @@ def env_int(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     value = _raw(name, environ)
-    if value is None or value.strip() == "":
+    if value is None:
         return default
     try:
         number = int(value.strip())
@@ -60,7 +71,7 @@ def env_int(
 
 def env_float(name: str, default: float, *, environ: Mapping[str, str] | None = None) -> float:
     value = _raw(name, environ)
-    if value is None or value.strip() == "":
+    if value is None:
         return default
     try:
         return float(value.strip())

@@ -140,3 +140,38 @@ def send_event_on_commit(groups: Iterable[str], frame: dict[str, Any], *, conver
             push_receipt_record(conversation_id=conversation_id, seq=seq)
 
     transaction.on_commit(push)
+
+
+# --- AI silence ------------------------------------------------------------------------------------
+# A reply streaming when a person is asked for must stop at once: the conversation's new state is
+# on the wire right after the request commits, and no AI token may follow it. The request sets this
+# key on commit, before its broadcasts; the streaming worker reads it before every token it
+# publishes — a Redis read per token, where re-reading the conversation row would be a query each.
+
+AI_SILENCE_SECONDS = 3600  # far longer than any reply streams; the row's status covers the rest
+
+
+def _silence_key(conversation_id: int) -> str:
+    return f"{settings.CHANNEL_PREFIX}:ai-silenced:{conversation_id}"
+
+
+def ai_silence_on_commit(*, conversation_id: int) -> None:
+    """Once the transaction commits, every AI reply streaming in this conversation stops publishing."""
+
+    def silence() -> None:
+        try:
+            _client().set(_silence_key(conversation_id), 1, ex=AI_SILENCE_SECONDS)
+        except redis.RedisError:
+            # The worker still re-reads the status, and the final write re-checks it under the lock.
+            logger.warning("could not silence the AI of conversation %s", conversation_id, exc_info=True)
+
+    # robust: whatever happens here, the request's own broadcasts registered after it must still leave.
+    transaction.on_commit(silence, robust=True)
+
+
+def ai_silenced(*, conversation_id: int) -> bool:
+    """Whether a committed handoff request has silenced the AI of this conversation."""
+    try:
+        return bool(_client().exists(_silence_key(conversation_id)))
+    except redis.RedisError:
+        return False  # Redis is unreachable: the token could not be published either

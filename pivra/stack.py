@@ -1,7 +1,7 @@
 """Run Pivra's whole stack on one machine: private Redis/PostgreSQL, daphne, Celery worker and beat.
 
 Used by the two README commands (``scripts/run``, ``scripts/test``), the browser tests and the
-benchmarks. It imports no Django, so it can start the database before settings are read.
+benchmarks. It never loads Django's settings, so it can start the database before they are read.
 
     python -m pivra.stack run            # demo: redis + migrate + seed + daphne + workers + beat
     python -m pivra.stack test [ARGS]    # quality gates + pytest on private PostgreSQL and Redis
@@ -22,6 +22,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from pivra.env import env_bool, env_is_set
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -299,6 +303,17 @@ class AppProcesses:
             wait_for_port(host, int(port), timeout=60, process=new.process)
 
 
+def daphne_argv(*, env: dict[str, str], host: str, port: int) -> list[str]:
+    """daphne's command line. X-Forwarded-For is trusted only behind a proxy (PIVRA_BEHIND_PROXY):
+    from anyone else it would let each request choose its own address, and so its per-IP rate limit."""
+    try:
+        behind_proxy = env_bool("PIVRA_BEHIND_PROXY", False, environ=env)
+    except ImproperlyConfigured as exc:
+        raise StackError(f"configuration error: {exc}") from None
+    proxy = ["--proxy-headers"] if behind_proxy else []
+    return [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), *proxy, "pivra.asgi:application"]
+
+
 def start_app(
     *,
     env: dict[str, str],
@@ -322,7 +337,7 @@ def start_app(
     services = [
         spawn(
             "daphne",
-            [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "pivra.asgi:application"],
+            daphne_argv(env=env, host=host, port=port),
             env=env,
             quiet=quiet,
             log_file=log_file("daphne"),
@@ -433,7 +448,8 @@ def command_run(args: argparse.Namespace) -> int:
     """Bring up the demo stack and supervise it until Ctrl-C or until a child dies."""
     _forward_signals_as_keyboard_interrupt()
     env = dict(os.environ)
-    with private_services(postgres=False, redis="PIVRA_REDIS_URL" not in env) as extra:
+    # An empty PIVRA_REDIS_URL= (as in .env.example) is unset: the private server is started.
+    with private_services(postgres=False, redis=not env_is_set("PIVRA_REDIS_URL", environ=env)) as extra:
         env.update(extra)
         manage("migrate", "--noinput", env=env)
         manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
@@ -475,8 +491,10 @@ def command_test(args: argparse.Namespace) -> int:
     _forward_signals_as_keyboard_interrupt()
     ensure_system_programs(["chromium"])
     env = dict(os.environ)
-    env.setdefault("PIVRA_DATA_DIR", tempfile.mkdtemp(prefix="pivra-test-data-"))
-    env.setdefault("PIVRA_SECRET_KEY", "test-" + "x" * 40)
+    if not env_is_set("PIVRA_DATA_DIR", environ=env):
+        env["PIVRA_DATA_DIR"] = tempfile.mkdtemp(prefix="pivra-test-data-")
+    if not env_is_set("PIVRA_SECRET_KEY", environ=env):
+        env["PIVRA_SECRET_KEY"] = "test-" + "x" * 40
     gates = [
         ("ruff format", [PYTHON, "-m", "ruff", "format", "--check", "."]),
         ("ruff lint", [PYTHON, "-m", "ruff", "check", "."]),
@@ -484,7 +502,10 @@ def command_test(args: argparse.Namespace) -> int:
         ("migrations", [PYTHON, "manage.py", "makemigrations", "--check", "--dry-run"]),
     ]
     failed = [name for name, argv in gates if not args.skip_gates and not _gate(name, argv, env)]
-    with private_services(postgres="PIVRA_DATABASE_URL" not in env, redis="PIVRA_REDIS_URL" not in env) as extra:
+    with private_services(
+        postgres=not env_is_set("PIVRA_DATABASE_URL", environ=env),
+        redis=not env_is_set("PIVRA_REDIS_URL", environ=env),
+    ) as extra:
         env.update(extra)
         if not _gate("pytest", [PYTHON, "-m", "pytest", *args.pytest_args], env):
             failed.append("pytest")
@@ -499,9 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pivra.stack")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the demo stack")
-    run.add_argument("--host", default=os.environ.get("PIVRA_HOST", "127.0.0.1"))
-    run.add_argument("--port", type=int, default=int(os.environ.get("PIVRA_PORT", "8000")))
-    run.add_argument("--password", default=os.environ.get("PIVRA_DEMO_PASSWORD", "pivra-demo"))
+    # `or`: an empty variable (PIVRA_PORT=) means unset, as everywhere else.
+    run.add_argument("--host", default=os.environ.get("PIVRA_HOST") or "127.0.0.1")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PIVRA_PORT") or "8000"))
+    run.add_argument("--password", default=os.environ.get("PIVRA_DEMO_PASSWORD") or "pivra-demo")
     test = sub.add_parser("test", help="run the quality gates and the test suite")
     test.add_argument("--skip-gates", action="store_true", help="only run pytest")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")

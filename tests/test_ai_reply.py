@@ -4,9 +4,10 @@ channel layer, committed transactions (so broadcasts really leave)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -14,12 +15,13 @@ import pytest
 
 from chatbots.models import Chatbot
 from chatbots.responders import FRIENDLY_ERROR
+from conversations import ai
 from conversations.ai import conversation_reply_with_ai
 from conversations.models import Event
 from pivra.realtime import visitor_group
 from tests.channel_helpers import frames_heard
 from tests.factories import make_personas
-from tests.handoff_helpers import new_visitor, say
+from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,3 +104,65 @@ def test_a_provider_error_gives_a_friendly_message_and_never_a_stuck_typing_indi
     assert stored.text == FRIENDLY_ERROR and stored.data["error"] is True
     assert frames[-1]["type"] == "typing" and frames[-1]["on"] is False
     assert not [f for f in frames if f["type"] == "ai.delta"]
+
+
+def test_a_provider_error_logs_its_cause(llm_server, caplog) -> None:
+    base_url, handler = llm_server
+    handler.mode = "error"
+    visitor, conversation = new_visitor(_openai_bot(base_url))
+    received = say(visitor, conversation, "Shipping?")
+    with caplog.at_level(logging.WARNING, logger="conversations.ai"):
+        conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq)
+    [record] = [r for r in caplog.records if r.name == "conversations.ai"]
+    assert record.levelno == logging.WARNING
+    assert str(conversation.public_id) in record.getMessage()
+    assert "503" in record.getMessage()  # the provider's answer, for whoever reads the log
+    assert "sk-test" not in record.getMessage()
+
+
+class _Responder:
+    """Streams fixed chunks, calling ``between`` after the first one."""
+
+    def __init__(self, chunks: list[str], between: Callable[[], object] = lambda: None) -> None:
+        self.chunks, self.between = chunks, between
+
+    def stream(self, *, question: str, history: Any) -> Iterator[str]:
+        for n, chunk in enumerate(self.chunks):
+            yield chunk
+            if n == 0:
+                self.between()
+
+
+def test_no_ai_token_is_published_after_the_handoff_state_at_the_production_check_interval(monkeypatch) -> None:
+    assert ai.STATUS_CHECK_SECONDS > 0.1  # the real interval: the tokens below all come well within it
+    personas = make_personas()
+    bot = enable_handoff(personas.chatbot)
+    visitor, conversation = new_visitor(bot)
+    received = say(visitor, conversation, "Shipping?")
+    responder = _Responder(["Free ", "shipping ", "over ", "$75."], between=lambda: request(visitor, conversation))
+    monkeypatch.setattr("conversations.ai.responder_for", lambda chatbot: responder)
+    frames = _frames_for(
+        visitor.public_id,
+        lambda: conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq),
+    )
+    kinds = [f["type"] for f in frames]
+    handoff_at = next(i for i, f in enumerate(frames) if f["type"] == "state" and f["state"]["status"] == "handoff")
+    assert [f["text"] for f in frames if f["type"] == "ai.delta"] == ["Free "]
+    assert "ai.delta" not in kinds[handoff_at:]
+    assert not Event.objects.filter(conversation=conversation, author="ai").exists()
+
+
+def test_a_redelivered_reply_running_beside_the_original_stores_one_answer(monkeypatch) -> None:
+    visitor, conversation = new_visitor(make_personas().chatbot)
+    received = say(visitor, conversation, "Shipping?")
+
+    def twin() -> None:
+        # The broker redelivers the task while the original is still streaming; the twin finishes first.
+        monkeypatch.setattr("conversations.ai.responder_for", lambda chatbot: _Responder(["Twin answer."]))
+        assert conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq)
+
+    original = _Responder(["Original ", "answer."], between=twin)
+    monkeypatch.setattr("conversations.ai.responder_for", lambda chatbot: original)
+    assert conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq) is None
+    answers = Event.objects.filter(conversation=conversation, author="ai")
+    assert [(e.text, e.data["reply_to"]) for e in answers] == [("Twin answer.", received.event.seq)]

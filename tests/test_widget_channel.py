@@ -5,12 +5,16 @@ Consumers run against the real ASGI app and the real Redis channel layer; data i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
@@ -20,6 +24,7 @@ from conversations.models import Event, Visitor
 from pivra.asgi import application
 from pivra.realtime import send_on_commit, visitor_group
 from pivra.widget import operations
+from tests.channel_helpers import frames_heard
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff
 
@@ -255,3 +260,173 @@ async def test_the_handoff_button_over_the_socket_moves_the_widget_to_pending(wo
     assert state["state"]["handoff"]["status"] == "pending"
     assert state["state"]["handoff"]["waiting_message"] == "Connecting you with the team now…"
     await socket.disconnect()
+
+
+def test_an_expired_token_starts_a_new_visitor_and_never_opens_the_old_conversation(world: Personas, settings) -> None:
+    with time_machine.travel("2026-03-01 09:00:00+00:00", tick=False):
+        old = _session(world.chatbot.public_key)
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {old['token']}")
+        assert (
+            client.post(
+                "/api/widget/messages", {"client_id": "e1", "text": "mine"}, content_type="application/json"
+            ).status_code
+            == 200
+        )
+    expired = datetime(2026, 3, 1, 9, tzinfo=UTC) + timedelta(seconds=settings.VISITOR_TOKEN_MAX_AGE + 60)
+    with time_machine.travel(expired, tick=False):
+        fresh = _session(world.chatbot.public_key, old["token"])
+        assert fresh["visitor"] != old["visitor"]
+        assert fresh["state"]["conversation"] != old["state"]["conversation"]
+        assert fresh["state"]["last_seq"] == 0
+        stale = Client(HTTP_AUTHORIZATION=f"Bearer {old['token']}")
+        response = stale.get("/api/widget/events", {"conversation": old["state"]["conversation"]})
+        assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
+
+
+def test_a_real_send_in_a_rolled_back_transaction_pushes_nothing(world: Personas) -> None:
+    session = _session(world.chatbot.public_key)
+    visitor = Visitor.objects.get(public_id=session["visitor"])
+
+    def rolled_back_then_committed() -> None:
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            operations.widget_message(visitor=visitor, client_id="gone", text="never pushed")
+            raise RuntimeError("abort")
+        operations.widget_message(visitor=visitor, client_id="kept", text="pushed")
+
+    frames = frames_heard(visitor_group(visitor.public_id), rolled_back_then_committed)
+    texts = [f.get("text") for f in frames if f["type"] == "event"]
+    assert texts == ["pushed"]  # the listener works; the rolled-back message never reached it
+    assert list(Event.objects.filter(conversation__visitor=visitor).values_list("text", flat=True)) == ["pushed"]
+
+
+def test_the_widget_operations_appear_in_the_openapi_schema() -> None:
+    schema = Client().get("/api/openapi.json").json()
+    operations_by_path = {path: set(item) for path, item in schema["paths"].items()}
+    for path, method in [
+        ("/api/widget/session", "post"),
+        ("/api/widget/events", "get"),
+        ("/api/widget/messages", "post"),
+        ("/api/widget/handoff", "post"),
+        ("/api/widget/handoff/offer", "post"),
+        ("/api/widget/lead", "post"),
+        ("/api/widget/continue", "post"),
+        ("/api/widget/new", "post"),
+    ]:
+        assert method in operations_by_path.get(path, set()), path
+        assert schema["paths"][path][method]["tags"] == ["widget"]
+
+
+def test_an_invalid_json_body_gets_a_structured_4xx(world: Personas) -> None:
+    session = _session(world.chatbot.public_key)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {session['token']}")
+    for path in ("/api/widget/messages", "/api/widget/session"):
+        response = client.post(path, "{not json", content_type="application/json")
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+        body = response.json()
+        assert set(body) == {"code", "detail"} and body["code"] and body["detail"], body
+
+
+async def _publish(visitor_id: str, *frames: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    for frame in frames:
+        await layer.group_send(visitor_group(visitor_id), {"type": "pivra.event", "frame": frame})
+
+
+def _ai_frames_around_a_handoff(conversation: str, other: str) -> list[dict[str, Any]]:
+    """What a worker streaming a reply and a handoff request publish, interleaved as Redis may
+    deliver them; ends with an agent typing frame as a marker that everything before was handled."""
+    handoff_state = {"conversation": conversation, "status": "handoff", "last_seq": 3, "handoff": None}
+    return [
+        {"type": "typing", "conversation": conversation, "author": "ai", "on": True},
+        {"type": "ai.delta", "conversation": conversation, "reply_to": 1, "text": "before "},
+        {"type": "state", "state": handoff_state},
+        {"type": "ai.delta", "conversation": conversation, "reply_to": 1, "text": "after"},
+        {"type": "typing", "conversation": conversation, "author": "ai", "on": False},
+        {"type": "ai.delta", "conversation": other, "reply_to": 1, "text": "other conversation"},
+        {"type": "typing", "conversation": conversation, "author": "agent", "on": True},
+    ]
+
+
+def _summary(frames: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [
+        (f["type"], f.get("text") or f.get("author", ""))
+        for f in frames
+        if f["type"] in ("typing", "ai.delta", "state")
+    ]
+
+
+EXPECTED_RELAY = [
+    ("typing", "ai"),
+    ("ai.delta", "before "),
+    ("state", ""),
+    ("ai.delta", "other conversation"),  # another conversation of the visitor is still the AI's
+    ("typing", "agent"),
+]
+
+
+async def test_the_socket_relays_no_ai_token_after_a_state_that_ended_the_ai_turn(world: Personas) -> None:
+    session = await sync_to_async(_session)(world.chatbot.public_key)
+    conversation = session["state"]["conversation"]
+    socket, _ = await _connect(session["token"], conversation)
+    await _publish(session["visitor"], *_ai_frames_around_a_handoff(conversation, str(uuid.uuid4())))
+    relayed: list[dict[str, Any]] = []
+    while not relayed or relayed[-1].get("author") != "agent":
+        relayed.append(await socket.receive_json_from(timeout=5))
+    assert _summary(relayed) == EXPECTED_RELAY
+    await socket.disconnect()
+
+
+async def test_a_socket_welcomed_into_a_handoff_relays_no_ai_token(world: Personas) -> None:
+    session = await sync_to_async(_session)(world.chatbot.public_key)
+    conversation = session["state"]["conversation"]
+    visitor = await sync_to_async(Visitor.objects.get)(public_id=session["visitor"])
+    await sync_to_async(operations.widget_handoff)(visitor=visitor, client_id="h1")
+    socket, welcome = await _connect(session["token"], conversation, last_seq=1)
+    assert welcome["state"]["status"] == "handoff"
+    await _publish(
+        session["visitor"],
+        {"type": "ai.delta", "conversation": conversation, "reply_to": 1, "text": "late"},
+        {"type": "typing", "conversation": conversation, "author": "agent", "on": True},
+    )
+    assert (await socket.receive_json_from(timeout=5))["author"] == "agent"
+    await socket.disconnect()
+
+
+async def test_the_sse_stream_relays_no_ai_token_after_a_state_that_ended_the_ai_turn(world: Personas) -> None:
+    session = await sync_to_async(_session)(world.chatbot.public_key)
+    conversation = session["state"]["conversation"]
+    stream = ApplicationCommunicator(
+        application,
+        {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/widget/stream",
+            "raw_path": b"/api/widget/stream",
+            "root_path": "",
+            "query_string": f"conversation={conversation}".encode(),
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {session['token']}".encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        },
+    )
+    await stream.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await stream.receive_output(timeout=5)
+    assert start["type"] == "http.response.start" and start["status"] == 200
+    body = ""
+
+    async def read_until(marker: str) -> None:
+        nonlocal body
+        while marker not in body:
+            body += (await stream.receive_output(timeout=5)).get("body", b"").decode()
+
+    await read_until("event: welcome")
+    await _publish(session["visitor"], *_ai_frames_around_a_handoff(conversation, str(uuid.uuid4())))
+    await read_until('"author":"agent"')
+    frames = [json.loads(line.removeprefix("data: ")) for line in body.splitlines() if line.startswith("data: ")]
+    assert _summary(frames) == EXPECTED_RELAY
+    await stream.send_input({"type": "http.disconnect"})
+    with contextlib.suppress(Exception):
+        await stream.wait(timeout=5)

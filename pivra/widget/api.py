@@ -184,11 +184,15 @@ def lead(request: HttpRequest, payload: LeadIn) -> dict[str, Any]:
     )
 
 
-@router.post("/continue", response={200: SwitchOut, **ERRORS}, summary='"Continue with AI" while the team is busy')
+@router.post(
+    "/continue",
+    response={200: SwitchOut, **ERRORS},
+    summary='"Continue with AI" while the team is busy (idempotent per client_id)',
+)
 def continue_with_ai(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any]:
-    return operations.widget_continue(visitor=_visitor(request), client_id=payload.client_id)
+    return operations.widget_continue(visitor=_visitor(request), client_id=payload.client_id, ip=_ip(request))
 
 
-@router.post("/new", response={200: SwitchOut, **ERRORS}, summary='"Start new conversation"')
+@router.post("/new", response={200: SwitchOut, **ERRORS}, summary='"Start new conversation" (idempotent per client_id)')
 def new_conversation(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any]:
-    return operations.widget_new_conversation(visitor=_visitor(request))
+    return operations.widget_new_conversation(visitor=_visitor(request), client_id=payload.client_id, ip=_ip(request))

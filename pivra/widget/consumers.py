@@ -17,6 +17,7 @@ from conversations.models import Visitor
 from pivra.errors import DomainError
 from pivra.realtime import visitor_group
 from pivra.widget import frames, operations
+from pivra.widget.relay import AiSilence
 from pivra.widget.tokens import visitor_from_token
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     visitor: Visitor | None = None
     group: str | None = None
     _hello_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._silence = AiSilence()
 
     async def connect(self) -> None:
         await self.accept()
@@ -45,10 +50,13 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def pivra_event(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(message["frame"], separators=(",", ":")))
+        await self._send(message["frame"])
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        # Every frame passes here, replies and broadcasts alike, so a state in a welcome or a switch
+        # silences the AI of its conversation as surely as a broadcast state frame does.
+        if self._silence.allows(frame):
+            await self.send(text_data=json.dumps(frame, separators=(",", ":")))
 
     async def _error(self, code: str, detail: str, **extra: Any) -> None:
         await self._send({"type": "error", "code": code, "detail": detail, **{k: v for k, v in extra.items() if v}})
@@ -126,13 +134,15 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             )
             await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
         elif isinstance(frame, frames.ContinueWithAI):
-            reply = await run(operations.widget_continue)(visitor=visitor, client_id=frame.client_id)
+            reply = await run(operations.widget_continue)(visitor=visitor, client_id=frame.client_id, ip=self._ip)
             await self._send({"type": "switch", **reply})
         elif isinstance(frame, frames.NewConversation):
-            reply = await run(operations.widget_new_conversation)(visitor=visitor)
+            reply = await run(operations.widget_new_conversation)(
+                visitor=visitor, client_id=frame.client_id, ip=self._ip
+            )
             await self._send({"type": "switch", **reply})
         elif isinstance(frame, frames.Page):
-            await run(operations.widget_page)(visitor=visitor, url=frame.url)
+            await run(operations.widget_page)(visitor=visitor, url=frame.url, ip=self._ip)
 
     async def _hello(self, frame: frames.Hello) -> None:
         visitor = await database_sync_to_async(visitor_from_token)(frame.token)

@@ -5,13 +5,15 @@ Each returns the JSON the client gets back; refusals raise DomainError.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 from chatbots.models import Chatbot
 from conversations.frames import event_frame
-from conversations.models import Conversation, Visitor
+from conversations.models import Conversation, Event, Visitor
 from conversations.services import (
     conversation_events_after,
     conversation_for_visitor,
@@ -28,16 +30,27 @@ from handoff.services import (
     lead_capture,
 )
 from handoff.state import conversation_state, visitor_current_conversation
-from pivra.errors import NotFound
-from pivra.widget.ratelimit import rate_limit_hit, visitor_action_limits
+from pivra.errors import Conflict, NotFound
+from pivra.widget.ratelimit import RateLimited, page_report_limits, rate_limit_hit, visitor_action_limits
 from pivra.widget.tokens import visitor_from_token, visitor_token
 
 # Events a reconnecting client may ask for in one go; an older gap gets an explicit resync.
 REPLAY_LIMIT = 500
 
 
-def _limit(visitor: Visitor, ip: str | None) -> None:
-    visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
+def _limit(
+    visitor: Visitor, ip: str | None, *, conversation: Conversation | None = None, client_id: str | None = None
+) -> None:
+    """Count one action against the visitor's and the IP's budgets — unless it resends one already
+    stored in ``conversation`` under the same client id: a resend changes nothing, so it is free.
+    (The service still decides; a reused id with other content is refused there.)"""
+    resend = (
+        bool(client_id)
+        and conversation is not None
+        and Event.objects.filter(conversation=conversation, client_id=client_id).exists()
+    )
+    if not resend:
+        visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
 
 
 def widget_session(
@@ -95,16 +108,17 @@ def _current(visitor: Visitor) -> Conversation:
 
 
 def widget_message(*, visitor: Visitor, client_id: str, text: str, ip: str | None = None) -> dict[str, Any]:
-    _limit(visitor, ip)
+    conversation = _current(visitor)
+    _limit(visitor, ip, conversation=conversation, client_id=client_id)
     received = conversation_receive_visitor_message(
-        visitor=visitor, conversation_public_id=str(_current(visitor).public_id), client_id=client_id, text=text
+        visitor=visitor, conversation_public_id=str(conversation.public_id), client_id=client_id, text=text
     )
     return {"client_id": received.event.client_id, "seq": received.event.seq}
 
 
 def widget_handoff(*, visitor: Visitor, client_id: str | None, ip: str | None = None) -> dict[str, Any]:
-    _limit(visitor, ip)
     conversation = _current(visitor)
+    _limit(visitor, ip, conversation=conversation, client_id=client_id)
     handoff_request(
         visitor=visitor,
         conversation_public_id=str(conversation.public_id),
@@ -118,8 +132,8 @@ def widget_handoff(*, visitor: Visitor, client_id: str | None, ip: str | None = 
 def widget_offer_reply(
     *, visitor: Visitor, client_id: str, offer_seq: int, accept: bool, ip: str | None = None
 ) -> dict[str, Any]:
-    _limit(visitor, ip)
     conversation = _current(visitor)
+    _limit(visitor, ip, conversation=conversation, client_id=client_id)
     answer = handoff_offer_answer(
         visitor=visitor,
         conversation_public_id=str(conversation.public_id),
@@ -134,10 +148,11 @@ def widget_offer_reply(
 def widget_lead(
     *, visitor: Visitor, client_id: str | None, phone: str, locale: str, ip: str | None = None
 ) -> dict[str, Any]:
-    _limit(visitor, ip)
+    target = _lead_conversation(visitor)
+    _limit(visitor, ip, conversation=target, client_id=client_id)
     conversation = lead_capture(
         visitor=visitor,
-        conversation_public_id=str(_lead_conversation(visitor).public_id),
+        conversation_public_id=str(target.public_id),
         phone=phone,
         locale=locale,
         client_id=client_id,
@@ -151,16 +166,101 @@ def _lead_conversation(visitor: Visitor) -> Conversation:
     return with_handoff or _current(visitor)
 
 
-def widget_continue(*, visitor: Visitor, client_id: str | None) -> dict[str, Any]:
-    fresh = handoff_continue_with_ai(
-        visitor=visitor, conversation_public_id=str(_current(visitor).public_id), client_id=client_id
-    )
+def widget_continue(*, visitor: Visitor, client_id: str | None, ip: str | None = None) -> dict[str, Any]:
+    """ "Continue with AI". A resend (same client id) gets the conversation the first one started,
+    free of budget, and never starts another."""
+    done = _continued(visitor, client_id)
+    if done is not None:
+        return {"state": conversation_state(done)}
+    _limit(visitor, ip)
+    try:
+        fresh = handoff_continue_with_ai(
+            visitor=visitor, conversation_public_id=str(_current(visitor).public_id), client_id=client_id
+        )
+    except Conflict:
+        # A twin of this request committed after the check above: the current conversation is then
+        # already the fresh one, which has no busy handoff to continue from.
+        done = _continued(visitor, client_id)
+        if done is None:
+            raise
+        fresh = done
     return {"state": conversation_state(fresh)}
 
 
-def widget_new_conversation(*, visitor: Visitor) -> dict[str, Any]:
-    return {"state": conversation_state(conversation_start_new(visitor=visitor))}
+def _continued(visitor: Visitor, client_id: str | None) -> Conversation | None:
+    """The fresh conversation an earlier "Continue with AI" with this client id started: the first one
+    created after its ``conversation.continued`` event (both are written in one transaction)."""
+    if not client_id:
+        return None
+    event = Event.objects.filter(
+        conversation__visitor=visitor, kind="conversation.continued", client_id=client_id
+    ).first()
+    if event is None:
+        return None
+    return (
+        Conversation.objects.select_related("chatbot")
+        .filter(visitor=visitor, created_at__gte=event.created_at)
+        .exclude(pk=event.conversation_id)
+        .order_by("created_at")
+        .first()
+    )
 
 
-def widget_page(*, visitor: Visitor, url: str) -> None:
+# "Start new conversation" writes no event that could carry its client id, so the conversation it
+# started is remembered in the cache (Redis) under that id. The widget resends an unacknowledged
+# action after a reconnect, within seconds, so a day of memory covers every resend.
+NEW_CONVERSATION_MEMORY_SECONDS = 86_400
+# While the first request is starting the conversation (one INSERT: milliseconds), a twin waits for
+# it this long at most. Kept short: socket consumers run their database calls on one shared thread.
+TWIN_WAIT_SECONDS = 1.0
+_STARTING = "starting"
+
+
+def widget_new_conversation(*, visitor: Visitor, client_id: str | None = None, ip: str | None = None) -> dict[str, Any]:
+    """ "Start new conversation". Idempotent per client id: a resend gets the conversation the first
+    request started, free of budget, and never a second one."""
+    if not client_id:
+        _limit(visitor, ip)
+        return {"state": conversation_state(conversation_start_new(visitor=visitor))}
+    key = f"widget:new:{visitor.public_id}:{client_id}"
+    started = _started_under(key, visitor=visitor)
+    if started is None:
+        _limit(visitor, ip)
+        # add() is atomic: of two twins, exactly one starts the conversation; the other waits for it.
+        if cache.add(key, _STARTING, timeout=10):
+            try:
+                started = conversation_start_new(visitor=visitor)
+            except BaseException:
+                cache.delete(key)
+                raise
+            cache.set(key, str(started.public_id), timeout=NEW_CONVERSATION_MEMORY_SECONDS)
+        else:
+            started = _started_under(key, visitor=visitor, wait=TWIN_WAIT_SECONDS)
+            if started is None:
+                raise Conflict("in_progress", "A new conversation is being started. Try again in a moment.")
+    return {"state": conversation_state(started)}
+
+
+def _started_under(key: str, *, visitor: Visitor, wait: float = 0.0) -> Conversation | None:
+    """The conversation remembered under ``key``, waiting up to ``wait`` seconds for a twin to finish."""
+    deadline = time.monotonic() + wait
+    while True:
+        value = cache.get(key)
+        if value is not None and value != _STARTING:
+            found = Conversation.objects.select_related("chatbot").filter(visitor=visitor, public_id=value).first()
+            if found is None:
+                cache.delete(key)  # the conversation is gone: start afresh
+            return found
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def widget_page(*, visitor: Visitor, url: str, ip: str | None = None) -> None:
+    """Remember the page the visitor is on. Over its budget a report is dropped, not refused: it has
+    no reply, and an error frame would interrupt the chat (drafts, typing) for a background update."""
+    try:
+        page_report_limits(visitor_key=str(visitor.public_id), ip=ip)
+    except RateLimited:
+        return
     visitor_touch(visitor=visitor, page=url)

@@ -39,3 +39,11 @@ def visitor_action_limits(*, visitor_key: str, ip: str | None) -> None:
     rate_limit_hit(bucket=f"v:{visitor_key}", limit=settings.RATE_VISITOR_PER_MINUTE)
     if ip:
         rate_limit_hit(bucket=f"ip:{ip}", limit=settings.RATE_IP_PER_MINUTE)
+
+
+def page_report_limits(*, visitor_key: str, ip: str | None) -> None:
+    """Page reports (sent on every navigation) have budgets of their own, so browsing a site never
+    eats into the budget for messages."""
+    rate_limit_hit(bucket=f"page:v:{visitor_key}", limit=settings.RATE_VISITOR_PER_MINUTE)
+    if ip:
+        rate_limit_hit(bucket=f"page:ip:{ip}", limit=settings.RATE_IP_PER_MINUTE)

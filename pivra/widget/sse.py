@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from pivra.realtime import visitor_group
 from pivra.widget import operations
+from pivra.widget.relay import AiSilence
 from pivra.widget.tokens import visitor_from_token
 
 KEEPALIVE_SECONDS = 15
@@ -50,21 +51,25 @@ async def stream(request: HttpRequest) -> HttpResponseBase:
         visitor=visitor, conversation=conversation, last_seq=last_seq
     )
 
+    silence = AiSilence()  # as on the socket: no AI token after a state that ended the AI's turn
+
     async def frames() -> AsyncIterator[str]:
         try:
             yield ": connected\n\n"
-            yield _sse({"type": "welcome", "state": state})
+            opening = [{"type": "welcome", "state": state}]
             if resync:
-                yield _sse({"type": "resync", "state": state})
-            for event in missed:
-                yield _sse(event)
+                opening.append({"type": "resync", "state": state})
+            for frame in [*opening, *missed]:
+                if silence.allows(frame):  # always true here; it remembers the welcome's state
+                    yield _sse(frame)
             while True:
                 try:
                     message = await asyncio.wait_for(layer.receive(channel), timeout=KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
-                yield _sse(message["frame"])
+                if silence.allows(message["frame"]):
+                    yield _sse(message["frame"])
         finally:
             with contextlib.suppress(Exception):
                 await layer.group_discard(group, channel)

@@ -10,9 +10,9 @@ from django.shortcuts import render
 from django.views.decorators.clickjacking import xframe_options_exempt
 
 from chatbots.models import Chatbot
-from chatbots.services import normalize_origin
 from handoff.services import handoff_available
 from pivra.errors import DomainError
+from pivra.widget.origins import clean_origin, is_plain_origin
 
 
 def _own_origin() -> str:
@@ -21,8 +21,11 @@ def _own_origin() -> str:
 
 
 def allowed_frame_origins(chatbot: Chatbot) -> list[str]:
-    """Customer sites from the chatbot's settings, plus our own origin (the demo page and previews)."""
-    return sorted({_own_origin(), *chatbot.allowed_origins})
+    """Customer sites from the chatbot's settings, plus our own origin (the demo page and previews).
+
+    The forms store only clean origins, but these go into a response header: anything else that
+    reached the row (an older save, a script) is left out rather than trusted."""
+    return sorted(origin for origin in {_own_origin(), *chatbot.allowed_origins} if is_plain_origin(origin))
 
 
 @xframe_options_exempt  # frame-ancestors below replaces X-Frame-Options with a per-chatbot list
@@ -31,9 +34,10 @@ def frame(request: HttpRequest, public_key: str) -> HttpResponse:
     if chatbot is None:
         return render(request, "widget/unavailable.html", {"reason": "This chat is not available."}, status=404)
     # Our own address as this request reached us also counts (e.g. localhost vs 127.0.0.1).
-    allowed = sorted({*allowed_frame_origins(chatbot), f"{request.scheme}://{request.get_host()}"})
+    here = f"{request.scheme}://{request.get_host()}"
+    allowed = sorted({*allowed_frame_origins(chatbot), *([here] if is_plain_origin(here) else [])})
     try:
-        parent = normalize_origin(request.GET.get("origin", ""))
+        parent = clean_origin(request.GET.get("origin", ""))
     except DomainError:
         parent = ""
     if parent not in allowed:

@@ -1,0 +1,65 @@
+"""The process supervisor's decisions: which private servers to start, and how daphne is started."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from pivra import stack
+
+
+def test_daphne_trusts_forwarded_headers_only_behind_a_proxy() -> None:
+    def argv(**env: str) -> list[str]:
+        return stack.daphne_argv(env=env, host="127.0.0.1", port=8000)
+
+    assert "--proxy-headers" not in argv()
+    assert "--proxy-headers" not in argv(PIVRA_BEHIND_PROXY="")
+    assert "--proxy-headers" not in argv(PIVRA_BEHIND_PROXY="false")
+    assert "--proxy-headers" in argv(PIVRA_BEHIND_PROXY="true")
+    assert argv()[-1] == "pivra.asgi:application"
+    with pytest.raises(stack.StackError, match="PIVRA_BEHIND_PROXY='maybe' is not a boolean"):
+        argv(PIVRA_BEHIND_PROXY="maybe")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def asked_for(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, bool]]:
+    """What the commands ask private_services for; they stop right there."""
+    calls: list[dict[str, bool]] = []
+
+    @contextlib.contextmanager
+    def private_services(*, postgres: bool, redis: bool) -> Iterator[dict[str, str]]:
+        calls.append({"postgres": postgres, "redis": redis})
+        raise _Stop
+        yield {}
+
+    monkeypatch.setattr(stack, "private_services", private_services)
+    monkeypatch.setattr(stack, "_forward_signals_as_keyboard_interrupt", lambda: None)
+    monkeypatch.setattr(stack, "ensure_system_programs", lambda programs: None)
+    return calls
+
+
+@pytest.mark.parametrize(("value", "private"), [("", True), ("  ", True), ("redis://10.0.0.5:6379/0", False)])
+def test_the_run_command_starts_a_private_redis_unless_a_url_is_given(
+    asked_for: list[dict[str, bool]], monkeypatch: pytest.MonkeyPatch, value: str, private: bool
+) -> None:
+    monkeypatch.setenv("PIVRA_REDIS_URL", value)  # "": as .env.example has it
+    with pytest.raises(_Stop):
+        stack.command_run(argparse.Namespace(host="127.0.0.1", port=8000, password="x"))
+    assert asked_for == [{"postgres": False, "redis": private}]
+
+
+def test_the_test_command_treats_empty_urls_as_unset(
+    asked_for: list[dict[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIVRA_DATABASE_URL", "")
+    monkeypatch.setenv("PIVRA_REDIS_URL", "")
+    with pytest.raises(_Stop):
+        stack.command_test(argparse.Namespace(skip_gates=True, pytest_args=[]))
+    assert asked_for == [{"postgres": True, "redis": True}]
