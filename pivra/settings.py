@@ -151,7 +151,7 @@ CHANNEL_LAYERS = {
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "pivra.cache.SharedRedisCache",  # one pool per process, JSON values
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "pivra",
     }
