@@ -1,0 +1,154 @@
+/*
+ * The state panel under the log: the pending spinner, the team-busy card (mobile number form and
+ * "Continue with AI") and the resolved card ("Start new conversation"). It is rebuilt only when its
+ * inputs change, and a rebuild keeps the typed number and the focus.
+ */
+
+import { focusComposer } from "./composer.js";
+import { T, fmt } from "./config.js";
+import { mutate } from "./layout.js";
+import { sendAction } from "./protocol.js";
+import { S, ui } from "./state.js";
+import { el } from "./util.js";
+
+export function renderPanel(vs) {
+  const h = (S.state && S.state.handoff) || {};
+  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.lead_phone]);
+  if (key === S.panelKey) return;
+  S.panelKey = key;
+  const focusWasInside = ui.panel.contains(document.activeElement);
+  const typedPhone = ui.phoneInput ? ui.phoneInput.value : "";
+  ui.phoneInput = ui.phoneError = ui.phoneSubmit = null;
+
+  let card = null;
+  if (vs === "pending") card = pendingCard(h);
+  else if (vs === "busy") card = busyCard(h, typedPhone);
+  else if (vs === "resolved") card = resolvedCard();
+  mutate(() => {
+    ui.panel.replaceChildren(...(card ? [card] : []));
+    ui.panel.hidden = !card;
+    ui.panel.dataset.state = card ? vs : "";
+  });
+  if (focusWasInside) {
+    const target = ui.panel.querySelector("input, button:not([disabled])");
+    if (target) target.focus();
+    else focusComposer();
+  }
+}
+
+function pendingCard(h) {
+  const card = el("div", "pv-card pv-card-pending");
+  card.setAttribute("role", "status");
+  const spinner = el("span", "pv-spinner");
+  spinner.setAttribute("aria-hidden", "true");
+  const body = el("div", "pv-card-body");
+  body.append(el("p", "pv-card-title", T.waitingTitle), el("p", "pv-card-text", h.waiting_message || T.waitingDefault));
+  card.append(spinner, body);
+  return card;
+}
+
+function busyCard(h, typedPhone) {
+  const card = el("div", "pv-card pv-card-busy");
+  card.append(el("p", "pv-card-text pv-busy-message", h.busy_message || T.busyDefault));
+
+  if (h.lead_phone) {
+    const thanks = el("p", "pv-thanks", fmt(T.phoneThanks, { phone: h.lead_phone }));
+    thanks.setAttribute("role", "status");
+    card.append(thanks);
+  } else {
+    card.append(phoneForm(typedPhone));
+  }
+
+  const cont = el("button", "pv-btn pv-btn-secondary pv-btn-block", T.continueAi);
+  cont.type = "button";
+  cont.title = T.continueAiTitle;
+  cont.addEventListener("click", () => {
+    cont.disabled = true;
+    sendAction({ type: "continue_with_ai" }, { onError: () => (cont.disabled = false) });
+  });
+  card.append(cont);
+  return card;
+}
+
+function phoneForm(typedPhone) {
+  const form = el("form", "pv-phone");
+  form.noValidate = true;
+  const label = el("label", "pv-label", T.phoneLabel);
+  label.htmlFor = "pv-phone";
+  const input = el("input", "pv-field");
+  input.id = "pv-phone";
+  input.type = "tel";
+  input.name = "phone";
+  input.autocomplete = "tel";
+  input.inputMode = "tel";
+  input.maxLength = 40;
+  input.value = typedPhone;
+  input.setAttribute("aria-describedby", "pv-phone-error");
+  const submit = el("button", "pv-btn pv-btn-primary", T.phoneSubmit);
+  submit.type = "submit";
+  const error = el("p", "pv-field-error");
+  error.id = "pv-phone-error";
+  error.setAttribute("role", "alert");
+  const row = el("div", "pv-phone-row");
+  row.append(input, submit);
+  form.append(label, row, error);
+  ui.phoneInput = input;
+  ui.phoneError = error;
+  ui.phoneSubmit = submit;
+
+  input.addEventListener("input", () => showPhoneError(""));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const phone = input.value.trim();
+    if (!phone) {
+      showPhoneError(T.phoneRequired);
+      input.focus();
+      return;
+    }
+    setPhoneBusy(true);
+    sendAction(
+      { type: "lead", phone, locale: navigator.language || "" },
+      {
+        onAck: () => setPhoneBusy(false),
+        onError: (f) => {
+          setPhoneBusy(false);
+          if (f.code === "invalid_phone") {
+            showPhoneError(typeof f.detail === "string" && f.detail ? f.detail : T.phoneInvalid);
+            if (ui.phoneInput) ui.phoneInput.focus();
+            return true; // shown inline, no global notice
+          }
+          return false;
+        },
+      },
+    );
+  });
+  return form;
+}
+
+export function showPhoneError(text) {
+  if (!ui.phoneError) return;
+  ui.phoneError.textContent = text;
+  if (text) ui.phoneInput.setAttribute("aria-invalid", "true");
+  else ui.phoneInput.removeAttribute("aria-invalid");
+}
+
+export function setPhoneBusy(busy) {
+  if (!ui.phoneSubmit) return;
+  ui.phoneSubmit.disabled = busy;
+  ui.phoneSubmit.textContent = busy ? T.phoneSending : T.phoneSubmit;
+}
+
+function resolvedCard() {
+  const card = el("div", "pv-card pv-card-resolved");
+  card.append(el("p", "pv-card-title pv-ok", T.resolved));
+  const note = el("p", "pv-card-text", T.resolvedNote);
+  note.id = "pv-resolved-note";
+  const start = el("button", "pv-btn pv-btn-primary pv-btn-block", T.startNew);
+  start.type = "button";
+  start.addEventListener("click", () => {
+    start.disabled = true;
+    sendAction({ type: "new_conversation" }, { onError: () => (start.disabled = false) });
+  });
+  card.append(note, start);
+  return card;
+}
