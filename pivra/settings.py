@@ -138,7 +138,7 @@ CHANNEL_PREFIX = env_str("PIVRA_CHANNEL_PREFIX", "pivra")
 CHANNEL_LAYERS = {
     "default": (
         {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "pivra.channel_layer.PivraPubSubChannelLayer",  # lighter per-socket inbox
             "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
         }
         if CHANNEL_LAYER == "pubsub"

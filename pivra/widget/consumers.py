@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -13,7 +14,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
-from conversations.models import Visitor
 from pivra.errors import DomainError
 from pivra.realtime import visitor_group
 from pivra.widget import frames, operations
@@ -25,7 +25,10 @@ HELLO_TIMEOUT_SECONDS = 10
 
 
 class WidgetConsumer(AsyncWebsocketConsumer):
-    visitor: Visitor | None = None
+    # Only the visitor's id is kept: thousands of idle sockets each holding a visitor, its chatbot
+    # and workspace rows cost about 2 KB apiece, and a frame then sees the chatbot's settings of now,
+    # not of when the socket opened (handoff switched off, a plan changed).
+    visitor_id: int | None = None
     group: str | None = None
     _hello_timer: asyncio.TimerHandle | None = None
 
@@ -39,7 +42,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         self._hello_timer = loop.call_later(HELLO_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._no_hello()))
 
     async def _no_hello(self) -> None:
-        if self.visitor is None:
+        if self.visitor_id is None:
             await self._error("not_authenticated", "Send a hello frame with your token first.")
             await self.close(code=4401)
 
@@ -86,7 +89,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
             await self._error("invalid_input", problems or "Invalid frame.", client_id=client_id)
             return
-        if self.visitor is None and not isinstance(frame, frames.Hello):
+        if self.visitor_id is None and not isinstance(frame, frames.Hello):
             await self._error("not_authenticated", "Send a hello frame with your token first.", client_id=client_id)
             return
         try:
@@ -102,26 +105,36 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client")
         return client[0] if client else None
 
+    async def _run(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
+        """Run one visitor operation on the database thread, with the visitor loaded fresh."""
+        visitor_id = self.visitor_id
+
+        def call() -> Any:
+            visitor = operations.widget_visitor(visitor_id=visitor_id) if visitor_id is not None else None
+            if visitor is None:
+                raise DomainError(
+                    "not_authenticated", "This visitor no longer exists. Start a new session.", status=401
+                )
+            return operation(visitor=visitor, **kwargs)
+
+        return await database_sync_to_async(call)()
+
     async def _dispatch(self, frame: Any) -> None:
-        run = database_sync_to_async
-        visitor = self.visitor
         if isinstance(frame, frames.Hello):
             await self._hello(frame)
         elif isinstance(frame, frames.Ping):
             await self._send({"type": "pong"})
-        elif visitor is None:
+        elif self.visitor_id is None:
             return
         elif isinstance(frame, frames.Message):
-            ack = await run(operations.widget_message)(
-                visitor=visitor, client_id=frame.client_id, text=frame.text, ip=self._ip
-            )
+            ack = await self._run(operations.widget_message, client_id=frame.client_id, text=frame.text, ip=self._ip)
             await self._send({"type": "ack", **ack})
         elif isinstance(frame, frames.HandoffRequest):
-            ack = await run(operations.widget_handoff)(visitor=visitor, client_id=frame.client_id, ip=self._ip)
+            ack = await self._run(operations.widget_handoff, client_id=frame.client_id, ip=self._ip)
             await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
         elif isinstance(frame, frames.OfferReply):
-            ack = await run(operations.widget_offer_reply)(
-                visitor=visitor,
+            ack = await self._run(
+                operations.widget_offer_reply,
                 client_id=frame.client_id,
                 offer_seq=frame.offer_seq,
                 accept=frame.accept,
@@ -129,20 +142,18 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             )
             await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
         elif isinstance(frame, frames.Lead):
-            ack = await run(operations.widget_lead)(
-                visitor=visitor, client_id=frame.client_id, phone=frame.phone, locale=frame.locale, ip=self._ip
+            ack = await self._run(
+                operations.widget_lead, client_id=frame.client_id, phone=frame.phone, locale=frame.locale, ip=self._ip
             )
             await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
         elif isinstance(frame, frames.ContinueWithAI):
-            reply = await run(operations.widget_continue)(visitor=visitor, client_id=frame.client_id, ip=self._ip)
+            reply = await self._run(operations.widget_continue, client_id=frame.client_id, ip=self._ip)
             await self._send({"type": "switch", **reply})
         elif isinstance(frame, frames.NewConversation):
-            reply = await run(operations.widget_new_conversation)(
-                visitor=visitor, client_id=frame.client_id, ip=self._ip
-            )
+            reply = await self._run(operations.widget_new_conversation, client_id=frame.client_id, ip=self._ip)
             await self._send({"type": "switch", **reply})
         elif isinstance(frame, frames.Page):
-            await run(operations.widget_page)(visitor=visitor, url=frame.url, ip=self._ip)
+            await self._run(operations.widget_page, url=frame.url, ip=self._ip)
 
     async def _hello(self, frame: frames.Hello) -> None:
         visitor = await database_sync_to_async(visitor_from_token)(frame.token)
@@ -150,9 +161,9 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             await self._error("not_authenticated", "This token is not valid. Start a new session.")
             await self.close(code=4401)
             return
-        if self.group is not None and self.visitor is not None and self.visitor.pk != visitor.pk:
+        if self.group is not None and self.visitor_id is not None and self.visitor_id != visitor.pk:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        self.visitor = visitor
+        self.visitor_id = visitor.pk
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         self.group = visitor_group(visitor.public_id)

@@ -53,6 +53,11 @@ def _limit(
         visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
 
 
+def widget_visitor(*, visitor_id: int) -> Visitor | None:
+    """The visitor a socket said hello as, loaded fresh for each of its frames (or None if deleted)."""
+    return Visitor.objects.select_related("chatbot__workspace").filter(pk=visitor_id).first()
+
+
 def widget_session(
     *, public_key: str, token: str | None, locale: str = "", page: str = "", user_agent: str = "", ip: str | None = None
 ) -> dict[str, Any]:

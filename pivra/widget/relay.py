@@ -18,8 +18,11 @@ class AiSilence:
     grows, by one entry per handoff this connection has seen.
     """
 
+    # One per idle widget socket: no instance dict, and the set is made on the first handoff only.
+    __slots__ = ("_silenced",)
+
     def __init__(self) -> None:
-        self._silenced: set[str] = set()
+        self._silenced: set[str] | None = None
 
     def allows(self, frame: dict[str, Any]) -> bool:
         """Whether to relay ``frame``; a frame carrying a state (state, welcome, switch, resync) is
@@ -28,8 +31,10 @@ class AiSilence:
         if isinstance(state, dict) and state.get("status") not in (None, OPEN):
             conversation = state.get("conversation")
             if isinstance(conversation, str):
+                if self._silenced is None:
+                    self._silenced = set()
                 self._silenced.add(conversation)
         kind = frame.get("type")
         if kind == "ai.delta" or (kind == "typing" and frame.get("author") == "ai"):
-            return frame.get("conversation") not in self._silenced
+            return not self._silenced or frame.get("conversation") not in self._silenced
         return True
