@@ -1,38 +1,36 @@
 """Dashboard → Actions in Chromium against the real stack: an owner creates a webhook action, a
-visitor asks for a human through the widget API, and the signed delivery shows in the log."""
+visitor taps "Talk to a human" in the real widget on the demo site, and the signed delivery shows
+in the log (and an independent Standard Webhooks verifier accepts what the receiver got)."""
 
 from __future__ import annotations
 
 import re
 import time
 
-import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from standardwebhooks import Webhook
 
 from actions.services import action_create, action_pause
-from chatbots.models import Membership
-from chatbots.services import membership_add
 from pivra.stack import AppProcesses
 from tests.e2e.conftest import screenshot
+from tests.e2e.widget_helpers import open_widget, seed_demo
 from tests.factories import make_chatbot, make_user, make_workspace
-from tests.handoff_helpers import enable_handoff
 from tests.test_actions_support import Receiver, Reply
 
 
-def test_an_owner_creates_a_webhook_action_and_sees_the_delivery(page: Page, live_stack: AppProcesses) -> None:
-    owner = make_user("maya", password="e2e-pass-1")
-    owner.first_name = "Maya"
-    owner.save()
-    workspace = make_workspace("Northwind Outfitters", owner=owner)
-    membership_add(workspace=workspace, user=make_user("sam"), role=Membership.Role.AGENT)
-    bot = enable_handoff(make_chatbot(workspace, "Trail helper"))
+def test_an_owner_creates_a_webhook_action_and_a_widget_handoff_shows_in_its_log(
+    page: Page, second_context: BrowserContext, live_stack: AppProcesses
+) -> None:
+    # The demo workspace: its bot is the one /demo/ embeds, so the real widget talks to it; "admin"
+    # owns it and Alice and Bob are its agents (every seat of its Starter plan).
+    bot = seed_demo()
+    workspace = bot.workspace
     returns = make_chatbot(workspace, "Returns desk")
 
     # The CRM takes the real event, then fails the test send once (HTTP 500).
     with Receiver(Reply(200), Reply(500, body=b'{"error": "crm is down"}')) as receiver:
         page.goto("/accounts/login/?next=/dashboard/actions/")
-        page.get_by_label("Username").fill("maya")
+        page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill("e2e-pass-1")
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("heading", name="Actions", exact=True)).to_be_visible()
@@ -41,7 +39,7 @@ def test_an_owner_creates_a_webhook_action_and_sees_the_delivery(page: Page, liv
 
         page.get_by_role("link", name="+ Create your first action").click()
         page.get_by_label("Name").fill("Ops CRM webhook")
-        page.get_by_label("Chatbot").select_option(label="Trail helper")
+        page.get_by_label("Chatbot").select_option(label="Demo bot")
         page.get_by_text("Handoff claimed", exact=True).click()
         page.get_by_text("Webhook", exact=True).click()
         page.get_by_label("URL").fill(receiver.url)
@@ -54,19 +52,13 @@ def test_an_owner_creates_a_webhook_action_and_sees_the_delivery(page: Page, liv
         assert secret.startswith("whsec_")
         screenshot(page, "actions-secret-once")
 
-        # A visitor asks for a human through the widget's HTTP API.
-        api = f"{live_stack.http_url}/api/widget"
-        session = httpx.post(
-            f"{api}/session",
-            json={"public_key": bot.public_key, "locale": "en-GB", "page": "https://northwind.example/boots"},
-            timeout=10,
-        )
-        assert session.status_code == 200, session.text
-        token = session.json()["token"]
-        asked = httpx.post(
-            f"{api}/handoff", json={"client_id": "x"}, headers={"Authorization": f"Bearer {token}"}, timeout=10
-        )
-        assert asked.status_code == 200, asked.text
+        # A visitor on the demo site taps "Talk to a human" in the widget, in their own browser.
+        shop = second_context.new_page()
+        frame = open_widget(shop)
+        frame.get_by_role("button", name="Talk to a human").click()
+        expect(frame.locator("body")).to_have_attribute("data-state", "pending")
+        expect(frame.get_by_text("Waiting for a team member…")).to_be_visible()
+        screenshot(shop, "actions-widget-handoff")
 
         # Reload the log until the delivery shows as delivered (bounded by expect's timeout).
         row = page.locator("tr[data-delivery]").filter(has_text="conversation.escalated")
@@ -86,8 +78,9 @@ def test_an_owner_creates_a_webhook_action_and_sees_the_delivery(page: Page, liv
         (hit,) = receiver.completed
         payload = Webhook(secret).verify(hit.body, hit.headers)
         assert payload["type"] == "conversation.escalated"
-        assert payload["data"]["chatbot"]["name"] == "Trail helper"
-        assert payload["data"]["visitor"]["current_page"] == "https://northwind.example/boots"
+        assert payload["data"]["chatbot"]["name"] == "Demo bot"
+        assert payload["data"]["handoff"]["trigger"] == "button"
+        assert payload["data"]["visitor"]["current_page"] == f"{live_stack.http_url}/demo/"
         expect(row).to_contain_text(hit.headers["webhook-id"])
 
         # "Send test": the receiver answers 500, the log says so; a manual redelivery then succeeds.
@@ -118,7 +111,7 @@ def test_an_owner_creates_a_webhook_action_and_sees_the_delivery(page: Page, liv
             events=["conversation.escalated", "handoff.resolved"],
             url="https://hooks.slack.com/services/T000/B000/XXXX",
         )
-        action_pause(action=returns_slack, reason="Paused by maya.")
+        action_pause(action=returns_slack, reason="Paused by admin.")
         page.get_by_role("complementary", name="Main navigation").get_by_role("link", name="Actions").click()
         expect(page.get_by_role("link", name="Ops CRM webhook")).to_be_visible()
         expect(page.get_by_text(re.compile(r"1\s+delivered"))).to_be_visible()
