@@ -37,6 +37,7 @@ from conversations.services import (
     clean_message_text,
     conversation_for_visitor,
     conversation_lock,
+    conversation_lock_for_member,
     conversation_start,
     event_append,
     event_by_client_id,
@@ -46,6 +47,7 @@ from handoff.payloads import event_data
 from handoff.state import agent_display_name, conversation_state
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.ids import parse_uuid
+from pivra.queries import unique_row
 from pivra.realtime import ai_silence_on_commit, console_group, send_on_commit, visitor_group
 
 OFFER_TEXT = "Would you like to speak with a team member?"
@@ -365,9 +367,11 @@ def _agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
     workspace_ids = Membership.objects.filter(user=agent).values_list("workspace_id", flat=True)
     key = parse_uuid(conversation_public_id)
     handoff = (
-        Handoff.objects.select_related("claimed_by")
-        .filter(conversation__public_id=key, workspace_id__in=workspace_ids)
-        .first()
+        unique_row(
+            Handoff.objects.select_related("claimed_by").filter(
+                conversation__public_id=key, workspace_id__in=workspace_ids
+            )
+        )
         if key
         else None
     )
@@ -415,15 +419,20 @@ def handoff_reply(*, agent: User, conversation_public_id: str, text: str, client
     client_id = (client_id or "").strip()[:64]
     if not client_id:
         raise DomainError("invalid_client_id", "client_id is required.")
-    handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
+    key = parse_uuid(conversation_public_id)
     with transaction.atomic():
-        conversation = conversation_lock(conversation_id=handoff.conversation_id)
+        # The hot path of a live chat, so four statements: the locked conversation (scoped to the
+        # agent's workspaces in the same query), the resend check, the handoff, the append. The
+        # handoff is read after the lock, so a claim or resolve committed meanwhile is seen.
+        conversation = conversation_lock_for_member(public_id=key, user=agent) if key else None
+        handoff = unique_row(Handoff.objects.filter(conversation_id=conversation.pk)) if conversation else None
+        if conversation is None or handoff is None:
+            raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
         existing = event_by_client_id(conversation=conversation, client_id=client_id)
         if existing is not None:
             if existing.text != text or existing.agent_id != agent.pk:
                 raise Conflict("client_id_reused", "This client_id was already used for a different message.")
             return Received(event=existing, duplicate=True)
-        handoff.refresh_from_db()
         if handoff.status != Handoff.Status.ACTIVE:
             raise Conflict("not_claimed", "Claim this conversation before replying.")
         if handoff.claimed_by_id != agent.pk:
