@@ -388,14 +388,16 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
         won = Handoff.objects.filter(pk=handoff.pk, status__in=OPEN_STATUSES).update(
             status=Handoff.Status.ACTIVE, claimed_by=agent, claimed_at=now
         )
-        handoff.refresh_from_db()
         if not won:
+            # The losers of a claim storm: one read says who holds it (with the holder's name).
+            handoff = Handoff.objects.select_related("claimed_by").get(pk=handoff.pk)
             if handoff.status == Handoff.Status.ACTIVE and handoff.claimed_by_id == agent.pk:
                 return handoff
             if handoff.status == Handoff.Status.ACTIVE:
                 holder = agent_display_name(handoff.claimed_by)
                 raise Conflict("already_claimed", f"Already claimed by {holder}.")
             raise Conflict("handoff_resolved", "This handoff is already resolved.")
+        handoff.refresh_from_db()  # timed_out_at may have been set since it was read (a late claim)
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
         late = handoff.timed_out_at is not None
         name = agent_display_name(agent)

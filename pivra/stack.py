@@ -314,6 +314,17 @@ def daphne_argv(*, env: dict[str, str], host: str, port: int) -> list[str]:
     return [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), *proxy, "pivra.asgi:application"]
 
 
+def celery_worker_argv(
+    *, name: str, queues: Sequence[str] | None, concurrency: int, loglevel: str = "WARNING"
+) -> list[str]:
+    """A Celery worker on a thread pool (its tasks wait on the database, Redis and other servers).
+    ``queues=None`` consumes every queue, as a worker started without ``-Q`` does."""
+    argv = [PYTHON, "-m", "celery", "-A", "pivra", "worker", "--pool", "threads", "--concurrency", str(concurrency)]
+    if queues:
+        argv += ["--queues", ",".join(queues)]
+    return [*argv, "--loglevel", loglevel, "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle"]
+
+
 def start_app(
     *,
     env: dict[str, str],
@@ -344,52 +355,16 @@ def start_app(
         ),
         spawn(
             "worker",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "pivra",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(worker_concurrency),
-                "--queues",
-                "celery",
-                "--loglevel",
-                "WARNING",
-                "--hostname",
-                f"pivra-worker-{port}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            celery_worker_argv(name=f"pivra-worker-{port}", queues=["celery"], concurrency=worker_concurrency),
             env=env,
             quiet=quiet,
             log_file=log_file("worker"),
         ),
         spawn(
             "deliveries",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "pivra",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(delivery_concurrency),
-                "--queues",
-                "deliveries",
-                "--loglevel",
-                "WARNING",
-                "--hostname",
-                f"pivra-deliveries-{port}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            celery_worker_argv(
+                name=f"pivra-deliveries-{port}", queues=["deliveries"], concurrency=delivery_concurrency
+            ),
             env=env,
             quiet=quiet,
             log_file=log_file("deliveries"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from django.db import connection
 from standardwebhooks import Webhook
 
 from actions.models import Delivery, DeliveryAttempt
-from pivra.stack import Service, spawn
+from pivra.stack import Service, celery_worker_argv, spawn
 from tests.factories import Personas
 from tests.test_actions_support import Receiver, escalate, webhook_action
 
@@ -41,24 +40,7 @@ def _worker_env() -> dict[str, str]:
 
 def _start_worker(name: str, log_dir: Path, *, with_beat: bool) -> Service:
     # No -Q: a worker started plainly consumes every queue (the default one and deliveries).
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "pivra",
-        "worker",
-        "--pool",
-        "threads",
-        "-c",
-        "2",
-        "--loglevel",
-        "INFO",
-        "--hostname",
-        f"{name}-{os.getpid()}@%h",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    argv = celery_worker_argv(name=f"{name}-{os.getpid()}", queues=None, concurrency=2, loglevel="INFO")
     if with_beat:
         argv += ["--beat", "--schedule", str(log_dir / f"{name}-beat-schedule")]
     return spawn(name, argv, env=_worker_env(), log_file=log_dir / f"{name}.log")
