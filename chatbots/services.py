@@ -97,17 +97,37 @@ def subscription_set(
     return subscription
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+# scheme://host[:port] in normal form (lower case, no trailing slash) and nothing else: no space,
+# ";" or "*" that would end the frame's ``frame-ancestors`` source list or widen it.
+_PLAIN_ORIGIN = re.compile(rf"https?://{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?")
+
+
+def is_plain_origin(value: object) -> bool:
+    return isinstance(value, str) and _PLAIN_ORIGIN.fullmatch(value) is not None
+
+
 def normalize_origin(value: str) -> str:
-    """``https://Example.com/path`` → ``https://example.com``; raises DomainError when it is no origin."""
+    """``https://Example.com/`` → ``https://example.com``; raises DomainError for anything that is not
+    a plain site address. Origins go into a response header (``frame-ancestors``), so ``*`` or
+    ``https://a; script-src *`` must be refused here, not merely normalised."""
+    invalid = DomainError("invalid_origin", f"{value!r} is not a site address like https://www.example.com.")
     raw = value.strip().rstrip("/")
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DomainError("invalid_origin", f"{value!r} is not a site address like https://www.example.com.")
+        raise invalid
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise DomainError("invalid_origin", f"{value!r} must be just the site (scheme and host), without a path.")
-    host = parts.hostname.lower()
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
+    try:
+        # Browsers report an international domain in its ASCII (punycode) form, as should we.
+        host = parts.hostname.encode("idna").decode("ascii").lower()
+        port = f":{parts.port}" if parts.port else ""
+    except (UnicodeError, ValueError):  # a label too long for IDNA; urlsplit's port, e.g. https://a:99999
+        raise invalid from None
+    origin = f"{parts.scheme}://{host}{port}"
+    if not is_plain_origin(origin):
+        raise invalid
+    return origin
 
 
 def _clean_keywords(keywords: Iterable[str]) -> list[str]:

@@ -172,24 +172,22 @@ def _lead_conversation(visitor: Visitor) -> Conversation:
 
 
 def widget_continue(*, visitor: Visitor, client_id: str | None, ip: str | None = None) -> dict[str, Any]:
-    """ "Continue with AI". A resend (same client id) gets the conversation the first one started,
-    free of budget, and never starts another."""
-    done = _continued(visitor, client_id)
-    if done is not None:
-        return {"state": conversation_state(done)}
-    _limit(visitor, ip)
-    try:
-        fresh = handoff_continue_with_ai(
-            visitor=visitor, conversation_public_id=str(_current(visitor).public_id), client_id=client_id
-        )
-    except Conflict:
-        # A twin of this request committed after the check above: the current conversation is then
-        # already the fresh one, which has no busy handoff to continue from.
-        done = _continued(visitor, client_id)
-        if done is None:
-            raise
-        fresh = done
-    return {"state": conversation_state(fresh)}
+    """ "Continue with AI". A resend (same client id) is free of budget and never starts another
+    conversation. The reply is the visitor's current conversation, read after the service committed:
+    a late claim of the busy handoff may commit right after the switch to the fresh AI chat, and a
+    reply naming the fresh conversation would then drag the widget away from the live agent."""
+    if _continued(visitor, client_id) is None:
+        _limit(visitor, ip)
+        try:
+            handoff_continue_with_ai(
+                visitor=visitor, conversation_public_id=str(_current(visitor).public_id), client_id=client_id
+            )
+        except Conflict:
+            # A twin of this request committed after the check above: the current conversation is
+            # then already the fresh one, which has no busy handoff to continue from.
+            if _continued(visitor, client_id) is None:
+                raise
+    return {"state": conversation_state(_current(visitor))}
 
 
 def _continued(visitor: Visitor, client_id: str | None) -> Conversation | None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from chatbots.models import Chatbot
 from chatbots.services import chatbot_update_handoff_settings, subscription_set
 from conversations.models import Conversation
 from handoff.models import Handoff
 from handoff.services import handoff_claim, handoff_reply, handoff_resolve
+from pivra.stack import AppProcesses
 from tests.e2e.conftest import screenshot
-from tests.e2e.widget_helpers import off_thread, open_widget, seed_demo, send
+from tests.e2e.widget_helpers import AgentConsole, off_thread, open_widget, seed_demo, send
 
 
 def _conversation_id() -> str:
@@ -159,3 +160,53 @@ def test_the_free_plan_shows_no_button_and_the_api_refuses(page: Page, live_stac
         "code": "handoff_unavailable",
         "detail": "Talking to a team member is not available in this chat.",
     }
+
+
+def test_team_busy_reads_a_national_mobile_number_in_the_browsers_region_and_refuses_a_landline(
+    browser: Browser, live_stack: AppProcesses, second_context: BrowserContext
+) -> None:
+    bot = seed_demo()
+    chatbot_update_handoff_settings(
+        chatbot=bot,
+        enabled=True,
+        keywords=bot.handoff_keywords,
+        waiting_message=bot.handoff_waiting_message,
+        timeout_seconds=5,
+        busy_message="Our team is busy right now. Leave your mobile number and we'll call you back.",
+    )
+    agent = AgentConsole(second_context, "alice")
+    british = browser.new_context(base_url=live_stack.http_url, locale="en-GB", viewport={"width": 1280, "height": 800})
+    try:
+        page = british.new_page()
+        frame = open_widget(page)
+        body = frame.locator("body")
+        frame.get_by_role("button", name="Talk to a human").click()
+        expect(body).to_have_attribute("data-state", "busy", timeout=20_000)
+        (busy,) = agent.get("/handoffs?status=busy")
+        conversation = busy["conversation"]
+
+        # A London landline: valid, but nobody can text it back.
+        phone = frame.get_by_label("Mobile number")
+        phone.fill("020 7946 0018")
+        frame.get_by_role("button", name="Send").click()
+        error = frame.locator("#pv-phone-error")
+        expect(error).to_have_text("That looks like a landline. Please enter a mobile number.")
+        expect(phone).to_have_attribute("aria-invalid", "true")
+        expect(phone).to_have_value("020 7946 0018")  # kept for correcting
+        screenshot(page, "widget-phone-landline")
+        seen = agent.get(f"/conversations/{conversation}")
+        assert seen["lead"] == {}
+        assert not [e for e in seen["events"] if e["kind"] == "lead.captured"]
+
+        # A UK mobile written the national way: read as British because the browser says en-GB.
+        phone.fill("07911 123456")
+        expect(error).to_have_text("")
+        frame.get_by_role("button", name="Send").click()
+        expect(frame.get_by_text("Thanks — we'll contact you at +447911123456")).to_be_visible()
+        screenshot(page, "widget-phone-saved-en-gb")
+        seen = agent.get(f"/conversations/{conversation}")
+        assert seen["visitor"]["locale"] == "en-GB"
+        assert seen["lead"]["phone"] == "+447911123456"
+        assert [e["data"] for e in seen["events"] if e["kind"] == "lead.captured"] == [{"phone": "+447911123456"}]
+    finally:
+        british.close()

@@ -56,7 +56,7 @@ export const T = Object.assign(
     reconnecting: "Reconnecting…",
     connecting: "Connecting…",
     typing: "{name} is typing",
-    rateLimited: "You're sending messages too fast. Try again in {n} s.",
+    rateLimited: "You're sending messages too fast. Try again in {n}\u00a0s.", // "s." never wraps alone
     tooLong: "Your message is too long (maximum {max} characters).",
     handoffUnavailable: "A team member isn't available right now.",
     genericError: "Something went wrong. Please try again.",
