@@ -47,7 +47,11 @@
     "opacity:0;visibility:hidden;transform:translateY(12px) scale(.98);transform-origin:bottom right;transition:opacity .18s ease,transform .18s ease,visibility 0s linear .18s}" +
     ".pivra-o .pivra-f{opacity:1;visibility:visible;transform:none;transition:opacity .18s ease,transform .18s ease}" +
     "@media (max-width:480px){.pivra-f{top:0;left:0;right:0;bottom:0;width:100%;height:100%;max-width:none;max-height:none;border-radius:0}.pivra-o .pivra-l{display:none}}" +
-    "@media (prefers-reduced-motion:reduce){.pivra-l,.pivra-f,.pivra-l svg{transition:none}}";
+    "@media (prefers-reduced-motion:reduce){.pivra-l,.pivra-f,.pivra-l svg{transition:none}}" +
+    // Nothing shows until the chat says it is ready: on a site the chatbot does not allow, the
+    // browser refuses the frame, and visitors would get an empty panel.
+    ".pivra-w:not(.pivra-r) .pivra-l,.pivra-w:not(.pivra-r) .pivra-f{visibility:hidden}";
+  var READY_WAIT_MS = 15000;
 
   function svg(cls, paths) {
     var ns = "http://www.w3.org/2000/svg";
@@ -192,6 +196,7 @@
     var p = m.payload && typeof m.payload === "object" ? m.payload : {};
     if (m.event === "pivra:ready") {
       isReady = true;
+      launcherWrap.classList.add("pivra-r");
       if (!script.getAttribute("data-pivra-color")) setAccent(p.accentColor);
       lastUrl = "";
       sendPage();
@@ -232,6 +237,14 @@
     var calls = queued;
     queued = [];
     for (var i = 0; i < calls.length; i++) api.apply(null, calls[i]);
+    setTimeout(function () {
+      if (!isReady && w.console) {
+        w.console.warn(
+          "Pivra: the chat did not load on " + location.origin + ". If this is your site, add it to the " +
+            "chatbot's allowed websites (Dashboard \u2192 Chatbot \u2192 Settings)."
+        );
+      }
+    }, READY_WAIT_MS);
   }
 
   if (d.body) init();

@@ -267,7 +267,12 @@ def test_a_site_that_is_not_allowed_cannot_show_the_chat(
         page.goto(f"{elsewhere.origin}/")
     assert frame_response.value.status == 403  # the loader named this site, which is not allowed
     _blocked(page)
-    expect(page.locator("#pivra-root button.pivra-l")).to_have_attribute("aria-expanded", "true")
+    launcher = page.locator("#pivra-root button.pivra-l")
+    expect(launcher).to_have_attribute("aria-expanded", "true")  # the queued "open" ran …
+    expect(launcher).to_be_hidden()  # … but the visitor sees no bubble and no empty panel
+    expect(page.locator("#pivra-root iframe.pivra-f")).to_be_hidden()
+    # The site's owner, looking at the console, is told what to do.
+    _eventually(page, lambda: any("did not load on " + elsewhere.origin in line for line in console), "the warning")
     screenshot(page, "embed-not-allowed")
     assert page.evaluate("() => window.heardByPage") == ["open"]  # never ready
 
