@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
-from chatbots.features import workspace_has_feature, workspace_limit
+from chatbots.features import workspace_effective_plan, workspace_has_feature, workspace_limit
 from chatbots.models import (
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
@@ -74,8 +74,11 @@ def membership_add(*, workspace: Workspace, user: User, role: str = Membership.R
             return existing
         seats = workspace_limit(workspace=workspace, limit=Limit.AGENTS)
         if Membership.objects.filter(workspace=workspace).count() >= seats:
+            plan = workspace_effective_plan(workspace=workspace)
+            members = "team member" if seats == 1 else "team members"
             raise DomainError(
-                "plan_limit", f"The {workspace.name} plan allows {seats} team member(s); upgrade to add more."
+                "plan_limit",
+                f"The {plan.name if plan else 'current'} plan allows {seats} {members}; upgrade to add more.",
             )
         return Membership.objects.create(workspace=workspace, user=user, role=role)
 

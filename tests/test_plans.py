@@ -85,7 +85,7 @@ def test_handoff_settings_are_validated_and_keywords_cleaned(personas: Personas)
 
 def test_seats_are_limited_by_the_plan() -> None:
     workspace = make_workspace(plan="free")  # one seat: the owner
-    with pytest.raises(DomainError, match="allows 1 team member"):
+    with pytest.raises(DomainError, match=r"^The Free plan allows 1 team member; upgrade to add more\.$"):
         membership_add(workspace=workspace, user=make_user(), role=Membership.Role.AGENT)
 
 
