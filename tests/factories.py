@@ -39,6 +39,26 @@ class Personas:
     other_chatbot: Chatbot
 
 
+def chatbot_admin_form(bot: Chatbot, **fields: object) -> dict[str, object]:
+    """The POST data of the chatbot's admin change page, as it stands, with ``fields`` changed."""
+    return {
+        "workspace": bot.workspace_id,
+        "name": bot.name,
+        "allowed_origins": "[]",
+        "accent_color": bot.accent_color,
+        "greeting": bot.greeting,
+        "ai_provider": bot.ai_provider,
+        "fallback_message": bot.fallback_message,
+        "handoff_keywords": "[]",
+        "handoff_waiting_message": bot.handoff_waiting_message,
+        "handoff_timeout_seconds": 180,
+        "handoff_busy_message": bot.handoff_busy_message,
+        "knowledge_entries-TOTAL_FORMS": 0,
+        "knowledge_entries-INITIAL_FORMS": 0,
+        **fields,
+    }
+
+
 def make_personas() -> Personas:
     owner, teammate, outsider = make_user("owner"), make_user("teammate"), make_user("outsider")
     workspace = make_workspace("Acme", owner=owner)

@@ -15,7 +15,7 @@ from django.urls import reverse
 from chatbots.models import Chatbot, KnowledgeEntry, Membership, Workspace
 from chatbots.services import membership_add
 from pivra.context_processors import console as console_context
-from tests.factories import Personas, make_chatbot, make_workspace
+from tests.factories import Personas, chatbot_admin_form, make_chatbot, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, say
 from tests.handoff_helpers import request as request_handoff
 
@@ -169,22 +169,7 @@ def test_staff_cannot_enable_handoff_for_a_free_workspace_in_the_admin(
     client.force_login(staff_user)
     bot = personas.chatbot
     url = reverse("admin:chatbots_chatbot_change", args=[bot.pk])
-    form = {
-        "workspace": bot.workspace_id,
-        "name": bot.name,
-        "allowed_origins": "[]",
-        "accent_color": bot.accent_color,
-        "greeting": bot.greeting,
-        "ai_provider": bot.ai_provider,
-        "fallback_message": bot.fallback_message,
-        "handoff_enabled": "on",
-        "handoff_keywords": "[]",
-        "handoff_waiting_message": bot.handoff_waiting_message,
-        "handoff_timeout_seconds": 180,
-        "handoff_busy_message": bot.handoff_busy_message,
-        "knowledge_entries-TOTAL_FORMS": 0,
-        "knowledge_entries-INITIAL_FORMS": 0,
-    }
+    form = chatbot_admin_form(bot, handoff_enabled="on")
     response = client.post(url, form)
     assert response.status_code == 200
     assert "needs the Starter plan" in response.content.decode()

@@ -334,17 +334,6 @@ def test_no_thanks_lets_the_ai_answer_the_original_message(
     assert conversation.status == "open"
 
 
-def test_a_second_request_from_a_newer_conversation_supersedes_the_older_waiting_one(bot) -> None:
-    visitor, conversation = new_visitor(bot)
-    old = request(visitor, conversation)
-    handoff_expire(handoff_id=old.pk, now=old.deadline_at)
-    fresh = handoff_continue_with_ai(visitor=visitor, conversation_public_id=str(conversation.public_id))
-    request(visitor, fresh)
-    old.refresh_from_db()
-    conversation.refresh_from_db()
-    assert old.status == "resolved" and conversation.status == "closed"
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from chatbots.models import Chatbot
 from chatbots.services import chatbot_set_allowed_origins
-from tests.factories import Personas
+from tests.factories import Personas, chatbot_admin_form
 
 pytestmark = pytest.mark.django_db
 OWN = {"http://127.0.0.1:8000", "http://testserver"}  # PIVRA_PUBLIC_URL, and the host this request reached
@@ -50,31 +50,15 @@ def test_a_stored_value_that_is_no_plain_origin_never_reaches_the_header(client:
     assert "script-src *" not in response["Content-Security-Policy"]
 
 
-def _admin_form(bot: Chatbot, allowed_origins: str) -> dict[str, object]:
-    return {
-        "workspace": bot.workspace_id,
-        "name": bot.name,
-        "allowed_origins": allowed_origins,
-        "accent_color": bot.accent_color,
-        "greeting": bot.greeting,
-        "ai_provider": bot.ai_provider,
-        "fallback_message": bot.fallback_message,
-        "handoff_keywords": "[]",
-        "handoff_waiting_message": bot.handoff_waiting_message,
-        "handoff_timeout_seconds": 180,
-        "handoff_busy_message": bot.handoff_busy_message,
-        "knowledge_entries-TOTAL_FORMS": 0,
-        "knowledge_entries-INITIAL_FORMS": 0,
-    }
-
-
 @pytest.mark.parametrize("bad", ['["*"]', '["https://a; script-src *"]', '["https://ok.example", "ftp://x"]', '"x"'])
 def test_the_admin_refuses_what_is_not_a_site_address(
     client: Client, staff_user: User, personas: Personas, bad: str
 ) -> None:
     bot = chatbot_set_allowed_origins(chatbot=personas.chatbot, origins=["https://shop.example"])
     client.force_login(staff_user)
-    response = client.post(reverse("admin:chatbots_chatbot_change", args=[bot.pk]), _admin_form(bot, bad))
+    response = client.post(
+        reverse("admin:chatbots_chatbot_change", args=[bot.pk]), chatbot_admin_form(bot, allowed_origins=bad)
+    )
     assert response.status_code == 200  # the form again, with the error
     assert "errorlist" in response.content.decode()
     bot.refresh_from_db()
@@ -84,7 +68,9 @@ def test_the_admin_refuses_what_is_not_a_site_address(
 def test_the_admin_stores_origins_normalised(client: Client, staff_user: User, personas: Personas) -> None:
     bot = personas.chatbot
     client.force_login(staff_user)
-    form = _admin_form(bot, '["https://Shop.Example/", "https://shop.example", "http://b.example:8080"]')
+    form = chatbot_admin_form(
+        bot, allowed_origins='["https://Shop.Example/", "https://shop.example", "http://b.example:8080"]'
+    )
     response = client.post(reverse("admin:chatbots_chatbot_change", args=[bot.pk]), form)
     assert response.status_code == 302, response.content.decode()[-2000:]
     bot.refresh_from_db()

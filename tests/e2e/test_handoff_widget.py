@@ -87,15 +87,21 @@ def test_a_keyword_asks_first_and_no_thanks_gets_the_ai_answer(page: Page) -> No
     assert Handoff.objects.get().trigger == "keyword"
 
 
-def test_team_busy_phone_capture_continue_and_a_late_claim_brings_the_agent(page: Page) -> None:
-    bot = seed_demo()
+def _time_out_after_five_seconds(bot: Chatbot, *, busy_message: str) -> None:
     chatbot_update_handoff_settings(
         chatbot=bot,
         enabled=True,
         keywords=bot.handoff_keywords,
         waiting_message=bot.handoff_waiting_message,
         timeout_seconds=5,
-        busy_message="Our team is currently busy… leave your number and we'll call you back.",
+        busy_message=busy_message,
+    )
+
+
+def test_team_busy_phone_capture_continue_and_a_late_claim_brings_the_agent(page: Page) -> None:
+    bot = seed_demo()
+    _time_out_after_five_seconds(
+        bot, busy_message="Our team is currently busy… leave your number and we'll call you back."
     )
     bob = User.objects.get(username="bob")
     frame = open_widget(page)
@@ -166,13 +172,8 @@ def test_team_busy_reads_a_national_mobile_number_in_the_browsers_region_and_ref
     browser: Browser, live_stack: AppProcesses, second_context: BrowserContext
 ) -> None:
     bot = seed_demo()
-    chatbot_update_handoff_settings(
-        chatbot=bot,
-        enabled=True,
-        keywords=bot.handoff_keywords,
-        waiting_message=bot.handoff_waiting_message,
-        timeout_seconds=5,
-        busy_message="Our team is busy right now. Leave your mobile number and we'll call you back.",
+    _time_out_after_five_seconds(
+        bot, busy_message="Our team is busy right now. Leave your mobile number and we'll call you back."
     )
     agent = AgentConsole(second_context, "alice")
     british = browser.new_context(base_url=live_stack.http_url, locale="en-GB", viewport={"width": 1280, "height": 800})
