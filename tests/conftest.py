@@ -7,6 +7,7 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connections
 
 from tests.factories import Personas, make_personas
 
@@ -18,6 +19,17 @@ def _clean_redis() -> Iterator[None]:
     client.flushdb()
     client.close()
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
+    """Close the pooled connections before the test database is dropped: a pool keeps its
+    connections open after Django "closes" them, and PostgreSQL refuses to drop a database in use."""
+    yield
+    for connection in connections.all(initialized_only=True):
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
 
 
 @pytest.fixture
