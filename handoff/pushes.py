@@ -4,15 +4,17 @@ Every conversation event is published after its transaction commits and then lea
 (``pivra.realtime``). A process killed in between — a Celery worker expiring a handoff, say — leaves
 the event committed but unheard by sockets that stay open: a widget would wait for an agent forever.
 This sweep, run by beat, finds events committed a moment ago without a receipt and publishes them
-again with a fresh state snapshot. A repeated frame is harmless: clients keep events by seq and
-ignore state older than what they show.
+again with a fresh state snapshot. State announcements keep receipts of their own, because the
+process can also die between a transaction's event push and its state push: then only the state is
+announced again. A repeated frame is harmless: clients keep events by seq and ignore state older
+than what they show.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from conversations.frames import event_frame
@@ -28,6 +30,10 @@ from pivra.realtime import (
     visitor_group,
 )
 
+# The kinds after which handoff.services announces the conversation's new state.
+STATE_KINDS = frozenset(
+    {"handoff.requested", "handoff.claimed", "handoff.timed_out", "handoff.resolved", "lead.captured"}
+)
 # The kinds handoff.services appends with notify_console=True: the console hears them too.
 CONSOLE_KINDS = frozenset(
     {
@@ -45,20 +51,32 @@ MAX_EVENTS = 200
 
 
 def conversation_pushes_repair(*, now: datetime | None = None) -> int:
-    """Republish events committed between two minutes and two seconds ago that have no push receipt;
-    returns how many conversations needed it."""
+    """Republish events committed between two minutes and two seconds ago that have no push receipt,
+    and the state after a state-changing event that has no state receipt; returns how many
+    conversations needed it."""
     now = now or timezone.now()
-    recent = dict(
-        Event.objects.filter(created_at__gte=now - LOOK_BACK, created_at__lte=now - GRACE)
+    recent = {
+        row["conversation_id"]: (row["top"], row["top_state"] or 0)
+        for row in Event.objects.filter(created_at__gte=now - LOOK_BACK, created_at__lte=now - GRACE)
         .order_by()
-        .values_list("conversation_id")
-        .annotate(top=Max("seq"))
-    )
+        .values("conversation_id")
+        .annotate(top=Max("seq"), top_state=Max("seq", filter=Q(kind__in=STATE_KINDS)))
+    }
     pushed = push_receipts(recent)
-    behind = [pk for pk, top in recent.items() if pushed[pk] < top]
-    for conversation in Conversation.objects.select_related("chatbot", "visitor").filter(pk__in=behind):
-        _republish(conversation, after_seq=pushed[conversation.pk])
-    return len(behind)
+    stated = push_receipts(recent, state=True)
+    behind = [pk for pk, (top, _) in recent.items() if pushed[pk] < top]
+    stale = [pk for pk, (_, top_state) in recent.items() if pk not in behind and stated[pk] < top_state]
+    conversations = Conversation.objects.select_related("chatbot", "visitor").filter(pk__in=behind + stale)
+    for conversation in conversations:
+        if conversation.pk in stale:  # its events went out; the state after them did not
+            announce_state(conversation=conversation, handoff=_handoff(conversation))
+        else:
+            _republish(conversation, after_seq=pushed[conversation.pk])
+    return len(behind) + len(stale)
+
+
+def _handoff(conversation: Conversation) -> Handoff | None:
+    return Handoff.objects.filter(conversation=conversation).first()
 
 
 def _republish(conversation: Conversation, *, after_seq: int) -> None:
@@ -69,6 +87,6 @@ def _republish(conversation: Conversation, *, after_seq: int) -> None:
     for event in events:
         targets = groups + console if event.kind in CONSOLE_KINDS else groups
         delivered = send_now_rollback_unsafe(targets, event_frame(event, conversation)) and delivered
-    announce_state(conversation=conversation, handoff=Handoff.objects.filter(conversation=conversation).first())
+    announce_state(conversation=conversation, handoff=_handoff(conversation))
     if delivered and events:
         push_receipt_record(conversation_id=conversation.pk, seq=events[-1].seq)

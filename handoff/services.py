@@ -23,7 +23,8 @@ import phonenumbers
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from actions.events import EventType
@@ -48,7 +49,7 @@ from handoff.state import agent_display_name, conversation_state
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.ids import parse_uuid
 from pivra.queries import unique_row
-from pivra.realtime import ai_silence_on_commit, console_group, send_on_commit, visitor_group
+from pivra.realtime import ai_silence_on_commit, console_group, send_on_commit, send_state_on_commit, visitor_group
 
 OFFER_TEXT = "Would you like to speak with a team member?"
 OFFER_ACCEPT = "Yes, connect me"
@@ -63,8 +64,11 @@ def handoff_available(*, chatbot: Chatbot) -> bool:
 
 def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> None:
     """After commit: the widget's new state and the console's queue change."""
-    send_on_commit(
-        [visitor_group(conversation.visitor.public_id)], {"type": "state", "state": conversation_state(conversation)}
+    send_state_on_commit(
+        [visitor_group(conversation.visitor.public_id)],
+        {"type": "state", "state": conversation_state(conversation)},
+        conversation_id=conversation.pk,
+        seq=conversation.last_seq,
     )
     if handoff is not None:
         workspace_id = handoff.workspace_id
@@ -386,7 +390,11 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
     handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
     with transaction.atomic():
         won = Handoff.objects.filter(pk=handoff.pk, status__in=OPEN_STATUSES).update(
-            status=Handoff.Status.ACTIVE, claimed_by=agent, claimed_at=now
+            status=Handoff.Status.ACTIVE,
+            claimed_by=agent,
+            # ``now`` was taken before this update may have waited on an expiry holding the row; a
+            # claim that lands after a timeout must not be dated before it.
+            claimed_at=Greatest(Value(now), Coalesce(F("timed_out_at"), Value(now))),
         )
         if not won:
             # The losers of a claim storm: one read says who holds it (with the holder's name).

@@ -109,35 +109,49 @@ def _client() -> redis.Redis:
     return _redis
 
 
-def _receipt_key(conversation_id: int) -> str:
-    return f"{settings.CHANNEL_PREFIX}:pushed:{conversation_id}"
+def _receipt_key(conversation_id: int, *, state: bool) -> str:
+    return f"{settings.CHANNEL_PREFIX}:{'pushed-state' if state else 'pushed'}:{conversation_id}"
 
 
-def push_receipt_record(*, conversation_id: int, seq: int) -> None:
-    """Everything up to ``seq`` of this conversation has been published (never moves backwards)."""
+def push_receipt_record(*, conversation_id: int, seq: int, state: bool = False) -> None:
+    """Everything up to ``seq`` of this conversation has been published — its events, or with
+    ``state`` its state as of that seq (never moves backwards)."""
     try:
-        _client().eval(_MARK_PUSHED, 1, _receipt_key(conversation_id), seq, PUSH_RECEIPT_SECONDS)
+        _client().eval(_MARK_PUSHED, 1, _receipt_key(conversation_id, state=state), seq, PUSH_RECEIPT_SECONDS)
     except redis.RedisError:
         logger.warning("could not record the push receipt of conversation %s", conversation_id, exc_info=True)
 
 
-def push_receipts(conversation_ids: Iterable[int]) -> dict[int, int]:
-    """The highest pushed seq per conversation (0 when there is no receipt)."""
+def push_receipts(conversation_ids: Iterable[int], *, state: bool = False) -> dict[int, int]:
+    """The highest pushed seq per conversation — of its events, or with ``state`` of its state
+    announcements (0 when there is no receipt)."""
     ids = list(conversation_ids)
     if not ids:
         return {}
-    values = _client().mget([_receipt_key(pk) for pk in ids])
+    values = _client().mget([_receipt_key(pk, state=state) for pk in ids])
     return {pk: int(value) if value is not None else 0 for pk, value in zip(ids, values, strict=True)}
 
 
 def send_event_on_commit(groups: Iterable[str], frame: dict[str, Any], *, conversation_id: int) -> None:
     """Publish a conversation event after commit, then record its receipt."""
+    _send_with_receipt_on_commit(groups, frame, conversation_id=conversation_id, seq=int(frame["seq"]), state=False)
+
+
+def send_state_on_commit(groups: Iterable[str], frame: dict[str, Any], *, conversation_id: int, seq: int) -> None:
+    """Publish a conversation's new state (as of its event ``seq``) after commit, then record a
+    state receipt. Its own receipt, because a process can die between a transaction's event push
+    and its state push: the event then has its receipt, and only this one says the state is missing."""
+    _send_with_receipt_on_commit(groups, frame, conversation_id=conversation_id, seq=seq, state=True)
+
+
+def _send_with_receipt_on_commit(
+    groups: Iterable[str], frame: dict[str, Any], *, conversation_id: int, seq: int, state: bool
+) -> None:
     targets = list(groups)
-    seq = int(frame["seq"])
 
     def push() -> None:
         if send_now_rollback_unsafe(targets, frame):
-            push_receipt_record(conversation_id=conversation_id, seq=seq)
+            push_receipt_record(conversation_id=conversation_id, seq=seq, state=state)
 
     transaction.on_commit(push)
 

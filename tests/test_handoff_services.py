@@ -584,3 +584,20 @@ def test_an_agents_resolve_records_no_reason(bot, personas) -> None:
 def test_public_helpers_take_keyword_arguments_only(helper: Any, args: tuple[Any, ...]) -> None:
     with pytest.raises(TypeError):
         helper(*args)
+
+
+def test_a_claim_that_waited_behind_an_expiry_is_dated_after_the_timeout(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    timed_out_at = handoff.deadline_at + timedelta(seconds=1)
+    assert handoff_expire(handoff_id=handoff.pk, now=timed_out_at)
+    # The claim's clock was read before its update waited for the expiry's row lock.
+    handoff_claim(
+        agent=personas.teammate,
+        conversation_public_id=str(conversation.public_id),
+        now=handoff.deadline_at - timedelta(seconds=3),
+    )
+    handoff.refresh_from_db()
+    assert handoff.status == Handoff.Status.ACTIVE
+    assert handoff.claimed_at == timed_out_at
+    assert _outbox("handoff.claimed")[-1].payload["data"]["late"] is True

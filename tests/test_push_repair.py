@@ -75,3 +75,33 @@ def test_a_fresh_event_gets_time_for_its_own_publish_before_the_sweep_steps_in(
         request(visitor, conversation)  # committed, not yet published
     assert conversation_pushes_repair(now=timezone.now()) == 0
     assert conversation_pushes_repair(now=timezone.now() + timedelta(seconds=5)) == 1
+
+
+def test_a_state_lost_after_its_event_went_out_is_announced_by_the_sweep(
+    bot, django_capture_on_commit_callbacks
+) -> None:
+    visitor, conversation = new_visitor(bot)
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = request(visitor, conversation)
+
+    # The worker commits the expiry, publishes its event, and dies before publishing the new state.
+    with django_capture_on_commit_callbacks(execute=False) as hooks:
+        assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at + timedelta(seconds=1))
+    event_pushes = [hook for hook in hooks if hook.__qualname__.startswith("_send_with_receipt_on_commit")][:1]
+    heard = frames_heard(visitor_group(visitor.public_id), lambda: [push() for push in event_pushes])
+    conversation.refresh_from_db()
+    assert [f["kind"] for f in heard] == ["handoff.timed_out"]  # the event went out, the state did not
+    assert push_receipts([conversation.pk]) == {conversation.pk: conversation.last_seq}
+    assert push_receipts([conversation.pk], state=True)[conversation.pk] < conversation.last_seq
+
+    later = timezone.now() + timedelta(seconds=5)
+
+    def sweep() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert conversation_pushes_repair(now=later) == 1
+
+    frames = frames_heard(visitor_group(visitor.public_id), sweep)
+    assert [f["type"] for f in frames] == ["state"]  # the event is not sent twice
+    assert frames[0]["state"]["handoff"]["status"] == Handoff.Status.BUSY
+    assert push_receipts([conversation.pk], state=True) == {conversation.pk: conversation.last_seq}
+    assert conversation_pushes_repair(now=later) == 0
