@@ -45,7 +45,7 @@ from conversations.services import (
 )
 from handoff.models import Handoff
 from handoff.payloads import event_data
-from handoff.state import agent_display_name, conversation_state
+from handoff.state import agent_display_name, conversation_state, state_snapshot
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.ids import parse_uuid
 from pivra.queries import unique_row
@@ -66,7 +66,7 @@ def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> No
     """After commit: the widget's new state and the console's queue change."""
     send_state_on_commit(
         [visitor_group(conversation.visitor.public_id)],
-        {"type": "state", "state": conversation_state(conversation)},
+        {"type": "state", "state": state_snapshot(conversation=conversation, handoff=handoff)},
         conversation_id=conversation.pk,
         seq=conversation.last_seq,
     )
@@ -406,6 +406,7 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
                 raise Conflict("already_claimed", f"Already claimed by {holder}.")
             raise Conflict("handoff_resolved", "This handoff is already resolved.")
         handoff.refresh_from_db()  # timed_out_at may have been set since it was read (a late claim)
+        handoff.claimed_by = agent  # the row now says so; spares a query when the state is built
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
         late = handoff.timed_out_at is not None
         name = agent_display_name(agent)

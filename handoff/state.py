@@ -16,7 +16,13 @@ def agent_display_name(user: Any) -> str | None:
 
 
 def conversation_state(conversation: Conversation) -> dict[str, Any]:
-    handoff = Handoff.objects.select_related("claimed_by", "chatbot").filter(conversation=conversation).first()
+    """The widget's snapshot of a conversation, its handoff read fresh."""
+    handoff = Handoff.objects.select_related("claimed_by").filter(conversation=conversation).first()
+    return state_snapshot(conversation=conversation, handoff=handoff)
+
+
+def state_snapshot(*, conversation: Conversation, handoff: Handoff | None) -> dict[str, Any]:
+    """The snapshot from a handoff the caller has just written (a transition's broadcast), or None."""
     chatbot = conversation.chatbot
     return {
         "conversation": str(conversation.public_id),
