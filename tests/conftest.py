@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections
@@ -26,6 +27,9 @@ def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
     """Close the pooled connections before the test database is dropped: a pool keeps its
     connections open after Django "closes" them, and PostgreSQL refuses to drop a database in use."""
     yield
+    # Async tests ran their sync_to_async calls on asgiref's one shared thread, whose connections are
+    # still checked out: hand them back first (Django's connections are per thread).
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
     for connection in connections.all(initialized_only=True):
         close_pool = getattr(connection, "close_pool", None)
         if close_pool is not None:

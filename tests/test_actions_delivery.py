@@ -434,3 +434,17 @@ def test_every_event_of_the_catalogue_reaches_a_subscriber(personas: Personas) -
     claimed = json.loads(receiver.hits[3].body)["data"]
     assert claimed["handoff"]["claimed_by"]["id"] == personas.owner.pk and claimed["late"] is True
     assert Action.objects.get().failing_since is None
+
+
+@pytest.mark.django_db
+def test_an_event_nobody_subscribes_to_is_recorded_as_dispatched_without_a_task(
+    personas: Personas, django_capture_on_commit_callbacks
+) -> None:
+    webhook_action(personas.chatbot, "https://hooks.example.com/x", events=["handoff.resolved"])
+    with django_capture_on_commit_callbacks(execute=False) as hooks:
+        escalate(personas.chatbot)
+    event = OutboxEvent.objects.get(type="conversation.escalated")
+    assert event.dispatched_at is not None  # the record is kept, fanned out to no one
+    assert not [hook for hook in hooks if hook.__qualname__.startswith("enqueue_dispatch_on_commit")]
+    assert actions_sweep()["dispatched"] == 0
+    assert not Delivery.objects.exists()

@@ -29,7 +29,7 @@ from handoff.services import (
     handoff_request,
     lead_capture,
 )
-from handoff.state import conversation_state, visitor_current_conversation
+from handoff.state import conversation_state, state_snapshot, visitor_current_conversation
 from pivra.errors import Conflict, NotFound
 from pivra.widget.ratelimit import RateLimited, page_report_limits, rate_limit_hit, visitor_action_limits
 from pivra.widget.tokens import visitor_from_token, visitor_token
@@ -124,14 +124,15 @@ def widget_message(*, visitor: Visitor, client_id: str, text: str, ip: str | Non
 def widget_handoff(*, visitor: Visitor, client_id: str | None, ip: str | None = None) -> dict[str, Any]:
     conversation = _current(visitor)
     _limit(visitor, ip, conversation=conversation, client_id=client_id)
-    handoff_request(
+    handoff = handoff_request(
         visitor=visitor,
         conversation_public_id=str(conversation.public_id),
         trigger=Handoff.Trigger.BUTTON,
         client_id=client_id,
     )
-    conversation.refresh_from_db()
-    return {"client_id": client_id, "seq": conversation.last_seq, "state": conversation_state(conversation)}
+    conversation.refresh_from_db(fields=["status", "last_seq", "lead"])
+    state = state_snapshot(conversation=conversation, handoff=handoff)  # the handoff as just written
+    return {"client_id": client_id, "seq": conversation.last_seq, "state": state}
 
 
 def widget_offer_reply(
