@@ -82,6 +82,25 @@ def conversation_lock_for_member(*, public_id: uuid.UUID, user: User) -> Convers
     )
 
 
+def conversation_lock_for_visitor(*, visitor: Visitor, public_id: str | None) -> Conversation:
+    """The visitor's own conversation with this public id, locked as ``conversation_lock`` locks it,
+    in one query (with its chatbot and workspace, which visitor operations check); anyone else's is
+    simply not found."""
+    key = parse_uuid(public_id)
+    conversation = (
+        unique_row(
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("chatbot__workspace", "visitor")
+            .filter(visitor=visitor, public_id=key)
+        )
+        if key
+        else None
+    )
+    if conversation is None:
+        raise NotFound("conversation_not_found", "This conversation does not exist for this visitor.")
+    return conversation
+
+
 def conversation_for_visitor(*, visitor: Visitor, public_id: str | None) -> Conversation:
     """The visitor's own conversation with this public id; anyone else's is simply not found."""
     key = parse_uuid(public_id)
@@ -168,9 +187,8 @@ def conversation_receive_visitor_message(
     """
     client_id = _check_client_id(client_id)
     text = clean_message_text(text)
-    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
     with transaction.atomic():
-        conversation = conversation_lock(conversation_id=target.pk)
+        conversation = conversation_lock_for_visitor(visitor=visitor, public_id=conversation_public_id)
         existing = event_by_client_id(conversation=conversation, client_id=client_id)
         if existing is not None:
             if existing.text != text or existing.kind != "message":

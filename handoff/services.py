@@ -39,6 +39,7 @@ from conversations.services import (
     conversation_for_visitor,
     conversation_lock,
     conversation_lock_for_member,
+    conversation_lock_for_visitor,
     conversation_start,
     event_append,
     event_by_client_id,
@@ -109,9 +110,8 @@ def handoff_request(
     """Ask for a person. Idempotent per conversation: a second request returns the first handoff."""
     if trigger not in Handoff.Trigger.values:
         raise DomainError("invalid_trigger", "Trigger must be 'button' or 'keyword'.")
-    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
     with transaction.atomic():
-        conversation = conversation_lock(conversation_id=target.pk)
+        conversation = conversation_lock_for_visitor(visitor=visitor, public_id=conversation_public_id)
         return _request_locked(conversation, trigger=trigger, client_id=client_id, now=now or timezone.now())
 
 
@@ -221,9 +221,8 @@ def handoff_offer_answer(
     now: datetime | None = None,
 ) -> OfferAnswer:
     """ "Yes, connect me" requests a handoff (trigger: keyword); "No thanks" lets the AI answer as usual."""
-    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
     with transaction.atomic():
-        conversation = conversation_lock(conversation_id=target.pk)
+        conversation = conversation_lock_for_visitor(visitor=visitor, public_id=conversation_public_id)
         offer = Event.objects.filter(conversation=conversation, seq=offer_seq, kind="handoff.offer").first()
         if offer is None:
             raise NotFound("offer_not_found", "There is no such question to answer in this conversation.")
@@ -268,9 +267,8 @@ def lead_capture(
 ) -> Conversation:
     """Save the visitor's mobile number in E.164 to the conversation's lead data (Team busy form)."""
     e164 = parse_phone(raw=phone, locale=locale or visitor.locale)
-    target = conversation_for_visitor(visitor=visitor, public_id=conversation_public_id)
     with transaction.atomic():
-        conversation = conversation_lock(conversation_id=target.pk)
+        conversation = conversation_lock_for_visitor(visitor=visitor, public_id=conversation_public_id)
         handoff = Handoff.objects.filter(conversation=conversation).first()
         if handoff is None:
             raise Conflict("no_handoff", "A mobile number can be left once a team member was requested.")
