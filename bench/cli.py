@@ -504,6 +504,12 @@ class Bench:
         if len(rows) != len(requests):
             raise RuntimeError(f"{len(requests)} handoffs requested, {len(rows)} found in the database")
         last_deadline = max(row[0].timestamp() for row in rows.values())
+        # How long a request waited in the server before its handoff was written (its deadline set).
+        queued = summary_ms(
+            [rows[r["conversation"]][0].timestamp() - TIMEOUT_SECONDS - r["requested_wall"] for r in requests]
+        )
+        spread = last_deadline - min(row[0].timestamp() for row in rows.values())
+        log(f"  requests written {queued} after sending; deadlines spread over {spread:.1f} s")
         schedule: dict[str, Any] = {}
         if kill_worker:
             # Mid-wait: after the last request, before the first deadline; down for two seconds.
@@ -530,6 +536,10 @@ class Bench:
         lateness: list[float] = []
         never_busy = fired_after_claim = claimed_in_time = claim_failures = 0
         never_busy_sample: list[dict[str, Any]] = []
+        fired_after_claim_sample: list[dict[str, Any]] = []
+        first_deadline = min(row[0].timestamp() for row in rows.values())
+        by_deadline: list[tuple[float, float]] = []  # (deadline after the first, lateness): when it was late
+        write_lateness: list[float] = []  # the database's timed_out_at: tells a late timer from a late push
         for result in collected:
             deadline = rows[result["conversation"]][0].timestamp()
             status, timed_out_at, claimed_at = final[result["conversation"]]
@@ -542,6 +552,22 @@ class Bench:
                     claimed_in_time += 1
                     if result["busy_states"] or timed_out_at is not None:
                         fired_after_claim += 1
+                        if len(fired_after_claim_sample) < 5:  # enough to tell a push from a write
+                            fired_after_claim_sample.append(
+                                {
+                                    "status": status,
+                                    "claimed_before_deadline_s": round(deadline - claimed_at.timestamp(), 3),
+                                    "timed_out_late_s": None
+                                    if timed_out_at is None
+                                    else round(timed_out_at.timestamp() - deadline, 3),
+                                    "busy_states": result["busy_states"],
+                                    "busy_seen_late_s": None
+                                    if result["busy_wall"] is None
+                                    else round(result["busy_wall"] - deadline, 3),
+                                    "claim_sent_late_s": round(claim["claim_sent_wall"] - deadline, 3),
+                                    "claim_done_late_s": round(claim["claim_done_wall"] - deadline, 3),
+                                }
+                            )
                 continue
             if result["busy_wall"] is None:
                 never_busy += 1
@@ -558,23 +584,32 @@ class Bench:
                     )
             else:
                 lateness.append(result["busy_wall"] - deadline)
+                by_deadline.append((round(deadline - first_deadline, 3), round(result["busy_wall"] - deadline, 3)))
+                if timed_out_at is not None:
+                    write_lateness.append(timed_out_at.timestamp() - deadline)
         summary = summary_ms(lateness)
         log(
             f"  {'worker killed' if kill_worker else 'normal'}: lateness p50 {summary['p50_ms']} ms "
             f"p99 {summary['p99_ms']} ms max {summary['max_ms']} ms; claimed in time {claimed_in_time}, "
-            f"fired after claim {fired_after_claim}, never busy {never_busy}"
+            f"fired after claim {fired_after_claim}, never busy {never_busy}; "
+            f"{sum(1 for x in lateness if x > 1.0)} later than 1 s; timed_out_at lateness {summary_ms(write_lateness)}"
         )
         return {
             "handoffs": len(requests),
             "timed_out": len(lateness),
             "lateness": summary,
+            "write_lateness": summary_ms(write_lateness),
+            "lateness_by_deadline": sorted(by_deadline),
             "early": sum(1 for x in lateness if x < 0),
             "claimed_before_deadline": claimed_in_time,
             "claim_failures": claim_failures,
             "fired_after_claim": fired_after_claim,
+            "fired_after_claim_sample": fired_after_claim_sample,
             "never_busy": never_busy,
             "never_busy_sample": never_busy_sample,
             "setup_seconds": started["setup_seconds"],
+            "request_queued": queued,
+            "deadline_spread_s": round(spread, 2),
             **schedule,
         }
 

@@ -177,6 +177,29 @@ def _schedule_expiry(handoff: Handoff, *, now: datetime) -> None:
     transaction.on_commit(lambda: expire_handoff.apply_async((handoff_id,), eta=deadline), robust=True)
 
 
+def handoff_timers_rearm(*, now: datetime | None = None) -> int:
+    """Give every pending handoff due within the timer horizon a fresh timer; returns how many.
+
+    Run when a worker that runs timers starts. A worker killed while holding timers keeps them
+    unacked in the broker until the visibility timeout (minutes), so without this the sweep alone —
+    one pass every ``PIVRA_HANDOFF_SWEEP_SECONDS`` — would time out every handoff until then. A
+    deadline already past fires at once. A handoff that gets two timers is expired once: expiry is
+    a guarded update."""
+    now = now or timezone.now()
+    from handoff.tasks import expire_handoff
+
+    due = (
+        Handoff.objects.filter(status=Handoff.Status.PENDING, deadline_at__lte=now + _timer_horizon())
+        .order_by("deadline_at")
+        .values_list("pk", "deadline_at")
+    )
+    armed = 0
+    for handoff_id, deadline in due.iterator(chunk_size=500):
+        expire_handoff.apply_async((handoff_id,), eta=deadline)
+        armed += 1
+    return armed
+
+
 def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> None:
     """A visitor who asks again from a newer conversation replaces their older unanswered request, so
     no agent claims a conversation the visitor has left."""

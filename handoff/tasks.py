@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from handoff.pushes import conversation_pushes_repair
-from handoff.services import handoff_expire, handoff_expire_overdue
+from handoff.services import handoff_expire, handoff_expire_overdue, handoff_timers_rearm
+
+log = logging.getLogger(__name__)
+TIMER_QUEUE = "celery"  # where expire_handoff is routed (the default queue)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -19,3 +26,15 @@ def sweep_overdue_handoffs() -> int:
 @shared_task(ignore_result=True)
 def repair_lost_pushes() -> int:
     return conversation_pushes_repair()
+
+
+@worker_ready.connect
+def rearm_handoff_timers(sender: Any = None, **kwargs: Any) -> None:
+    """A worker that consumes the timers' queue re-arms them as it starts (see handoff_timers_rearm)."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", None) or ()}
+    if queues and TIMER_QUEUE not in queues:
+        return  # the deliveries worker
+    armed = handoff_timers_rearm()
+    if armed:
+        log.info("re-armed %d handoff timers", armed)

@@ -22,6 +22,7 @@ from handoff.services import (
     handoff_offer_answer,
     handoff_reply,
     handoff_resolve,
+    handoff_timers_rearm,
     lead_capture,
     parse_phone,
 )
@@ -216,6 +217,48 @@ def test_the_sweep_expires_only_overdue_pending_handoffs(bot) -> None:
     assert {h.status for h in Handoff.objects.filter(pk__in=[h.pk for h in overdue])} == {"busy"}
     fresh.refresh_from_db()
     assert fresh.status == "pending"
+
+
+def test_a_starting_worker_rearms_the_timers_of_pending_handoffs_due_within_the_horizon(
+    bot, personas, monkeypatch
+) -> None:
+    calls: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(
+        "handoff.tasks.expire_handoff.apply_async", lambda args, eta=None, **options: calls.append((args, eta))
+    )
+    now = timezone.now()
+    overdue = request(*new_visitor(bot), now=now - timedelta(seconds=200))
+    soon = request(*new_visitor(bot), now=now)
+    far = request(*new_visitor(bot), now=now + timedelta(seconds=200))  # beyond the broker's window: sweep only
+    visitor, conversation = new_visitor(bot)
+    request(visitor, conversation, now=now)
+    handoff_claim(agent=personas.owner, conversation_public_id=str(conversation.public_id))
+    calls.clear()  # the requests' own timers
+    assert handoff_timers_rearm(now=now) == 2
+    assert calls == [((overdue.pk,), overdue.deadline_at), ((soon.pk,), soon.deadline_at)]
+    assert far.pk not in {args[0] for args, _ in calls}
+
+
+def test_only_a_worker_consuming_the_timer_queue_rearms(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from handoff.tasks import rearm_handoff_timers
+
+    armed: list[bool] = []
+
+    def rearm() -> int:
+        armed.append(True)
+        return 0
+
+    monkeypatch.setattr("handoff.tasks.handoff_timers_rearm", rearm)
+
+    def consumer(*queues: str) -> SimpleNamespace:
+        return SimpleNamespace(task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=q) for q in queues]))
+
+    rearm_handoff_timers(sender=consumer("deliveries"))
+    assert armed == []
+    rearm_handoff_timers(sender=consumer("celery", "deliveries"))
+    assert armed == [True]
 
 
 def test_team_busy_lead_capture_and_continue_then_a_late_claim_brings_the_agent_back(bot, personas) -> None:

@@ -127,3 +127,41 @@ def test_a_timeout_still_fires_after_the_worker_is_killed_and_restarted(
     assert handoff.status == "busy"
     events = list(handoff.conversation.events.filter(kind="handoff.timed_out"))
     assert len(events) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_while_holding_a_timer_fires_it_on_time_after_restart(
+    live_stack: AppProcesses, transactional_db: None
+) -> None:
+    """The killed worker's timer stays unacked in the broker for the visibility timeout (minutes);
+    with beat stopped too, no sweep can cover for it: only the restarted worker re-arming the timer
+    expires the handoff within this test's minute."""
+    base = live_stack.http_url
+    bot = seed_demo()
+    chatbot_update_handoff_settings(
+        chatbot=bot,
+        enabled=True,
+        keywords=[],
+        waiting_message=bot.handoff_waiting_message,
+        timeout_seconds=8,
+        busy_message=bot.handoff_busy_message,
+    )
+    session = _session(base, bot.public_key)
+    assert _post(base, session["token"], "/handoff", {"client_id": "h"}).status_code == 200
+    handoff = Handoff.objects.get()
+    time.sleep(1.5)  # the worker has taken the timer (a worker reserves an ETA task at once)
+    live_stack.kill("beat")
+    try:
+        live_stack.kill("worker")
+        live_stack.start("worker")
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:
+            handoff.refresh_from_db()
+            if handoff.status == "busy":
+                break
+            time.sleep(0.25)
+        assert handoff.status == "busy"
+        assert handoff.timed_out_at is not None and handoff.timed_out_at >= handoff.deadline_at
+        assert handoff.conversation.events.filter(kind="handoff.timed_out").count() == 1
+    finally:
+        live_stack.start("beat")
