@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chatbots.models import Chatbot
 from chatbots.services import chatbot_update_handoff_settings
 from handoff.models import Handoff
 from pivra.stack import AppProcesses
@@ -21,6 +22,29 @@ def _session(base: str, public_key: str) -> dict[str, Any]:
 
 def _post(base: str, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{base}/api/widget{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def _demo_bot_with_timeout(seconds: int) -> Chatbot:
+    bot = seed_demo()
+    chatbot_update_handoff_settings(
+        chatbot=bot,
+        enabled=True,
+        keywords=[],
+        waiting_message=bot.handoff_waiting_message,
+        timeout_seconds=seconds,
+        busy_message=bot.handoff_busy_message,
+    )
+    return bot
+
+
+def _wait_until_busy(handoff: Handoff, *, seconds: float = 60) -> None:
+    give_up = time.monotonic() + seconds
+    while time.monotonic() < give_up:
+        handoff.refresh_from_db()
+        if handoff.status == "busy":
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"the handoff is still {handoff.status!r} after {seconds:g} s")
 
 
 def _read_sse(response: httpx.Response, want: int) -> list[tuple[str | None, str, dict[str, Any]]]:
@@ -99,16 +123,7 @@ def test_a_timeout_still_fires_after_the_worker_is_killed_and_restarted(
     live_stack: AppProcesses, transactional_db: None
 ) -> None:
     base = live_stack.http_url
-    bot = seed_demo()
-    chatbot_update_handoff_settings(
-        chatbot=bot,
-        enabled=True,
-        keywords=[],
-        waiting_message=bot.handoff_waiting_message,
-        timeout_seconds=5,
-        busy_message=bot.handoff_busy_message,
-    )
-    session = _session(base, bot.public_key)
+    session = _session(base, _demo_bot_with_timeout(5).public_key)
     live_stack.kill("worker")  # the expiry task is queued with nobody to run it
     try:
         assert _post(base, session["token"], "/handoff", {"client_id": "h"}).status_code == 200
@@ -118,13 +133,7 @@ def test_a_timeout_still_fires_after_the_worker_is_killed_and_restarted(
         assert handoff.status == "pending"
     finally:
         live_stack.start("worker")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        handoff.refresh_from_db()
-        if handoff.status == "busy":
-            break
-        time.sleep(0.5)
-    assert handoff.status == "busy"
+    _wait_until_busy(handoff)
     events = list(handoff.conversation.events.filter(kind="handoff.timed_out"))
     assert len(events) == 1
 
@@ -137,16 +146,7 @@ def test_a_worker_killed_while_holding_a_timer_fires_it_on_time_after_restart(
     with beat stopped too, no sweep can cover for it: only the restarted worker re-arming the timer
     expires the handoff within this test's minute."""
     base = live_stack.http_url
-    bot = seed_demo()
-    chatbot_update_handoff_settings(
-        chatbot=bot,
-        enabled=True,
-        keywords=[],
-        waiting_message=bot.handoff_waiting_message,
-        timeout_seconds=8,
-        busy_message=bot.handoff_busy_message,
-    )
-    session = _session(base, bot.public_key)
+    session = _session(base, _demo_bot_with_timeout(8).public_key)
     assert _post(base, session["token"], "/handoff", {"client_id": "h"}).status_code == 200
     handoff = Handoff.objects.get()
     time.sleep(1.5)  # the worker has taken the timer (a worker reserves an ETA task at once)
@@ -154,13 +154,7 @@ def test_a_worker_killed_while_holding_a_timer_fires_it_on_time_after_restart(
     try:
         live_stack.kill("worker")
         live_stack.start("worker")
-        give_up = time.monotonic() + 60
-        while time.monotonic() < give_up:
-            handoff.refresh_from_db()
-            if handoff.status == "busy":
-                break
-            time.sleep(0.25)
-        assert handoff.status == "busy"
+        _wait_until_busy(handoff)
         assert handoff.timed_out_at is not None and handoff.timed_out_at >= handoff.deadline_at
         assert handoff.conversation.events.filter(kind="handoff.timed_out").count() == 1
     finally:
