@@ -5,8 +5,10 @@ Consumers run against the real ASGI app and the real Redis channel layer; data i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -430,3 +432,27 @@ async def test_the_sse_stream_relays_no_ai_token_after_a_state_that_ended_the_ai
     await stream.send_input({"type": "http.disconnect"})
     with contextlib.suppress(Exception):
         await stream.wait(timeout=5)
+
+
+async def test_a_push_reaches_the_socket_while_the_database_thread_is_busy(world: Personas) -> None:
+    """Django views and database calls share one thread per process. A push to a socket must not
+    queue behind them (channels' stock consumer takes that thread for every message it handles)."""
+    session = await sync_to_async(_session)(world.chatbot.public_key)
+    socket, _ = await _connect(session["token"], session["state"]["conversation"])
+    started, release = threading.Event(), threading.Event()
+
+    def busy_view() -> None:  # a request holding the thread (a burst of them, in production)
+        started.set()
+        release.wait(30)
+
+    busy = asyncio.ensure_future(sync_to_async(busy_view, thread_sensitive=True)())
+    try:
+        assert await asyncio.to_thread(started.wait, 10)
+        await _publish(session["visitor"], {"type": "typing", "conversation": "c", "author": "agent", "on": True})
+        frame = await socket.receive_json_from(timeout=5)
+        assert frame["type"] == "typing" and frame["author"] == "agent"
+        assert not busy.done()  # it was delivered while the thread was still taken
+    finally:
+        release.set()
+        await busy
+    await socket.disconnect()

@@ -21,7 +21,6 @@ import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import ValidationError
 
 from chatbots.models import Membership
@@ -31,6 +30,7 @@ from pivra.console import frames
 from pivra.console.revocation import RECHECK_FRAME, console_user_group
 from pivra.console.selectors import unclaimed_counts
 from pivra.realtime import console_group, conversation_group
+from pivra.sockets import SocketConsumer
 
 logger = logging.getLogger(__name__)
 # Events a reconnecting page may get in one go; a longer gap asks it to reload instead.
@@ -75,7 +75,7 @@ def _workspace_of(public_id: str) -> int | None:
     return Conversation.objects.filter(public_id=public_id).values_list("chatbot__workspace_id", flat=True).first()
 
 
-class ConsoleConsumer(AsyncWebsocketConsumer):
+class ConsoleConsumer(SocketConsumer):
     user_id: int | None = None
     workspace_ids: frozenset[int] = frozenset()
     watching: str | None = None

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
 from pivra.errors import DomainError
 from pivra.realtime import visitor_group
+from pivra.sockets import SocketConsumer
 from pivra.widget import frames, operations
 from pivra.widget.relay import AiSilence
 from pivra.widget.tokens import visitor_from_token
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 HELLO_TIMEOUT_SECONDS = 10
 
 
-class WidgetConsumer(AsyncWebsocketConsumer):
+class WidgetConsumer(SocketConsumer):
     # Only the visitor's id is kept: thousands of idle sockets each holding a visitor, its chatbot
     # and workspace rows cost about 2 KB apiece, and a frame then sees the chatbot's settings of now,
     # not of when the socket opened (handoff switched off, a plan changed).
