@@ -452,7 +452,9 @@ async def test_a_push_reaches_the_socket_while_the_database_thread_is_busy(world
         frame = await socket.receive_json_from(timeout=5)
         assert frame["type"] == "typing" and frame["author"] == "agent"
         assert not busy.done()  # it was delivered while the thread was still taken
+        await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+        ended, _ = await asyncio.wait({socket.future}, timeout=5)
+        assert ended and not busy.done()  # and the consumer ended without waiting for it either
     finally:
         release.set()
         await busy
-    await socket.disconnect()
