@@ -144,6 +144,13 @@ def login(context: BrowserContext, username: str, errors: list[str] | None = Non
     return page
 
 
+def handoff_queue(context: BrowserContext, username: str, errors: list[str] | None = None) -> Page:
+    """``username`` signed in, on the Conversations page's Handoff tab."""
+    page = login(context, username, errors)
+    tab(page, "Handoff").click()
+    return page
+
+
 def shot(page: Page, name: str) -> None:
     page.wait_for_function("document.getAnimations().every((a) => a.playState !== 'running')")
     screenshot(page, name)

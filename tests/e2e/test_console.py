@@ -23,8 +23,8 @@ from tests.e2e.console_helpers import (
     LIVE,
     PASSWORD,
     clicked_at,
+    handoff_queue,
     latency_sample,
-    login,
     record_latency,
     row,
     say,
@@ -50,10 +50,9 @@ def test_two_agents_and_a_visitor_in_the_widget_through_a_whole_handoff(
 ) -> None:
     seed()
     script_errors: list[str] = []
-    alice = login(context, "alice", script_errors)
-    bob = login(second_context, "bob", script_errors)
+    alice = handoff_queue(context, "alice", script_errors)
+    bob = handoff_queue(second_context, "bob", script_errors)
     for agent in (alice, bob):
-        tab(agent, "Handoff").click()
         expect(agent.locator("[data-unclaimed-badge]")).to_have_text("2")
         expect(agent).to_have_title("(2) Conversations · Pivra")
         expect(agent.locator('[data-status="busy"]')).to_contain_text("Team busy")
@@ -257,8 +256,7 @@ def test_an_agent_of_another_workspace_cannot_open_the_conversation(
     bot = seed()
     make_workspace("Elsewhere", owner=make_user("mallory", password=PASSWORD))  # no broadcast: safe here
     conversation = off_thread(_ask_for_a_person, bot=bot)
-    mallory = login(context, "mallory")
-    tab(mallory, "Handoff").click()
+    mallory = handoff_queue(context, "mallory")
     expect(mallory.get_by_text("No one is waiting for a person")).to_be_visible()
     expect(mallory.locator("[data-unclaimed-badge]")).to_be_hidden()
     # The new-handoff sound can be turned off, and stays off.

@@ -17,8 +17,8 @@ from pivra.stack import AppProcesses
 from tests.e2e.console_helpers import (
     LIVE,
     clicked_at,
+    handoff_queue,
     latency_sample,
-    login,
     record_latency,
     row,
     say,
@@ -27,7 +27,6 @@ from tests.e2e.console_helpers import (
     seen_at,
     shot,
     stamp_click,
-    tab,
     thread_seqs,
     visitor_context,
     watch_for,
@@ -93,8 +92,7 @@ def test_the_handoff_tab_and_a_conversation_catch_up_after_the_socket_drops_with
     bot = seed()
     context.add_init_script(TRACK_SOCKETS)
     errors: list[str] = []
-    queue = login(context, "alice", errors)
-    tab(queue, "Handoff").click()
+    queue = handoff_queue(context, "alice", errors)
     waiting = str(Handoff.objects.get(status="pending").conversation.public_id)
     view = context.new_page()
     view.on("pageerror", lambda error: errors.append(f"view: {error}"))
@@ -156,10 +154,8 @@ def test_new_handoffs_and_claims_reach_the_other_agents_live(
     watching his Handoff tab and the conversation: each live change is timed, for the report."""
     seed()
     errors: list[str] = []
-    alice_queue = login(context, "alice", errors)
-    bob_queue = login(second_context, "bob", errors)
-    for page in (alice_queue, bob_queue):
-        tab(page, "Handoff").click()
+    alice_queue = handoff_queue(context, "alice", errors)
+    bob_queue = handoff_queue(second_context, "bob", errors)
     alice_view = context.new_page()
     bob_view = second_context.new_page()
     appeared: list[dict[str, object]] = []
