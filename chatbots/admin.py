@@ -12,8 +12,8 @@ from django.http import HttpRequest
 from chatbots.features import workspace_has_feature
 from chatbots.models import Chatbot, KnowledgeEntry, Membership, Plan, Subscription, Workspace
 from chatbots.plans import Feature
+from chatbots.services import normalize_origin
 from pivra.errors import DomainError
-from pivra.widget.origins import clean_origin
 
 
 class MembershipInline(admin.TabularInline):
@@ -125,7 +125,7 @@ class ChatbotAdminForm(forms.ModelForm):
             if not item.strip():
                 continue
             try:
-                origins.add(clean_origin(item))
+                origins.add(normalize_origin(item))
             except DomainError as exc:
                 problems.append(exc.detail)
         if problems:

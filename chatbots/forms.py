@@ -8,8 +8,8 @@ from typing import Any
 from django import forms
 
 from chatbots.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Chatbot, KnowledgeEntry
+from chatbots.services import normalize_origin
 from pivra.errors import DomainError
-from pivra.widget.origins import clean_origin
 
 
 def _lines(value: str) -> list[str]:
@@ -103,7 +103,7 @@ class GeneralSettingsForm(forms.Form):
         problems = []
         for line in _lines(value):
             try:
-                clean_origin(line)
+                normalize_origin(line)
             except DomainError as exc:
                 problems.append(exc.detail)
         if problems:

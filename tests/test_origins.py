@@ -7,7 +7,6 @@ import pytest
 from chatbots.models import Chatbot
 from chatbots.services import chatbot_set_allowed_origins, chatbot_update_general, normalize_origin
 from pivra.errors import DomainError
-from pivra.widget.origins import clean_origin
 from tests.factories import Personas
 
 pytestmark = pytest.mark.django_db
@@ -55,5 +54,3 @@ def test_saved_origins_are_normal_forms_browsers_send(personas: Personas) -> Non
 def test_the_frame_view_and_the_services_share_one_rule(value: str) -> None:
     with pytest.raises(DomainError):
         normalize_origin(value)
-    with pytest.raises(DomainError):
-        clean_origin(value)

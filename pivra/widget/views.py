@@ -10,9 +10,9 @@ from django.shortcuts import render
 from django.views.decorators.clickjacking import xframe_options_exempt
 
 from chatbots.models import Chatbot
+from chatbots.services import is_plain_origin, normalize_origin
 from handoff.services import handoff_available
 from pivra.errors import DomainError
-from pivra.widget.origins import clean_origin, is_plain_origin
 
 
 def _own_origin() -> str:
@@ -37,7 +37,7 @@ def frame(request: HttpRequest, public_key: str) -> HttpResponse:
     here = f"{request.scheme}://{request.get_host()}"
     allowed = sorted({*allowed_frame_origins(chatbot), *([here] if is_plain_origin(here) else [])})
     try:
-        parent = clean_origin(request.GET.get("origin", ""))
+        parent = normalize_origin(request.GET.get("origin", ""))
     except DomainError:
         parent = ""
     if parent not in allowed:
