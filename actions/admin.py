@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from actions.deliveries import delivery_redeliver
 from actions.events import EventType
-from actions.models import Action, Delivery, DeliveryAttempt, OutboxEvent
+from actions.models import Action, Delivery, DeliveryAttempt, OutboxEvent, url_mask
 from actions.services import action_pause, action_resume, action_update, action_validate_update
 from actions.signing import secret_mask
 from pivra.errors import DomainError
@@ -52,6 +52,7 @@ class ActionAdminForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Email actions: one address a line.",
     )
+    url = forms.CharField(required=False, max_length=2000, label="URL", help_text="Webhook or Slack URL.")
 
     class Meta:
         model = Action
@@ -60,6 +61,18 @@ class ActionAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["recipients"] = "\n".join(self.instance.recipients or [])
+        if self.instance.kind != Action.Kind.EMAIL:
+            # A webhook or Slack URL is a credential: write-only here too.
+            self.initial["url"] = ""
+            self.fields[
+                "url"
+            ].help_text = f"Saved: {url_mask(self.instance.url)} (hidden). Leave empty to keep it, or paste a new one."
+
+    def clean_url(self) -> str:
+        url: str = (self.cleaned_data.get("url") or "").strip()
+        if not url and self.instance.kind != Action.Kind.EMAIL:
+            return str(self.instance.url)
+        return url
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -84,7 +97,8 @@ class ActionAdmin(admin.ModelAdmin):
     form = ActionAdminForm
     list_display = ["name", "workspace", "chatbot", "kind", "status", "events", "last_success_at", "created_at"]
     list_filter = ["kind", "status", "workspace"]
-    search_fields = ["name", "url", "workspace__name", "chatbot__name"]
+    # Not the URL: it is encrypted at rest, so the database cannot search it.
+    search_fields = ["name", "workspace__name", "chatbot__name"]
     list_select_related = ["workspace", "chatbot"]
     actions = ["pause", "resume"]
     # Status changes go through the pause/resume admin actions (the services), never a bare field.

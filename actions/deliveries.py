@@ -24,12 +24,23 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from actions.caps import (
+    HeldBack,
+    digest_payload,
+    notification_admit,
+    notification_digest_release,
+    notification_digest_settle,
+    notification_digests_claim,
+)
+from actions.events import DIGEST_TYPE
 from actions.models import Action, Delivery, DeliveryAttempt, OutboxEvent
 from actions.queue import enqueue_attempts_on_commit
 from actions.services import action_pause, action_signing_secrets
 from actions.transports import AttemptResult, send_email, send_slack, send_webhook
 from chatbots.features import workspace_has_feature
+from chatbots.models import Chatbot
 from chatbots.plans import Feature
+from pivra.crypto import secret_unreadable
 from pivra.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -91,6 +102,8 @@ def outbox_event_dispatch(*, event_id: str, now: datetime | None = None) -> list
         ]
         if actions and not workspace_has_feature(workspace=actions[0].workspace, feature=Feature.ACTIONS):
             actions = []  # the plan lapsed: actions stay configured but nothing is sent
+        if actions and not notification_admit(chatbot_id=event.chatbot_id, event_type=event.type, now=now):
+            actions = []  # past the chatbot's cap for this window: summed up in its digest instead
         deliveries = Delivery.objects.bulk_create(
             [
                 Delivery(
@@ -107,6 +120,61 @@ def outbox_event_dispatch(*, event_id: str, now: datetime | None = None) -> list
         )
         ids = [d.pk for d in deliveries]
         enqueue_attempts_on_commit(ids)
+    return ids
+
+
+def notification_digests_send(*, now: datetime | None = None) -> list[int]:
+    """One digest delivery per subscribed action for every capped window that has ended (the
+    notifications held back by ``notification_admit``); returns the new deliveries' ids."""
+    now = now or timezone.now()
+    ids: list[int] = []
+    for held in notification_digests_claim(now=now):
+        try:
+            ids += _digest_deliveries(held, now=now)
+        except Exception:  # one window that cannot be summed up must not hold back the others
+            logger.exception("the digest of %s could not be created; it is tried again on the next run", held)
+            notification_digest_release(held=held)
+    return ids
+
+
+def _digest_deliveries(held: HeldBack, *, now: datetime) -> list[int]:
+    chatbot = Chatbot.objects.select_related("workspace").filter(pk=held.chatbot_id).first()
+    if chatbot is None or not workspace_has_feature(workspace=chatbot.workspace, feature=Feature.ACTIONS):
+        notification_digest_settle(held=held)  # nobody left to tell
+        return []
+    payload = digest_payload(chatbot=chatbot, held=held, now=now)
+    webhook_id = f"msg_{held.digest_id.hex}"
+    with transaction.atomic():
+        # A retry (a settle lost after the commit) finds this window's digest already there.
+        done = set(
+            Delivery.objects.filter(event_type=DIGEST_TYPE, webhook_id=webhook_id).values_list("action_id", flat=True)
+        )
+        actions = [
+            action
+            for action in Action.objects.filter(chatbot=chatbot, status=Action.Status.ACTIVE)
+            if held.event_type in action.events and action.pk not in done
+        ]
+        # A digest sums many outbox rows and has none of its own: its payload travels with the
+        # delivery (as a test delivery's does), which is sent and retried like any other.
+        deliveries = Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    action=action,
+                    event=None,
+                    event_type=DIGEST_TYPE,  # the log says what was sent: a digest, not one event
+                    test_payload=payload,
+                    webhook_id=webhook_id,
+                    max_attempts=MAX_ATTEMPTS,
+                    next_attempt_at=now,
+                    enqueued_at=now,
+                )
+                for action in actions
+            ]
+        )
+        ids = [delivery.pk for delivery in deliveries]
+        enqueue_attempts_on_commit(ids)
+        # The window leaves the due set only once its deliveries are stored.
+        transaction.on_commit(lambda: notification_digest_settle(held=held), robust=True)
     return ids
 
 
@@ -178,9 +246,19 @@ def _close_interrupted(*, delivery_ids: list[int], now: datetime) -> None:
     )
 
 
+SECRET_UNREADABLE_ERROR = (
+    "The saved URL or signing secret cannot be decrypted (the encryption key changed): "
+    "the operator must restore the old key, or edit the action and rotate its secret."
+)
+
+
 def _send(delivery: Delivery) -> AttemptResult:
     action = delivery.action
     payload: dict[str, Any] = delivery.payload
+    if any(secret_unreadable(value) for value in (action.url, action.secret, action.previous_secret)):
+        # Never send unsigned or to an empty URL; retrying cannot help until someone acts.
+        logger.error("delivery %s: action %s has an undecryptable URL or secret", delivery.pk, action.pk)
+        return AttemptResult(False, 0, error=SECRET_UNREADABLE_ERROR, permanent=True)
     try:
         if action.kind == Action.Kind.WEBHOOK:
             return send_webhook(
@@ -210,7 +288,7 @@ def _record(delivery: Delivery, attempt: DeliveryAttempt, result: AttemptResult)
     }
     if result.succeeded:
         fields.update(status=Delivery.Status.SUCCEEDED, delivered_at=now)
-    elif result.gone or attempt.number >= delivery.max_attempts:
+    elif result.gone or result.permanent or attempt.number >= delivery.max_attempts:
         fields.update(status=Delivery.Status.FAILED)
     else:
         delay = retry_delay(attempt=attempt.number, retry_after=result.retry_after)

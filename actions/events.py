@@ -15,6 +15,13 @@ class EventType(StrEnum):
     HANDOFF_RESOLVED = "handoff.resolved"
 
 
+# Events a visitor can trigger at will: their notifications are capped per chatbot, and the excess
+# is summed up in one digest per window (actions/caps.py).
+CAPPED_EVENTS = frozenset({EventType.CONVERSATION_ESCALATED.value, EventType.LEAD_CAPTURED.value})
+# The payload type of such a digest. Not an EventType: nobody subscribes to it, every action
+# subscribed to the capped event gets it.
+DIGEST_TYPE = "notification.digest"
+
 # How the console describes each event: (short label, what it means).
 EVENT_INFO: dict[str, tuple[str, str]] = {
     EventType.CONVERSATION_ESCALATED: (

@@ -8,7 +8,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from actions.events import EVENT_INFO, EventType
-from actions.models import Action
+from actions.models import Action, url_mask
 from chatbots.models import Chatbot
 
 
@@ -33,11 +33,14 @@ class ActionForm(forms.Form):
                     "name": action.name,
                     "kind": action.kind,
                     "events": action.events,
-                    "url": action.url,
+                    # A webhook or Slack URL is a credential: never sent back to the browser (empty keeps it).
+                    "url": "",
                     "recipients": "\n".join(action.recipients),
                 },
             )
         super().__init__(*args, **kwargs)
+        self.action = action
+        self.url_saved = url_mask(action.url) if action is not None and action.kind != Action.Kind.EMAIL else ""
         self.fields["chatbot"].queryset = chatbots  # type: ignore[attr-defined]
         if action is not None:
             # The kind and chatbot define the action; changing them means a new action.
@@ -46,6 +49,12 @@ class ActionForm(forms.Form):
         else:
             self.fields["kind"].initial = Action.Kind.WEBHOOK
             self.fields["events"].initial = [EventType.CONVERSATION_ESCALATED.value]
+
+    def clean_url(self) -> str:
+        url: str = (self.cleaned_data.get("url") or "").strip()
+        if not url and self.url_saved and self.action is not None:
+            return self.action.url  # left empty: keep the saved URL
+        return url
 
     def event_rows(self) -> list[dict[str, Any]]:
         chosen = set(self["events"].value() or [])

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
-from actions.events import EventType
+from actions.events import DIGEST_TYPE, EventType
 
 TRIGGERS = {"button": "“Talk to a human” button", "keyword": "Trigger keyword"}
 
@@ -29,6 +29,7 @@ class Summary:
     url: str | None
     facts: list[tuple[str, str]] = field(default_factory=list)
     is_test: bool = False
+    link_label: str = "Open conversation"
 
 
 def _when(value: Any) -> str:
@@ -50,6 +51,8 @@ def _text(value: Any, limit: int = 300) -> str:
 def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
     event_type = str(payload.get("type", ""))
     data: dict[str, Any] = payload.get("data") or {}
+    if event_type == DIGEST_TYPE:
+        return _digest_summary(data, is_test=is_test)
     conversation = data.get("conversation") or {}
     visitor = data.get("visitor") or {}
     handoff = data.get("handoff") or {}
@@ -107,6 +110,50 @@ def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
     )
 
 
+DIGEST_NOUNS = {
+    EventType.CONVERSATION_ESCALATED.value: ("handoff request", "handoff requests"),
+    EventType.LEAD_CAPTURED.value: ("lead", "leads"),
+}
+
+
+def _number(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _digest_summary(data: dict[str, Any], *, is_test: bool) -> Summary:
+    """The notifications held back by a chatbot's cap (actions/caps.py), summed up in one message."""
+    count, limit, minutes = _number(data.get("count")), _number(data.get("limit")), _number(data.get("window_minutes"))
+    one, many = DIGEST_NOUNS.get(str(data.get("event_type")), ("notification", "notifications"))
+    noun = one if count == 1 else many
+    chatbot = _text((data.get("chatbot") or {}).get("name"), 80) or "your chatbot"
+    url = data.get("url")
+    return Summary(
+        event_type=DIGEST_TYPE,
+        title=f"{count} more {noun} in the last {minutes} minutes",
+        intro=(
+            f"{count} more {noun} came in during the last {minutes} minutes. To keep a flood from burying "
+            f"your team, Pivra sends at most {limit} {many} one by one per {minutes} minutes for a chatbot "
+            "and sums up the rest here. Every one of them is in the dashboard."
+        ),
+        chatbot=chatbot,
+        url=str(url) if url else None,
+        facts=[
+            (label, value)
+            for label, value in [
+                ("Chatbot", chatbot),
+                ("From", _when(data.get("window_start"))),
+                ("To", _when(data.get("window_end"))),
+            ]
+            if value
+        ],
+        is_test=is_test,
+        link_label="Open the conversations",
+    )
+
+
 # --- Slack ------------------------------------------------------------------------------------
 
 
@@ -120,7 +167,7 @@ def slack_message(summary: Summary) -> dict[str, Any]:
     headline = slack_escape(f"{prefix}{summary.title} · {summary.chatbot}")
     fallback = headline
     if summary.url:
-        fallback += f" <{slack_escape(summary.url)}|Open conversation>"
+        fallback += f" <{slack_escape(summary.url)}|{slack_escape(summary.link_label)}>"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{slack_escape(summary.intro)}"}},
         {
@@ -138,7 +185,7 @@ def slack_message(summary: Summary) -> dict[str, Any]:
                 "elements": [
                     {
                         "type": "button",
-                        "text": {"type": "plain_text", "text": "Open conversation"},
+                        "text": {"type": "plain_text", "text": summary.link_label},
                         "url": summary.url,
                         "style": "primary",
                     }

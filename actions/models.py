@@ -15,8 +15,19 @@ from django.db import models
 
 from actions.events import EVENT_INFO, EventType
 from chatbots.models import Chatbot, Workspace
+from pivra.crypto import EncryptedTextField
 
 EVENT_CHOICES = [(t.value, t.value) for t in EventType]
+
+
+def url_mask(url: str) -> str:
+    """``https://hooks.slack.com/…wxyz``: enough to recognise, never enough to post. Webhook and
+    Slack URLs are both credentials (capability URLs), so pages only ever show this."""
+    if not url:
+        return ""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0] if rest else ""
+    return f"{scheme}://{host}/…{url[-4:]}" if host else f"…{url[-4:]}"
 
 
 class OutboxEvent(models.Model):
@@ -54,12 +65,14 @@ class Action(models.Model):
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     events = models.JSONField(default=list, help_text="Event types this action subscribes to.")
-    url = models.CharField(max_length=2000, blank=True, help_text="Webhook or Slack incoming-webhook URL.")
+    # Encrypted at rest: a Slack incoming-webhook URL is itself a credential, and webhook URLs are
+    # often capability URLs too. Randomised encryption: never filter on it.
+    url = EncryptedTextField(blank=True, help_text="Webhook or Slack incoming-webhook URL.")
     recipients = models.JSONField(default=list, blank=True, help_text="Email addresses (email actions).")
-    # Standard Webhooks signing secret (whsec_…). Kept readable because HMAC needs it; the console
-    # shows it once, on creation or rotation.
-    secret = models.CharField(max_length=100, editable=False)
-    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    # Standard Webhooks signing secret (whsec_…). Encrypted at rest, decryptable because HMAC needs
+    # it; the console shows it once, in the response to its creation or rotation.
+    secret = EncryptedTextField(editable=False)
+    previous_secret = EncryptedTextField(blank=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     paused_reason = models.CharField(max_length=300, blank=True)
@@ -90,9 +103,11 @@ class Action(models.Model):
 
     @property
     def destination(self) -> str:
+        """Where it sends, as pages show it: a webhook or Slack URL is a credential, so only its
+        scheme, host and tail are shown."""
         if self.kind == self.Kind.EMAIL:
             return ", ".join(self.recipients)
-        return self.url
+        return url_mask(self.url)
 
 
 class Delivery(models.Model):

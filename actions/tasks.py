@@ -11,7 +11,7 @@ import smtplib
 from celery import shared_task
 from django.conf import settings
 
-from actions.deliveries import actions_sweep, delivery_attempt, outbox_event_dispatch
+from actions.deliveries import actions_sweep, delivery_attempt, notification_digests_send, outbox_event_dispatch
 from actions.services import action_notify_paused
 
 # A retry waiting longer than the broker's visibility timeout is handed out again by Redis while
@@ -32,6 +32,11 @@ def attempt_delivery(delivery_id: int) -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
     return actions_sweep()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def send_notification_digests() -> int:
+    return len(notification_digests_send())
 
 
 # The owners' only word that an action stopped: a mail server that is down or refuses for a while

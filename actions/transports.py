@@ -20,8 +20,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from actions.messages import event_email, slack_message, summarize
-from actions.network import NOT_ALLOWED, DestinationNotAllowed, ResolutionFailed, http_post
 from actions.signing import signed_headers
+from pivra.outbound import NOT_ALLOWED, DestinationNotAllowed, ResolutionFailed, http_post, outbound_allow_private
 
 USER_AGENT = "Pivra-Webhooks/1.0"
 MAX_RETRY_AFTER_SECONDS = 86_400
@@ -36,6 +36,7 @@ class AttemptResult:
     response_excerpt: str = ""
     retry_after: float | None = None  # seconds the receiver asked us to wait
     gone: bool = False  # HTTP 410: the receiver says this endpoint is gone for good
+    permanent: bool = False  # retrying cannot help (e.g. the URL or secret cannot be decrypted)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -78,7 +79,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
     except ResolutionFailed:
         # Telling "does not resolve" from "not allowed" would let a customer probe which internal
         # names resolve on our servers; the distinction is only given where private is allowed.
-        error = "could not resolve the host name" if settings.WEBHOOK_ALLOW_PRIVATE else NOT_ALLOWED
+        error = "could not resolve the host name" if outbound_allow_private() else NOT_ALLOWED
         return AttemptResult(False, took(), error=error)
     except httpx.InvalidURL:
         return AttemptResult(False, took(), error="invalid URL")

@@ -7,15 +7,19 @@ admins (``membership.can_manage``) change anything.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -30,9 +34,14 @@ from chatbots.features import workspace_has_feature
 from chatbots.models import Membership, Plan
 from chatbots.plans import Feature
 from chatbots.selectors import chatbots_for_workspace
+from pivra.crypto import secret_decrypt, secret_encrypt
 from pivra.errors import DomainError
 
-REVEAL_KEY = "pivra_actions_reveal"
+# A new signing secret is shown once: the POST that made it leaves it, encrypted, under a random
+# one-time token in the cache (never the session table, which is written to the database), and
+# the page it redirects to takes it out on first read.
+REVEAL_PREFIX = "actions:reveal:"
+REVEAL_SECONDS = 600
 DELIVERIES_PER_PAGE = 25
 KINDS = [
     (Action.Kind.EMAIL.value, "Email", "An email to your team with a link to the conversation."),
@@ -57,6 +66,25 @@ def _action_or_404(membership: Membership, pk: int) -> Action:
     return action
 
 
+def _reveal_put(request: HttpRequest, *, action: Action, secret: str, new: bool) -> str:
+    token = secrets.token_urlsafe(24)
+    entry = {"action": action.pk, "user": request.user.pk, "secret": secret_encrypt(secret), "new": new}
+    cache.set(REVEAL_PREFIX + token, entry, REVEAL_SECONDS)
+    return f"{reverse('dashboard:action-detail', args=[action.pk])}?reveal={token}"
+
+
+def _reveal_take(request: HttpRequest, *, action: Action) -> dict[str, Any] | None:
+    """The secret to show once, or None. Read and deleted together: a reload shows it no more."""
+    token = request.GET.get("reveal", "")
+    if not token or len(token) > 64:
+        return None
+    entry = cache.get(REVEAL_PREFIX + token)
+    if not isinstance(entry, dict) or entry.get("action") != action.pk or entry.get("user") != request.user.pk:
+        return None
+    cache.delete(REVEAL_PREFIX + token)
+    return {"secret": secret_decrypt(str(entry.get("secret", ""))), "new": bool(entry.get("new"))}
+
+
 def _locked(request: HttpRequest) -> HttpResponse:
     plans = Plan.objects.filter(is_public=True).order_by("position")
     upgrades = [p for p in plans if p.features.get(str(Feature.ACTIONS))]
@@ -65,7 +93,13 @@ def _locked(request: HttpRequest) -> HttpResponse:
 
 def _base(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     membership = request_membership(request)
-    return {"nav": "actions", "can_manage": membership.can_manage, "kinds": KINDS, **extra}
+    return {
+        "nav": "actions",
+        "can_manage": membership.can_manage,
+        "kinds": KINDS,
+        "webhook_timeout": settings.WEBHOOK_TIMEOUT,
+        **extra,
+    }
 
 
 @workspace_required
@@ -100,9 +134,9 @@ def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
                     recipients=recipients,
                     created_by=request.user,  # type: ignore[arg-type]
                 )
-                if created.kind == Action.Kind.WEBHOOK:
-                    request.session[REVEAL_KEY] = {"action": created.pk, "secret": created.secret, "new": True}
                 messages.success(request, f"Action “{created.name}” created.")
+                if created.kind == Action.Kind.WEBHOOK:
+                    return redirect(_reveal_put(request, action=created, secret=created.secret, new=True))
                 return redirect("dashboard:action-detail", pk=created.pk)
             services.action_update(
                 action=action,
@@ -143,15 +177,12 @@ def action_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if not _enabled(membership):
         return _locked(request)
     action = _action_or_404(membership, pk)
-    reveal = request.session.get(REVEAL_KEY)
-    if reveal and reveal.get("action") == action.pk:
-        del request.session[REVEAL_KEY]
-    else:
-        reveal = None
+    reveal = _reveal_take(request, action=action)
     page = Paginator(deliveries_for_action(action=action), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
     soon = timezone.now() + timedelta(seconds=60)
     # Refresh while something is about to change, so a test send shows its result by itself.
-    refresh = any(
+    # ...but never while a secret is shown: a reload would take it off the page for good.
+    refresh = reveal is None and any(
         d.status == Delivery.Status.SENDING
         or (d.status == Delivery.Status.PENDING and d.next_attempt_at is not None and d.next_attempt_at <= soon)
         for d in page
@@ -171,7 +202,10 @@ def action_detail(request: HttpRequest, pk: int) -> HttpResponse:
         secret_masked=secret_mask(action.secret),
         grace_until=grace_until,
     )
-    return render(request, "console/actions_detail.html", context)
+    response = render(request, "console/actions_detail.html", context)
+    if reveal is not None:
+        response["Cache-Control"] = "no-store"  # the page holds a secret: no copy in any cache
+    return response
 
 
 @workspace_required
@@ -236,9 +270,8 @@ def action_rotate_secret(request: HttpRequest, pk: int) -> HttpResponse:
     if action.kind != Action.Kind.WEBHOOK:
         raise Http404("Only webhook actions are signed.")
     secret = services.action_rotate_secret(action=action)
-    request.session[REVEAL_KEY] = {"action": action.pk, "secret": secret, "new": False}
     messages.success(request, "New signing secret created. The previous one keeps signing for 24 hours.")
-    return redirect("dashboard:action-detail", pk=action.pk)
+    return redirect(_reveal_put(request, action=action, secret=secret, new=False))
 
 
 @workspace_required

@@ -10,9 +10,10 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from chatbots.features import workspace_has_feature
+from chatbots.forms import KEY_NOT_SET, key_help, llm_base_url_clean
 from chatbots.models import Chatbot, KnowledgeEntry, Membership, Plan, Subscription, Workspace
 from chatbots.plans import Feature
-from chatbots.services import normalize_origin
+from chatbots.services import chatbot_llm_key_next, normalize_origin
 from pivra.errors import DomainError
 
 
@@ -109,9 +110,33 @@ class KnowledgeEntryInline(admin.StackedInline):
 
 
 class ChatbotAdminForm(forms.ModelForm):
+    # Write-only, as in the dashboard: the saved key never reaches the page.
+    llm_api_key = forms.CharField(
+        required=False,
+        max_length=200,
+        label="LLM API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=KEY_NOT_SET,
+    )
+    clear_llm_api_key = forms.BooleanField(required=False, label="Remove the saved API key")
+
     class Meta:
         model = Chatbot
         fields = "__all__"  # noqa: DJ007 - the ModelAdmin's fieldsets choose what is shown
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.pop("llm_api_key", None)
+        self.fields["llm_api_key"].help_text = key_help(self.instance)
+
+    def clean_llm_base_url(self) -> str:
+        return llm_base_url_clean(self.cleaned_data.get("llm_base_url") or "")
+
+    def clean_llm_api_key(self) -> str | None:
+        """A new key replaces the saved one; "Remove" clears it; empty gives None, resolved in clean()."""
+        if self.data.get(self.add_prefix("clear_llm_api_key")):
+            return ""
+        return (self.cleaned_data.get("llm_api_key") or "").strip() or None
 
     def clean_allowed_origins(self) -> list[str]:
         """The same origins the dashboard accepts, normalised: they end up in the frame's
@@ -134,6 +159,13 @@ class ChatbotAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if "llm_api_key" in data:
+            # Empty keeps the saved key only while the URL stays: the service's rule, for staff too.
+            data["llm_api_key"] = chatbot_llm_key_next(
+                chatbot=self.instance,
+                llm_base_url=data.get("llm_base_url", self.instance.llm_base_url) or "",
+                llm_api_key=data["llm_api_key"],
+            )
         workspace = data.get("workspace")
         # The same gate as the dashboard: staff cannot switch handoff on for a plan without it.
         if (
@@ -177,6 +209,7 @@ class ChatbotAdmin(admin.ModelAdmin):
                     "ai_provider",
                     "llm_base_url",
                     "llm_api_key",
+                    "clear_llm_api_key",
                     "llm_model",
                     "system_prompt",
                     "fallback_message",

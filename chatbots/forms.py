@@ -6,10 +6,43 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from chatbots.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Chatbot, KnowledgeEntry
 from chatbots.services import normalize_origin
+from pivra.crypto import secret_unreadable
 from pivra.errors import DomainError
+from pivra.outbound import tenant_url_refusal
+
+KEY_SET = (
+    "•••• set. Leave empty to keep it, or type a new key to replace it. "
+    "Changing the URL removes the saved key: type it again with the new URL."
+)
+KEY_NOT_SET = (
+    "Not set. A custom endpoint URL needs its own key: the platform key is only sent to the platform endpoint."
+)
+KEY_UNREADABLE = (
+    "A key is saved but cannot be decrypted (the encryption key changed): type the key again, or ask the operator."
+)
+
+
+def llm_base_url_clean(url: str) -> str:
+    """A tenant's AI endpoint, checked like a webhook URL: no loopback, private or link-local
+    address. The operator's own PIVRA_LLM_BASE_URL is always accepted (it may be a local server)."""
+    url = url.strip()
+    platform = settings.LLM_BASE_URL.strip()
+    if not url or (platform and url.rstrip("/") == platform.rstrip("/")):
+        return url
+    refusal = tenant_url_refusal(url)
+    if refusal:
+        raise forms.ValidationError(refusal)
+    return url
+
+
+def key_help(chatbot: Chatbot) -> str:
+    if secret_unreadable(chatbot.llm_api_key):
+        return KEY_UNREADABLE
+    return KEY_SET if chatbot.llm_api_key else KEY_NOT_SET
 
 
 def _lines(value: str) -> list[str]:
@@ -73,16 +106,18 @@ class GeneralSettingsForm(forms.Form):
         required=False,
         max_length=200,
         label="API key",
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the current key.",
+        # Write-only: the saved key is never sent back to the browser, not even masked.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=KEY_NOT_SET,
     )
+    clear_llm_api_key = forms.BooleanField(required=False, label="Remove the saved API key")
     fallback_message = forms.CharField(
         max_length=500, label="Fallback answer", help_text="Said when no knowledge entry matches."
     )
 
     @classmethod
     def for_chatbot(cls, chatbot: Chatbot, data: Any = None) -> GeneralSettingsForm:
-        return cls(
+        form = cls(
             data=data,
             initial={
                 "name": chatbot.name,
@@ -95,6 +130,20 @@ class GeneralSettingsForm(forms.Form):
                 "fallback_message": chatbot.fallback_message,
             },
         )
+        form.fields["llm_api_key"].help_text = key_help(chatbot)
+        if not chatbot.llm_api_key and not secret_unreadable(chatbot.llm_api_key):
+            del form.fields["clear_llm_api_key"]  # nothing to remove
+        return form
+
+    def clean_llm_base_url(self) -> str:
+        return llm_base_url_clean(self.cleaned_data.get("llm_base_url") or "")
+
+    def key_change(self) -> str | None:
+        """The key to save: a new one, "" to remove it, or None to keep the saved one (the service
+        still removes it when the URL changed)."""
+        if self.cleaned_data.get("clear_llm_api_key"):
+            return ""
+        return (self.cleaned_data.get("llm_api_key") or "").strip() or None
 
     def clean_allowed_origins(self) -> str:
         """Each line must be a plain site address: they end up in the frame's Content-Security-Policy

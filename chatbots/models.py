@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from pivra.crypto import EncryptedTextField
+
 DEFAULT_WAITING_MESSAGE = "Connecting you with the team now…"
 DEFAULT_BUSY_MESSAGE = "Our team is currently busy…"
 DEFAULT_TIMEOUT_SECONDS = 180
@@ -114,7 +116,9 @@ class Chatbot(models.Model):
 
     ai_provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.KNOWLEDGE_BASE)
     llm_base_url = models.URLField(blank=True, help_text="Empty: PIVRA_LLM_BASE_URL.")
-    llm_api_key = models.CharField(max_length=200, blank=True, help_text="Empty: PIVRA_LLM_API_KEY.")
+    # Encrypted at rest and never shown again once saved. Empty: PIVRA_LLM_API_KEY, but only when
+    # llm_base_url is empty too (the platform endpoint): the platform key never leaves for a tenant URL.
+    llm_api_key = EncryptedTextField(blank=True, help_text="Empty: PIVRA_LLM_API_KEY on the platform endpoint only.")
     llm_model = models.CharField(max_length=100, blank=True, help_text="Empty: PIVRA_LLM_MODEL.")
     system_prompt = models.TextField(blank=True)
     fallback_message = models.CharField(max_length=500, default=DEFAULT_FALLBACK)

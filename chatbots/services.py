@@ -110,20 +110,30 @@ def is_plain_origin(value: object) -> bool:
     return isinstance(value, str) and _PLAIN_ORIGIN.fullmatch(value) is not None
 
 
+# A scheme, a 253-character host name and a port; anything longer is not a site address.
+MAX_ORIGIN_LENGTH = 300
+
+
 def normalize_origin(value: str) -> str:
     """``https://Example.com/`` → ``https://example.com``; raises DomainError for anything that is not
     a plain site address. Origins go into a response header (``frame-ancestors``), so ``*`` or
     ``https://a; script-src *`` must be refused here, not merely normalised."""
-    invalid = DomainError("invalid_origin", f"{value!r} is not a site address like https://www.example.com.")
+    invalid = DomainError("invalid_origin", f"{value[:100]!r} is not a site address like https://www.example.com.")
     raw = value.strip().rstrip("/")
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if len(raw) > MAX_ORIGIN_LENGTH or not raw.isprintable():
+        raise invalid
+    try:
+        parts = urlsplit(raw)
+        hostname = parts.hostname
+    except ValueError:  # a broken IPv6 literal: "http://[::1"
+        raise invalid from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise invalid
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise DomainError("invalid_origin", f"{value!r} must be just the site (scheme and host), without a path.")
+        raise DomainError("invalid_origin", f"{value[:100]!r} must be just the site (scheme and host), without a path.")
     try:
         # Browsers report an international domain in its ASCII (punycode) form, as should we.
-        host = parts.hostname.encode("idna").decode("ascii").lower()
+        host = hostname.encode("idna").decode("ascii").lower()
         port = f":{parts.port}" if parts.port else ""
     except (UnicodeError, ValueError):  # a label too long for IDNA; urlsplit's port, e.g. https://a:99999
         raise invalid from None
@@ -250,6 +260,29 @@ def user_create(*, username: str, password: str, email: str = "", is_staff: bool
     return user_model.objects.create_user(username=username, email=email, password=password)
 
 
+def llm_url_normalize(url: str) -> str:
+    """An endpoint URL for comparison: scheme and host are case-insensitive, a trailing slash is noise."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url.rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}" + (
+        f"?{parts.query}" if parts.query else ""
+    )
+
+
+def chatbot_llm_key_next(*, chatbot: Chatbot, llm_base_url: str, llm_api_key: str | None) -> str:
+    """The key to store when saving ``llm_base_url``: ``llm_api_key`` when given ("" removes it);
+    otherwise the saved key, unless the URL changed. A key was given for one endpoint: keeping it
+    while the URL moves would let a workspace point the URL at its own server and read the key off
+    the next request (including a key the operator provisioned). The admin form uses this too."""
+    if llm_api_key is not None:
+        return llm_api_key.strip()
+    if chatbot.pk is None or llm_url_normalize(llm_base_url) != llm_url_normalize(chatbot.llm_base_url):
+        return ""
+    return chatbot.llm_api_key
+
+
 def chatbot_update_general(
     *,
     chatbot: Chatbot,
@@ -263,7 +296,8 @@ def chatbot_update_general(
     llm_api_key: str | None,
     fallback_message: str,
 ) -> Chatbot:
-    """Save the General section. ``llm_api_key=None`` keeps the stored key."""
+    """Save the General section. ``llm_api_key=None`` keeps the stored key (unless the endpoint URL
+    changes, which removes it), ``""`` removes it."""
     name, greeting, fallback_message = name.strip(), greeting.strip(), fallback_message.strip()
     if not name or not greeting or not fallback_message:
         raise DomainError("invalid_settings", "Name, greeting and fallback answer cannot be empty.")
@@ -277,9 +311,8 @@ def chatbot_update_general(
         )
     chatbot.name, chatbot.greeting, chatbot.accent_color = name, greeting, accent_color
     chatbot.allowed_origins = sorted({normalize_origin(o) for o in allowed_origins if o.strip()})
+    chatbot.llm_api_key = chatbot_llm_key_next(chatbot=chatbot, llm_base_url=llm_base_url, llm_api_key=llm_api_key)
     chatbot.ai_provider, chatbot.llm_base_url, chatbot.llm_model = ai_provider, llm_base_url.strip(), llm_model.strip()
-    if llm_api_key:
-        chatbot.llm_api_key = llm_api_key.strip()
     chatbot.fallback_message = fallback_message
     chatbot.full_clean()
     chatbot.save()

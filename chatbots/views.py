@@ -22,6 +22,7 @@ from chatbots.services import (
 )
 from chatbots.snippet import embed_snippet
 from pivra.errors import DomainError
+from pivra.inputs import MAX_ID, parse_int
 
 
 @workspace_required
@@ -40,15 +41,16 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 @workspace_required
 def switch_workspace(request: HttpRequest) -> HttpResponse:
-    wanted = request.POST.get("workspace", "")
-    if wanted.isdigit() and memberships_for_user(user=request.user).filter(workspace_id=int(wanted)).exists():
-        request.session[SESSION_WORKSPACE_KEY] = int(wanted)
+    wanted = parse_int(request.POST.get("workspace"), min_value=1, max_value=MAX_ID)
+    if wanted is not None and memberships_for_user(user=request.user).filter(workspace_id=wanted).exists():
+        request.session[SESSION_WORKSPACE_KEY] = wanted
     return redirect("dashboard:home")
 
 
 def _chatbot(request: HttpRequest, chatbot_id: str | None) -> Chatbot:
     bots = chatbots_for_workspace(workspace_id=request_membership(request).workspace_id)
-    chatbot = bots.filter(pk=int(chatbot_id)).first() if chatbot_id and chatbot_id.isdigit() else bots.first()
+    pk = parse_int(chatbot_id, min_value=1, max_value=MAX_ID)
+    chatbot = bots.filter(pk=pk).first() if pk is not None else bots.first()
     if chatbot is None:
         raise Http404("No chatbot in this workspace.")
     return chatbot
@@ -101,7 +103,7 @@ def chatbot_settings(request: HttpRequest) -> HttpResponse:
                         ai_provider=data["ai_provider"],
                         llm_base_url=data["llm_base_url"] or "",
                         llm_model=data["llm_model"],
-                        llm_api_key=data["llm_api_key"] or None,
+                        llm_api_key=general.key_change(),
                         fallback_message=data["fallback_message"],
                     )
                 except DomainError as exc:
@@ -133,12 +135,8 @@ def knowledge_save(request: HttpRequest) -> HttpResponse:
     if not request_membership(request).can_manage:
         messages.error(request, "Only workspace owners and admins can edit knowledge.")
         return redirect(_settings_url(chatbot, "#knowledge"))
-    entry_id = request.POST.get("entry")
-    entry = (
-        KnowledgeEntry.objects.filter(chatbot=chatbot, pk=int(entry_id)).first()
-        if entry_id and entry_id.isdigit()
-        else None
-    )
+    entry_id = parse_int(request.POST.get("entry"), min_value=1, max_value=MAX_ID)
+    entry = KnowledgeEntry.objects.filter(chatbot=chatbot, pk=entry_id).first() if entry_id is not None else None
     form = KnowledgeEntryForm(request.POST)
     if not form.is_valid():
         problems = "; ".join(f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())

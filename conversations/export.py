@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
@@ -19,6 +20,8 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from conversations.models import Conversation, Event
+
+logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 2000
 CHUNK_BYTES = 64 * 1024
@@ -203,6 +206,33 @@ def json_parts(conversations: QuerySet[Conversation], *, workspace: str) -> Iter
     yield "]}\n"
 
 
+INCOMPLETE_NOTICE = "export incomplete — an error interrupted it; export again"
+# What ends a failed download in place of its rest. Chunks end on whole rows, so the CSV notice is a
+# row of its own; the JSON document never got its closing brackets, and the notice after it keeps it
+# from parsing (its outer object stays open whatever the cut) while telling a reader why.
+INCOMPLETE_TRAILERS = {
+    "csv": csv.writer(_Line()).writerow((INCOMPLETE_NOTICE,)).encode(),
+    "json": ("\n" + _dumps({"error": "export_incomplete", "detail": INCOMPLETE_NOTICE}) + "\n").encode(),
+}
+
+
+def _fail_closed(chunks: Iterator[bytes], *, trailer: bytes) -> Iterator[bytes]:
+    """End the download at the first error instead of raising inside the response.
+
+    An exception escaping a streaming response leaves the server without a final chunk to send (the
+    client waited for good) and Django without its ``request_finished``, which returns the database
+    connection. The stream ends instead, with ``trailer`` saying the file is incomplete: the status
+    line (200) went out with the first chunk, so this is the only way left to tell the reader. The
+    error is logged; bad input is refused before the stream starts, so this is a database or code
+    fault.
+    """
+    try:
+        yield from chunks
+    except Exception:
+        logger.exception("export stream failed; the download was ended early")
+        yield trailer
+
+
 def _next_chunk(iterator: Iterator[bytes]) -> bytes | None:
     try:
         return next(iterator)
@@ -233,11 +263,13 @@ def export_response(
     conversations: QuerySet[Conversation], *, fmt: str, filename: str, workspace: str
 ) -> ExportResponse:
     if fmt == "csv":
-        response = ExportResponse(_chunked(csv_lines(conversations)), content_type="text/csv; charset=utf-8")
+        chunks = _chunked(csv_lines(conversations))
+        content_type = "text/csv; charset=utf-8"
     else:
-        response = ExportResponse(
-            _chunked(json_parts(conversations, workspace=workspace)), content_type="application/json; charset=utf-8"
-        )
+        chunks = _chunked(json_parts(conversations, workspace=workspace))
+        content_type = "application/json; charset=utf-8"
+    trailer = INCOMPLETE_TRAILERS["csv" if fmt == "csv" else "json"]
+    response = ExportResponse(_fail_closed(chunks, trailer=trailer), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
     response["Cache-Control"] = "no-store"
     response["X-Content-Type-Options"] = "nosniff"

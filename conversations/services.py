@@ -15,21 +15,24 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from chatbots.models import Chatbot
+from conversations.agent_names import agent_public_name
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event, Visitor
 from pivra.errors import Conflict, DomainError, NotFound
 from pivra.ids import parse_uuid
+from pivra.inputs import clean_client_id, strip_unstorable
 from pivra.queries import unique_row
 from pivra.realtime import console_group, conversation_group, send_event_on_commit, visitor_group
 
 logger = logging.getLogger(__name__)
 
-MAX_CLIENT_ID_LENGTH = 64
-
 
 def visitor_create(*, chatbot: Chatbot, locale: str = "", user_agent: str = "", page: str = "") -> Visitor:
     return Visitor.objects.create(
-        chatbot=chatbot, locale=locale[:35], user_agent=user_agent[:400], current_page=_clean_page(page)
+        chatbot=chatbot,
+        locale=strip_unstorable(locale)[:35],
+        user_agent=strip_unstorable(user_agent)[:400],
+        current_page=_clean_page(page),
     )
 
 
@@ -40,9 +43,9 @@ def visitor_touch(
     fields = ["last_seen_at"]
     visitor.last_seen_at = timezone.now()
     if locale:
-        visitor.locale, fields = locale[:35], [*fields, "locale"]
+        visitor.locale, fields = strip_unstorable(locale)[:35], [*fields, "locale"]
     if user_agent:
-        visitor.user_agent, fields = user_agent[:400], [*fields, "user_agent"]
+        visitor.user_agent, fields = strip_unstorable(user_agent)[:400], [*fields, "user_agent"]
     if page is not None and _clean_page(page):
         visitor.current_page, fields = _clean_page(page), [*fields, "current_page"]
     Visitor.objects.filter(pk=visitor.pk).update(**{f: getattr(visitor, f) for f in fields})
@@ -50,7 +53,7 @@ def visitor_touch(
 
 
 def _clean_page(page: str | None) -> str:
-    page = (page or "").strip()
+    page = strip_unstorable(page or "").strip()
     return page[:1000] if page.startswith(("http://", "https://")) else ""
 
 
@@ -133,7 +136,7 @@ def event_append(
         author=author,
         text=text,
         agent=agent,
-        agent_name=(agent.get_short_name() or agent.get_username()) if agent else "",
+        agent_name=agent_public_name(agent) if agent else "",  # stored as the visitor sees it
         client_id=client_id,
         data=data or {},
     )
@@ -145,10 +148,7 @@ def event_append(
 
 
 def _check_client_id(client_id: str) -> str:
-    client_id = (client_id or "").strip()
-    if not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH:
-        raise DomainError("invalid_client_id", f"client_id must be 1 to {MAX_CLIENT_ID_LENGTH} characters.")
-    return client_id
+    return clean_client_id(client_id, required=True) or ""
 
 
 def event_by_client_id(*, conversation: Conversation, client_id: str) -> Event | None:
@@ -156,7 +156,7 @@ def event_by_client_id(*, conversation: Conversation, client_id: str) -> Event |
 
 
 def clean_message_text(text: str) -> str:
-    text = (text or "").replace("\x00", "").strip()
+    text = strip_unstorable(text or "").strip()
     if not text:
         raise DomainError("empty_message", "Type a message first.")
     limit = settings.MESSAGE_MAX_LENGTH
@@ -195,7 +195,7 @@ def conversation_receive_visitor_message(
                 raise Conflict("client_id_reused", "This client_id was already used for a different message.")
             return Received(event=existing, duplicate=True)
         if conversation.status == Conversation.Status.CLOSED:
-            raise DomainError(
+            raise Conflict(
                 "conversation_closed", "This conversation is resolved. Start a new conversation to keep chatting."
             )
         event = event_append(

@@ -5,15 +5,14 @@ Session-authenticated (CSRF-checked) and always scoped to the agent's workspaces
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django.contrib.auth.models import User
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Router, Schema, Status
+from ninja import Path, Router, Schema, Status
 from ninja.security import django_auth
-from pydantic import Field
 
 from chatbots.models import Membership
 from conversations.frames import event_frame
@@ -21,26 +20,17 @@ from conversations.models import Conversation, Event
 from handoff.models import Handoff
 from handoff.services import handoff_claim, handoff_reply, handoff_resolve
 from handoff.state import agent_display_name
+from pivra.api_schema import UUID, ApiSchema, client_id_field, error_responses, text_field
 from pivra.errors import DomainError, NotFound
 from pivra.ids import parse_uuid
 
 router = Router(tags=["console"], auth=django_auth)
 
 
-class ErrorOut(Schema):
-    code: str
-    detail: str
-
-
-ERRORS: dict[int, type[Schema]] = {
-    400: ErrorOut,
-    401: ErrorOut,
-    403: ErrorOut,
-    404: ErrorOut,
-    409: ErrorOut,
-    413: ErrorOut,
-    422: ErrorOut,
-}
+ERRORS = error_responses()
+# A conversation's public id in a path: a UUID (anything else is 422 invalid_input).
+ConversationId = Annotated[str, Path(pattern=UUID)]
+HandoffFilter = Literal["open", "all", "pending", "active", "busy", "resolved"]
 
 
 class HandoffOut(Schema):
@@ -101,7 +91,7 @@ def handoff_out(*, handoff: Handoff, now: datetime | None = None) -> dict[str, A
 
 
 @router.get("/handoffs", response={200: list[HandoffOut], **ERRORS}, summary="Handoffs in your workspaces")
-def list_handoffs(request: HttpRequest, status: str = "open") -> list[dict[str, Any]]:
+def list_handoffs(request: HttpRequest, status: HandoffFilter = "open") -> list[dict[str, Any]]:
     """``status``: ``open`` (waiting, busy and active — the Handoff tab), ``all``, or one status."""
     query = handoffs_for_console().filter(workspace_id__in=_workspace_ids(_agent(request)))
     if status == "open":
@@ -130,7 +120,7 @@ class ConversationOut(Schema):
     response={200: ConversationOut, **ERRORS},
     summary="A conversation's whole thread, visitor details and lead data",
 )
-def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+def get_conversation(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
     conversation = _conversation(request, conversation_id)
     handoff = handoffs_for_console().filter(conversation=conversation).first()
     visitor = conversation.visitor
@@ -168,14 +158,14 @@ def _conversation(request: HttpRequest, conversation_id: str) -> Conversation:
 
 
 @router.post("/handoffs/{conversation_id}/claim", response={200: HandoffOut, **ERRORS}, summary="Claim (first wins)")
-def claim(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+def claim(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
     handoff = handoff_claim(agent=_agent(request), conversation_public_id=conversation_id)
     return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))
 
 
-class ReplyIn(Schema):
-    client_id: str = Field(min_length=1, max_length=64)
-    text: str = Field(max_length=100_000)
+class ReplyIn(ApiSchema):
+    client_id: str = client_id_field(required=True)
+    text: str = text_field()
 
 
 class ReplyOut(Schema):
@@ -189,7 +179,7 @@ class ReplyOut(Schema):
     response={201: ReplyOut, **ERRORS},
     summary="Reply to the visitor (only the agent who claimed it)",
 )
-def reply(request: HttpRequest, conversation_id: str, payload: ReplyIn) -> Status[dict[str, Any]]:
+def reply(request: HttpRequest, conversation_id: ConversationId, payload: ReplyIn) -> Status[dict[str, Any]]:
     received = handoff_reply(
         agent=_agent(request), conversation_public_id=conversation_id, text=payload.text, client_id=payload.client_id
     )
@@ -203,6 +193,6 @@ def reply(request: HttpRequest, conversation_id: str, payload: ReplyIn) -> Statu
     response={200: HandoffOut, **ERRORS},
     summary="Resolve: the conversation closes with its thread whole",
 )
-def resolve(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+def resolve(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
     handoff = handoff_resolve(agent=_agent(request), conversation_public_id=conversation_id)
     return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))

@@ -32,6 +32,7 @@ from actions.outbox import outbox_write
 from chatbots.features import workspace_has_feature
 from chatbots.models import Chatbot, Membership
 from chatbots.plans import Feature
+from conversations.agent_names import agent_public_name
 from conversations.models import Conversation, Event, Visitor
 from conversations.services import (
     Received,
@@ -49,6 +50,7 @@ from handoff.payloads import event_data
 from handoff.state import agent_display_name, conversation_state, state_snapshot
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.ids import parse_uuid
+from pivra.inputs import clean_client_id
 from pivra.queries import unique_row
 from pivra.realtime import ai_silence_on_commit, console_group, send_on_commit, send_state_on_commit, visitor_group
 
@@ -120,7 +122,7 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
     if existing is not None:
         return existing
     if conversation.status == Conversation.Status.CLOSED:
-        raise DomainError("conversation_closed", "This conversation is resolved. Start a new conversation first.")
+        raise Conflict("conversation_closed", "This conversation is resolved. Start a new conversation first.")
     chatbot = conversation.chatbot
     if not handoff_available(chatbot=chatbot):
         raise Forbidden("handoff_unavailable", "Talking to a team member is not available in this chat.")
@@ -296,7 +298,14 @@ def lead_capture(
         if handoff is None:
             raise Conflict("no_handoff", "A mobile number can be left once a team member was requested.")
         if conversation.lead.get("phone") == e164:
-            return conversation
+            return conversation  # a resend of a number already saved changes nothing
+        if conversation.status == Conversation.Status.CLOSED:
+            # The team is done with this conversation: a number left now would notify nobody useful
+            # (and would let a visitor keep firing lead notifications at a closed case).
+            raise Conflict(
+                "conversation_resolved",
+                "This conversation is resolved. Start a new conversation to leave your number.",
+            )
         conversation.lead = {**conversation.lead, "phone": e164, "captured_at": (now or timezone.now()).isoformat()}
         Conversation.objects.filter(pk=conversation.pk).update(lead=conversation.lead)
         event_append(
@@ -430,7 +439,7 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
         handoff.claimed_by = agent  # the row now says so; spares a query when the state is built
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
         late = handoff.timed_out_at is not None
-        name = agent_display_name(agent)
+        name = agent_public_name(agent)  # the visitor reads this line
         event_append(
             conversation=conversation,
             kind="handoff.claimed",
@@ -448,9 +457,7 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
 def handoff_reply(*, agent: User, conversation_public_id: str, text: str, client_id: str) -> Received:
     """Only the agent who claimed the conversation may reply; a resend with the same client id is stored once."""
     text = clean_message_text(text)
-    client_id = (client_id or "").strip()[:64]
-    if not client_id:
-        raise DomainError("invalid_client_id", "client_id is required.")
+    client_id = clean_client_id(client_id, required=True) or ""
     key = parse_uuid(conversation_public_id)
     with transaction.atomic():
         # The hot path of a live chat, so four statements: the locked conversation (scoped to the

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from conversations.agent_names import agent_public_name
 from conversations.models import Conversation, Visitor
 from conversations.services import conversation_start
 from handoff.models import Handoff
 
 
 def agent_display_name(user: Any) -> str | None:
+    """The console's name for a teammate (their username when they have no first name). Never for
+    visitors: they get ``agent_public_name``."""
     if user is None:
         return None
     return str(user.get_short_name() or user.get_username())
@@ -33,7 +36,7 @@ def state_snapshot(*, conversation: Conversation, handoff: Handoff | None) -> di
         else {
             "status": handoff.status,
             "trigger": handoff.trigger,
-            "agent": agent_display_name(handoff.claimed_by),
+            "agent": None if handoff.claimed_by is None else agent_public_name(handoff.claimed_by),
             "waiting_message": chatbot.handoff_waiting_message,
             "busy_message": chatbot.handoff_busy_message,
             "lead_phone": conversation.lead.get("phone"),

@@ -2,18 +2,67 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
+from django.http.request import RawPostDataException
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+from ninja.types import DictStrAny
 
+from pivra import api_schema
+from pivra.api_errors import GENERIC_ERRORS
 from pivra.errors import DomainError
 
-api = NinjaAPI(
+logger = logging.getLogger(__name__)
+
+
+class BodyIsNotAnObject(ValueError):
+    """A JSON body that is an array, a number, a string or null where every operation takes an object."""
+
+
+class ObjectBodyParser(Parser):
+    """Every request body is a JSON object: ninja would otherwise read a list or a number as an
+    object whose fields are all missing, and an all-optional body would pass."""
+
+    def parse_body(self, request: HttpRequest) -> DictStrAny:
+        data = json.loads(request.body)
+        if not isinstance(data, dict):
+            raise BodyIsNotAnObject(f"The body must be a JSON object, not {type(data).__name__}.")
+        return data
+
+
+class PivraAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: DictStrAny | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        return api_schema.document(schema)
+
+
+api = PivraAPI(
     title="Pivra API",
     version="1",
-    description="Widget (visitor) and console (agent) operations. Errors are JSON `{code, detail}`.",
+    description=(
+        "Widget (visitor) and console (agent) operations.\n\n"
+        "**Authentication.** Widget operations take the visitor token from `POST /api/widget/session` as "
+        "`Authorization: Bearer …`. Console operations take the agent's Django session cookie; every "
+        "console POST also needs the `X-CSRFToken` header (the `csrftoken` cookie's value).\n\n"
+        "**Errors.** Every error is JSON `{code, detail}` — also an unknown path under /api/ (404 "
+        "`not_found`), a wrong method (405 `method_not_allowed`), a body that is not a JSON object or not "
+        "JSON (400 `invalid_input`), a field outside its constraints (422 `invalid_input`), a NUL "
+        "character anywhere (400 `invalid_input`) and an unexpected failure (500 `server_error`, logged)."
+    ),
     urls_namespace="api",
+    parser=ObjectBodyParser(),
 )
+
+
+def _error(request: HttpRequest, status: int, code: str, detail: str) -> HttpResponse:
+    return api.create_response(request, {"code": code, "detail": detail}, status=status)
 
 
 @api.exception_handler(DomainError)
@@ -25,27 +74,65 @@ def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     return response
 
 
+# A refused field whose code the clients already handle, whether the schema or the service refuses
+# it: the widget shows invalid_phone inline under the number field, and gives a message_too_long
+# text back to the composer.
+_FIELD_CODES = {"client_id": "invalid_client_id", "phone": "invalid_phone"}
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    problems = []
+    problems, fields, kinds = [], set(), set()
     for error in exc.errors:
         where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "payload"))
+        fields.add(where)
+        kinds.add(str(error.get("type", "")))
         problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
-    return api.create_response(
-        request, {"code": "invalid_input", "detail": "; ".join(problems) or "Invalid input."}, status=422
-    )
+    if fields == {"text"} and kinds == {"string_too_long"}:
+        limit = settings.MESSAGE_MAX_LENGTH
+        return _error(request, 413, "message_too_long", f"Messages can be at most {limit} characters long.")
+    if fields == {"text"} and kinds <= {"string_too_short", "string_pattern_mismatch"}:
+        return _error(request, 422, "empty_message", "Type a message first.")
+    code = _FIELD_CODES.get(fields.pop(), "invalid_input") if len(fields) == 1 else "invalid_input"
+    return _error(request, 422, code, "; ".join(problems) or "Invalid input.")
 
 
 @api.exception_handler(AuthenticationError)
 def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return api.create_response(
-        request, {"code": "not_authenticated", "detail": "Log in or send valid credentials."}, status=401
-    )
+    return _error(request, 401, "not_authenticated", "Log in or send valid credentials.")
 
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    return api.create_response(request, {"code": "http_error", "detail": str(exc)}, status=exc.status_code)
+    if isinstance(exc.__cause__, BodyIsNotAnObject):
+        return _error(request, 400, "invalid_input", str(exc.__cause__))
+    if exc.__cause__ is not None and exc.status_code == 400:  # ninja could not parse the body
+        return _error(request, 400, "invalid_input", "The body must be a JSON object (it is not valid JSON).")
+    if exc.status_code == 403 and "CSRF" in str(exc):
+        return _error(request, 403, "csrf_failed", "Send the csrftoken cookie's value in the X-CSRFToken header.")
+    code, _ = GENERIC_ERRORS.get(exc.status_code, ("http_error", ""))
+    return _error(request, exc.status_code, code, str(exc))
+
+
+@api.exception_handler(RawPostDataException)
+@api.exception_handler(MultiPartParserError)
+def _unreadable_body(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A form or multipart body (malformed or not) where the operation reads JSON: its stream was
+    consumed as a form before the body could be read."""
+    return _error(request, 400, "invalid_input", "The body must be a JSON object sent as application/json.")
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "not_found", "Not found.")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug: logged with its traceback (as Django logs a 500), answered without internals."""
+    logger.error("Internal Server Error: %s", request.path, exc_info=exc)
+    code, detail = GENERIC_ERRORS[500]
+    return _error(request, 500, code, detail)
 
 
 def _mount_routers() -> None:

@@ -15,17 +15,24 @@ configure_or_exit()
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from pivra.middleware import RefuseUnstorableSocket  # noqa: E402
+from pivra.proxy import ProxyHeadersMiddleware  # noqa: E402
 from pivra.routing import websocket_urlpatterns  # noqa: E402
+from pivra.socket_origin import PublicOriginValidator  # noqa: E402
 
 # Every socket is opened from a page on our own origin (the widget runs in our iframe), so the
-# Origin header must name one of our hosts; chatbots' customer sites are enforced by frame-ancestors.
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
-    }
+# Origin header must be exactly ours and the Host one we serve; chatbots' customer sites are
+# enforced by frame-ancestors. The client address and scheme come from the trusted proxy hop
+# first, so the checks, the rate limits and Django's REMOTE_ADDR all see the same client.
+application = ProxyHeadersMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # A handshake carrying NUL or undecodable bytes is refused before anything reads it.
+            "websocket": RefuseUnstorableSocket(PublicOriginValidator(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )
 
 # Everything imported so far lives as long as the process. Freezing it keeps the garbage collector's

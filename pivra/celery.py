@@ -41,3 +41,7 @@ def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
     sender.add_periodic_task(
         sweep, signature("actions.tasks.sweep_deliveries"), name="actions-delivery-sweep", expires=sweep
     )
+    # Digests of capped notifications go out within half a minute of their window's end.
+    sender.add_periodic_task(
+        30.0, signature("actions.tasks.send_notification_digests"), name="actions-notify-digests", expires=30.0
+    )

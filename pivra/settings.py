@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -33,6 +36,17 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Fernet keys for tenant secrets at rest (pivra.crypto): the first encrypts, all decrypt. Empty: a
+# key derived from SECRET_KEY. Rotation: README "Secrets at rest" and `manage.py rotate_secrets`.
+ENCRYPTION_KEYS = env_list("PIVRA_ENCRYPTION_KEYS", [])
+for _key in ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "PIVRA_ENCRYPTION_KEYS: every key must be a Fernet key (32 url-safe base64 bytes), e.g. from "
+            '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.'
+        ) from None
 PUBLIC_URL = env_str("PIVRA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 if not PUBLIC_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"PIVRA_PUBLIC_URL={PUBLIC_URL!r} must start with http:// or https://.")
@@ -41,8 +55,37 @@ CSRF_TRUSTED_ORIGINS = env_list("PIVRA_CSRF_TRUSTED_ORIGINS", [])
 SECURE_COOKIES = env_bool("PIVRA_SECURE_COOKIES", PUBLIC_URL.startswith("https://"))
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
-if env_bool("PIVRA_BEHIND_PROXY", False):
+BEHIND_PROXY = env_bool("PIVRA_BEHIND_PROXY", False)
+# The client address is the one the Nth proxy from us saw (pivra/proxy.py): X-Forwarded-For is read
+# from the right, so whatever a client writes into it itself is never taken.
+PROXY_HOPS = env_int("PIVRA_PROXY_HOPS", 1, min_value=1, max_value=10)
+# Forwarded headers count only from a direct peer in these ranges (pivra/proxy.py): by default where a
+# proxy of ours can stand, loopback and the private ranges; a client reaching daphne directly cannot.
+TRUSTED_PROXIES = env_list(
+    "PIVRA_TRUSTED_PROXIES",
+    ["127.0.0.0/8", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PIVRA_TRUSTED_PROXIES: {_proxy!r} is not an IP address or CIDR range (e.g. 10.0.0.0/8)."
+        ) from None
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+_HTTPS = PUBLIC_URL.startswith("https://")
+# HSTS: a year with an https public URL. includeSubDomains covers only names below the public host;
+# preload is opt-in (it binds the whole registrable domain once submitted to the browsers' list).
+SECURE_HSTS_SECONDS = env_int("PIVRA_HSTS_SECONDS", 31_536_000 if _HTTPS else 0, min_value=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PIVRA_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("PIVRA_HSTS_PRELOAD", False)
+# Redirect http to https only where Django can tell the two apart: behind a proxy that says so in
+# X-Forwarded-Proto (without it every request looks like http, and the redirect would loop).
+SECURE_SSL_REDIRECT = env_bool("PIVRA_SSL_REDIRECT", _HTTPS and BEHIND_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load-balancer probes often speak plain http
+# check --deploy's W021 asks for preload; leaving it off is the documented default, not an oversight.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
 X_FRAME_OPTIONS = "DENY"  # the widget frame overrides this with frame-ancestors per chatbot
@@ -57,6 +100,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "pivra",
     "chatbots",
     "conversations",
@@ -65,14 +109,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "pivra.api_errors.ApiErrorsAsJson",  # first: every error under /api/ leaves as {code, detail}
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "pivra.middleware.RefuseUnstorableInput",  # before sessions: a NUL in a cookie is never looked up
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out login (page or admin) into the lockout page
     "pivra.middleware.SyncMiddlewareChain",  # keep last: see its docstring
 ]
 
@@ -169,6 +216,30 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Password guessing (pivra/login_limits.py): django-axes counts failed logins, on the login page and
+# the admin login alike, per client address, per (account, address) pair and — with a much higher
+# limit, so ten guesses from anywhere cannot lock an account out — per account. Its cache handler keeps
+# the counters in Redis with an expiry: no database row per guess, shared by every server process.
+AUTHENTICATION_BACKENDS = [
+    "pivra.login_limits.LoginThrottleBackend",  # first: refuses a locked-out login before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "pivra.login_limits.LoginCacheHandler"  # axes' cache handler + the account-wide counter
+AXES_FAILURE_LIMIT = env_int("PIVRA_LOGIN_FAILURE_LIMIT", 10, min_value=1, max_value=1000)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("PIVRA_LOGIN_ACCOUNT_FAILURE_LIMIT", 50, min_value=1, max_value=100_000)
+# A counter lives this long after its latest failure; a lockout lasts this long after it began
+# (failures while locked out do not extend it, so "try again in N minutes" holds).
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PIVRA_LOGIN_LOCKOUT_MINUTES", 15, min_value=1, max_value=1440))
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_PARAMETERS = ["ip_address", ["username", "ip_address"]]  # each on its own counter
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "pivra.client_ip.client_ip"
+AXES_USERNAME_CALLABLE = "pivra.login_limits.login_username"
+AXES_LOCKOUT_CALLABLE = "pivra.login_limits.lockout_response"
+AXES_ENABLE_ADMIN = False  # the cache handler writes no attempt rows: the admin pages would stay empty
+PASSWORD_RESETS_PER_ADDRESS_HOUR = env_int("PIVRA_PASSWORD_RESETS_PER_ADDRESS_HOUR", 5, min_value=1)
+PASSWORD_RESETS_PER_IP_HOUR = env_int("PIVRA_PASSWORD_RESETS_PER_IP_HOUR", 20, min_value=1)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("PIVRA_TIME_ZONE", "UTC")
 USE_I18N = True
@@ -230,7 +301,11 @@ CELERY_TASK_ROUTES = {
 LLM_BASE_URL = env_str("PIVRA_LLM_BASE_URL", "")
 LLM_API_KEY = env_str("PIVRA_LLM_API_KEY", "")
 LLM_MODEL = env_str("PIVRA_LLM_MODEL", "gpt-4o-mini")
-LLM_TIMEOUT = env_float("PIVRA_LLM_TIMEOUT", 30.0)
+LLM_TIMEOUT = env_float("PIVRA_LLM_TIMEOUT", 30.0)  # each connect / read of the AI endpoint
+# The whole AI reply, first byte to last: an endpoint that drips tokens is cut off here.
+LLM_DEADLINE = env_float("PIVRA_LLM_DEADLINE", 120.0)
+if not 1 <= LLM_DEADLINE <= 600:
+    raise ImproperlyConfigured(f"PIVRA_LLM_DEADLINE={LLM_DEADLINE:g} must be between 1 and 600 seconds.")
 VISITOR_TOKEN_MAX_AGE = env_int("PIVRA_VISITOR_TOKEN_DAYS", 90, min_value=1) * 86_400
 RATE_VISITOR_PER_MINUTE = env_int("PIVRA_RATE_VISITOR_PER_MINUTE", 30, min_value=1)
 RATE_IP_PER_MINUTE = env_int("PIVRA_RATE_IP_PER_MINUTE", 300, min_value=1)
@@ -238,11 +313,19 @@ WIDGET_MAX_FRAME_BYTES = 16_384
 HANDOFF_SWEEP_SECONDS = env_float("PIVRA_HANDOFF_SWEEP_SECONDS", 2.0)
 # Actions: webhook / Slack / email deliveries. Private and loopback destinations are refused
 # unless allowed (local development and tests only).
-WEBHOOK_ALLOW_PRIVATE = env_bool("PIVRA_WEBHOOK_ALLOW_PRIVATE", False)
-WEBHOOK_TIMEOUT = env_float("PIVRA_WEBHOOK_TIMEOUT", 10.0)
+# Every tenant-chosen URL (webhooks, Slack, AI endpoint) goes through pivra.outbound; this opens
+# loopback and private ranges there. PIVRA_WEBHOOK_ALLOW_PRIVATE is its older name, still read.
+OUTBOUND_ALLOW_PRIVATE = env_bool("PIVRA_OUTBOUND_ALLOW_PRIVATE", False)
+OUTBOUND_ALLOW_PRIVATE = OUTBOUND_ALLOW_PRIVATE or env_bool("PIVRA_WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_ALLOW_PRIVATE = OUTBOUND_ALLOW_PRIVATE
+WEBHOOK_TIMEOUT = env_float("PIVRA_WEBHOOK_TIMEOUT", 15.0)
 if not 1 <= WEBHOOK_TIMEOUT <= 60:
     raise ImproperlyConfigured(f"PIVRA_WEBHOOK_TIMEOUT={WEBHOOK_TIMEOUT:g} must be between 1 and 60 seconds.")
 DELIVERY_SWEEP_SECONDS = env_float("PIVRA_DELIVERY_SWEEP_SECONDS", 5.0)
+# Escalation and lead notifications per chatbot and event type in each window; the rest of the
+# window's notifications go out as one digest when it ends (actions/caps.py).
+NOTIFY_LIMIT = env_int("PIVRA_NOTIFY_LIMIT", 20, min_value=1)
+NOTIFY_WINDOW_MINUTES = env_int("PIVRA_NOTIFY_WINDOW_MINUTES", 10, min_value=1, max_value=1440)
 MESSAGE_MAX_LENGTH = env_int("PIVRA_MESSAGE_MAX_LENGTH", 2000, min_value=100, max_value=20_000)
 # A visitor message flows through these steps in order until one handles it (like middleware).
 MESSAGE_PIPELINE = [
@@ -261,5 +344,6 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failures and lockouts; not a line per successful login
     },
 }

@@ -304,14 +304,14 @@ class AppProcesses:
 
 
 def daphne_argv(*, env: dict[str, str], host: str, port: int) -> list[str]:
-    """daphne's command line. X-Forwarded-For is trusted only behind a proxy (PIVRA_BEHIND_PROXY):
-    from anyone else it would let each request choose its own address, and so its per-IP rate limit."""
+    """daphne's command line. Never ``--proxy-headers``: daphne takes the leftmost X-Forwarded-For
+    address, which the client writes itself. pivra/proxy.py reads the trusted hop instead (only with
+    PIVRA_BEHIND_PROXY). A bad value of that variable still stops the supervisor before it starts."""
     try:
-        behind_proxy = env_bool("PIVRA_BEHIND_PROXY", False, environ=env)
+        env_bool("PIVRA_BEHIND_PROXY", False, environ=env)
     except ImproperlyConfigured as exc:
         raise StackError(f"configuration error: {exc}") from None
-    proxy = ["--proxy-headers"] if behind_proxy else []
-    return [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), *proxy, "pivra.asgi:application"]
+    return [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "pivra.asgi:application"]
 
 
 def celery_worker_argv(
@@ -419,24 +419,56 @@ def _forward_signals_as_keyboard_interrupt() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _seed_command(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """``seed_demo``'s command line: demo data on an empty database only, unless ``--demo`` /
+    ``PIVRA_DEMO`` asks for it on every start. A fixed password is refused for an https site; it
+    reaches the command in its environment (PIVRA_DEMO_PASSWORD), never in its visible argv."""
+    try:
+        demo = args.demo or env_bool("PIVRA_DEMO", False, environ=env)
+    except ImproperlyConfigured as exc:
+        raise StackError(f"configuration error: {exc}") from None
+    argv = [PYTHON, "manage.py", "seed_demo"]
+    env = {k: v for k, v in env.items() if k != "PIVRA_DEMO_PASSWORD"}
+    if args.password:
+        if (env.get("PIVRA_PUBLIC_URL") or "").strip().startswith("https://"):
+            raise StackError(
+                "a fixed demo password (PIVRA_DEMO_PASSWORD / --password) is refused when PIVRA_PUBLIC_URL is "
+                "https; unset it and the demo logins get random passwords, printed once"
+            )
+        env["PIVRA_DEMO_PASSWORD"] = args.password
+    return (argv if demo else [*argv, "--if-empty"]), env
+
+
+# chatbots.demo.DEMO_PASSWORD_CHECK_TAG (not imported: this launcher does not set Django up).
+DEMO_PASSWORD_CHECK_TAG = "pivra_demo_password"
+
+
+def refuse_known_demo_password(*, env: dict[str, str]) -> None:
+    """Raise StackError when ``check`` reports pivra.E010: an https site whose demo login still has
+    the published demo password (an install upgraded from the old seed). The message says how to fix it."""
+    argv = [PYTHON, "manage.py", "check", "--deploy", "--tag", DEMO_PASSWORD_CHECK_TAG, "--fail-level", "ERROR"]
+    checked = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    if checked.returncode == 0:
+        return
+    found = [line.split("(pivra.E010)", 1)[1].strip() for line in checked.stderr.splitlines() if "(pivra.E010)" in line]
+    raise StackError(f"refusing to start: {found[0]}" if found else f"manage.py check failed: {checked.stderr.strip()}")
+
+
 def command_run(args: argparse.Namespace) -> int:
     """Bring up the demo stack and supervise it until Ctrl-C or until a child dies."""
     _forward_signals_as_keyboard_interrupt()
     env = dict(os.environ)
+    seed_argv, seed_env = _seed_command(args, env)
     # An empty PIVRA_REDIS_URL= (as in .env.example) is unset: the private server is started.
     with private_services(postgres=False, redis=not env_is_set("PIVRA_REDIS_URL", environ=env)) as extra:
         env.update(extra)
         manage("migrate", "--noinput", env=env)
+        refuse_known_demo_password(env=env)
         manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
-        seeded = subprocess.run(
-            [PYTHON, "manage.py", "seed_demo", "--password", args.password],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        # Captured, not inherited: a password it just created is printed once, after the banners.
+        seeded = subprocess.run(seed_argv, cwd=ROOT, env={**seed_env, **extra}, capture_output=True, text=True)
         if seeded.returncode != 0:
-            raise StackError(f"manage.py seed_demo failed: {seeded.stderr.strip()}")
+            raise StackError(f"manage.py seed_demo failed: {seeded.stderr.strip().removeprefix('CommandError: ')}")
         app = start_app(env=env, host=args.host, port=args.port)
         time.sleep(2)  # let the worker's and beat's start-up banners pass, so the logins print last
         print(seeded.stdout.rstrip(), flush=True)
@@ -498,7 +530,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `or`: an empty variable (PIVRA_PORT=) means unset, as everywhere else.
     run.add_argument("--host", default=os.environ.get("PIVRA_HOST") or "127.0.0.1")
     run.add_argument("--port", type=int, default=int(os.environ.get("PIVRA_PORT") or "8000"))
-    run.add_argument("--password", default=os.environ.get("PIVRA_DEMO_PASSWORD") or "pivra-demo")
+    run.add_argument(
+        "--password",
+        default=os.environ.get("PIVRA_DEMO_PASSWORD") or None,
+        help="password of demo users created now (default: a random one each, printed once)",
+    )
+    run.add_argument(
+        "--demo", action="store_true", help="load the demo data even into a database that has data (PIVRA_DEMO=1)"
+    )
     test = sub.add_parser("test", help="run the quality gates and the test suite")
     test.add_argument("--skip-gates", action="store_true", help="only run pytest")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")

@@ -8,6 +8,7 @@ from actions.urls import dashboard_urlpatterns as actions_dashboard
 from chatbots.urls import dashboard_urlpatterns as chatbots_dashboard
 from pivra import health, views
 from pivra.api import api
+from pivra.auth_views import ThrottledPasswordResetView
 from pivra.console.urls import dashboard_urlpatterns as console_dashboard
 from pivra.widget import sse
 from pivra.widget import views as widget_views
@@ -25,6 +26,8 @@ urlpatterns = [
     path("api/widget/stream", sse.stream, name="widget-stream"),
     path("api/", api.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    # Before Django's auth URLs: the reset form with its hourly budgets (pivra/login_limits.py).
+    path("accounts/password_reset/", ThrottledPasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -66,7 +66,8 @@ def test_an_owner_creates_a_webhook_and_sees_its_secret_exactly_once(client: Cli
     assert "No actions yet" in client.get(reverse("dashboard:actions")).content.decode()
     response = client.post(reverse("dashboard:action-create"), _form(personas))
     action = Action.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("dashboard:action-detail", args=[action.pk])
+    detail = reverse("dashboard:action-detail", args=[action.pk])
+    assert response.status_code == 302 and response["Location"].startswith(f"{detail}?reveal=")
     assert action.events == ["conversation.escalated", "lead.captured"] and action.created_by == personas.owner
     first = client.get(response["Location"]).content.decode()
     assert action.secret in first and "you won't see it again" in first
@@ -165,10 +166,10 @@ def test_an_owner_edits_pauses_resumes_tests_rotates_and_deletes(client: Client,
     assert "&quot;test&quot;: true" in delivery_page.content.decode()
 
     old = action.secret
-    client.post(reverse("dashboard:action-rotate-secret", args=[action.pk]))
+    rotated = client.post(reverse("dashboard:action-rotate-secret", args=[action.pk]))
     action.refresh_from_db()
     assert action.secret != old and action.previous_secret == old
-    assert action.secret in client.get(detail).content.decode()  # the new one, once
+    assert action.secret in client.get(rotated["Location"]).content.decode()  # the new one, once
 
     assert "Delete “CRM v2”?" in client.get(reverse("dashboard:action-delete", args=[action.pk])).content.decode()
     client.post(reverse("dashboard:action-delete", args=[action.pk]))

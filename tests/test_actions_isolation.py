@@ -156,10 +156,14 @@ def test_dead_receivers_hold_up_neither_a_fast_receiver_nor_the_handoff_timeout(
 
 
 def test_healthz_needs_a_worker_on_each_queue(stack: Stack) -> None:
+    # /healthz keeps its worker ping for up to 10 s (pivra/health.py): poll rather than expect the
+    # change at the first probe.
+    _wait(lambda: stack.health().status_code == 200, seconds=60, what="healthy", logs=stack.logs)
     body = stack.health().json()
     assert set(body["checks"]["worker"]["queues"]) == {"celery", "deliveries"}
     stack.app.kill("deliveries")
     try:
+        _wait(lambda: stack.health().status_code == 503, seconds=60, what="unhealthy", logs=stack.logs)
         down = stack.health()
         assert down.status_code == 503
         assert "deliveries" in down.json()["checks"]["worker"]["error"]

@@ -44,7 +44,7 @@ def _request_for(user: User):
     return request
 
 
-def test_seed_demo_is_idempotent_and_sets_the_password() -> None:
+def test_seed_demo_is_idempotent_and_never_resets_a_password() -> None:
     call_command("seed_demo", "--password", "first-pass")
     call_command("seed_demo", "--password", "second-pass")
     workspace = Workspace.objects.get(slug="demo")
@@ -55,7 +55,7 @@ def test_seed_demo_is_idempotent_and_sets_the_password() -> None:
     assert Chatbot.objects.filter(workspace=workspace).count() == 1
     roles = dict(Membership.objects.filter(workspace=workspace).values_list("user__username", "role"))
     assert roles == {"admin": "owner", "alice": "agent", "bob": "agent"}
-    assert User.objects.get(username="alice").check_password("second-pass")
+    assert User.objects.get(username="alice").check_password("first-pass")  # set once, at creation
     assert User.objects.get(username="admin").is_staff
 
 

@@ -50,6 +50,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
 
 
+@pytest.fixture(autouse=True)
+def _loopback_endpoints_allowed(settings: Any) -> None:
+    # The fake AI endpoints listen on 127.0.0.1: a tenant URL there is refused unless private is allowed.
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+
+
 @pytest.fixture
 def llm_server() -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("Handler", (_Handler,), {"mode": "stream"})

@@ -52,10 +52,14 @@ async def _until(socket: WebsocketCommunicator, predicate, wait: float = 5) -> d
             return frame
 
 
-async def test_an_anonymous_socket_is_refused() -> None:
+async def test_an_anonymous_socket_is_told_to_sign_in_and_closed() -> None:
     socket = WebsocketCommunicator(application, "/ws/console/", headers=ORIGIN)
     connected, _ = await socket.connect()
-    assert not connected
+    assert connected  # accepted only so the page can read why: a refused handshake hides its status
+    ended = await socket.receive_json_from(timeout=5)
+    assert (ended["type"], ended["detail"]) == ("session.ended", "Your session ended. Sign in again.")
+    assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await socket.disconnect(code=4401)
 
 
 async def test_a_foreign_origin_is_refused_even_with_a_session() -> None:

@@ -186,7 +186,7 @@ def test_only_the_assignee_replies(bot, personas) -> None:
     assert error.value.code == "not_assignee"
     received = handoff_reply(agent=personas.owner, conversation_public_id=conv_id, text="Hi, I'm here", client_id="a1")
     again = handoff_reply(agent=personas.owner, conversation_public_id=conv_id, text="Hi, I'm here", client_id="a1")
-    assert received.event.author == "agent" and received.event.agent_name == "owner"
+    assert received.event.author == "agent" and received.event.agent_name == "Support agent"  # no first name
     assert again.duplicate and again.event.seq == received.event.seq
 
 
@@ -285,7 +285,7 @@ def test_team_busy_lead_capture_and_continue_then_a_late_claim_brings_the_agent_
     current = visitor_current_conversation(visitor=visitor)
     assert current.pk == conversation.pk
     state = conversation_state(current)
-    assert state["handoff"]["status"] == "active" and state["handoff"]["agent"] == "teammate"
+    assert state["handoff"]["status"] == "active" and state["handoff"]["agent"] == "Support agent"
     late = _outbox("handoff.claimed")[0]
     assert late.payload["data"]["late"] is True
 

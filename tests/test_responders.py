@@ -39,6 +39,12 @@ FAQ = [
 
 
 @pytest.fixture(autouse=True)
+def _loopback_endpoints_allowed(settings: Any) -> None:
+    # The fake AI endpoints listen on 127.0.0.1: a tenant URL there is refused unless private is allowed.
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+
+
+@pytest.fixture(autouse=True)
 def _fresh_index_cache() -> Iterator[None]:
     knowledge_module.clear_cache()
     yield

@@ -11,14 +11,14 @@ import pytest
 from pivra import stack
 
 
-def test_daphne_trusts_forwarded_headers_only_behind_a_proxy() -> None:
+def test_daphne_never_trusts_its_own_leftmost_forwarded_address() -> None:
     def argv(**env: str) -> list[str]:
         return stack.daphne_argv(env=env, host="127.0.0.1", port=8000)
 
+    # pivra/proxy.py reads the trusted hop instead (tests/test_proxy_and_origin.py).
     assert "--proxy-headers" not in argv()
-    assert "--proxy-headers" not in argv(PIVRA_BEHIND_PROXY="")
     assert "--proxy-headers" not in argv(PIVRA_BEHIND_PROXY="false")
-    assert "--proxy-headers" in argv(PIVRA_BEHIND_PROXY="true")
+    assert "--proxy-headers" not in argv(PIVRA_BEHIND_PROXY="true")
     assert argv()[-1] == "pivra.asgi:application"
     with pytest.raises(stack.StackError, match="PIVRA_BEHIND_PROXY='maybe' is not a boolean"):
         argv(PIVRA_BEHIND_PROXY="maybe")
@@ -51,7 +51,7 @@ def test_the_run_command_starts_a_private_redis_unless_a_url_is_given(
 ) -> None:
     monkeypatch.setenv("PIVRA_REDIS_URL", value)  # "": as .env.example has it
     with pytest.raises(_Stop):
-        stack.command_run(argparse.Namespace(host="127.0.0.1", port=8000, password="x"))
+        stack.command_run(argparse.Namespace(host="127.0.0.1", port=8000, password="x", demo=False))
     assert asked_for == [{"postgres": False, "redis": private}]
 
 

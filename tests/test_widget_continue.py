@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from conversations.agent_names import agent_public_name
 from conversations.models import Conversation
 from handoff.models import Handoff
 from handoff.services import handoff_claim, handoff_continue_with_ai, handoff_expire
-from handoff.state import agent_display_name
 from pivra.widget import operations
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request
@@ -47,7 +47,7 @@ def test_a_claim_landing_right_after_the_switch_gets_the_live_conversation_back(
 
     assert reply["state"]["conversation"] == str(busy.public_id), "the reply would switch away from the agent"
     assert reply["state"]["handoff"]["status"] == "active"
-    assert reply["state"]["handoff"]["agent"] == agent_display_name(world.teammate)
+    assert reply["state"]["handoff"]["agent"] == agent_public_name(world.teammate)
     assert Conversation.objects.filter(visitor=visitor).count() == 2  # the fresh one was still started
 
 

@@ -14,6 +14,8 @@ from django.conf import settings
 from chatbots.models import Chatbot
 from chatbots.responders.base import ChatTurn, ResponderError
 from chatbots.responders.knowledge import knowledge_search
+from pivra.crypto import secret_unreadable
+from pivra.outbound import NOT_ALLOWED, DestinationNotAllowed, ResolutionFailed, outbound_allow_private, pinned_client
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,11 @@ CONTEXT_ENTRIES = 3
 # Older turns add cost and latency but rarely change the answer; the question itself is always sent.
 MAX_HISTORY_TURNS = 20
 _ERROR_EXCERPT_CHARS = 200
+# A tenant's endpoint is untrusted: these bound what one reply may make a shared worker hold.
+MAX_BODY_BYTES = 1024 * 1024  # the whole response, JSON or event stream
+MAX_LINE_BYTES = 64 * 1024  # one event-stream line (a real delta line is a few hundred bytes)
+# The reply text: a generous multiple of what a visitor may send, and never below 32 KiB.
+MAX_REPLY_CHARS = max(32 * 1024, settings.MESSAGE_MAX_LENGTH * 4)
 _ROLES = {"visitor": "user", "ai": "assistant", "agent": "assistant"}
 
 
@@ -52,13 +59,30 @@ def build_messages(*, chatbot: Chatbot, question: str, history: Sequence[ChatTur
     return messages
 
 
+def _same_url(a: str, b: str) -> bool:
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
+
+
 class OpenAICompatibleResponder:
-    """Streams tokens from the chatbot's LLM endpoint, falling back to the PIVRA_LLM_* settings."""
+    """Streams tokens from the chatbot's LLM endpoint, falling back to the PIVRA_LLM_* settings.
+
+    Two kinds of endpoint: the platform's (PIVRA_LLM_BASE_URL, chosen by the operator, so it may be
+    private or loopback) and a tenant's own. The platform key goes only to the platform endpoint; a
+    tenant URL gets the tenant's key or none, and is vetted like a webhook URL on every request.
+    Both go through pivra.outbound: address pinned, no environment proxies, one overall deadline.
+    """
 
     def __init__(self, chatbot: Chatbot) -> None:
         self.chatbot = chatbot
-        self.base_url: str = (chatbot.llm_base_url or settings.LLM_BASE_URL).strip()
-        self.api_key: str = (chatbot.llm_api_key or settings.LLM_API_KEY).strip()
+        own_url = chatbot.llm_base_url.strip()
+        platform_url = settings.LLM_BASE_URL.strip()
+        self.on_platform = not own_url or (bool(platform_url) and _same_url(own_url, platform_url))
+        self.base_url: str = platform_url if self.on_platform else own_url
+        # Stored under a key no longer configured: fail the reply (stream) rather than send no key or
+        # fall back to the platform key.
+        self.key_unreadable = secret_unreadable(chatbot.llm_api_key)
+        own_key = chatbot.llm_api_key.strip()
+        self.api_key: str = (own_key or settings.LLM_API_KEY.strip()) if self.on_platform else own_key
         self.model: str = (chatbot.llm_model or settings.LLM_MODEL).strip()
 
     @property
@@ -71,6 +95,12 @@ class OpenAICompatibleResponder:
         return text.replace(self.api_key, "[redacted]") if self.api_key else text
 
     def stream(self, *, question: str, history: Sequence[ChatTurn]) -> Iterator[str]:
+        if self.key_unreadable:
+            raise ResponderError(
+                f"Chatbot {self.chatbot.pk}: the saved LLM API key cannot be decrypted with any configured key "
+                "(PIVRA_ENCRYPTION_KEYS / SECRET_KEY changed); restore the old key and run rotate_secrets, "
+                "or save a new API key."
+            )
         if not self.base_url:
             raise ResponderError("No LLM endpoint configured (chatbot llm_base_url and PIVRA_LLM_BASE_URL are empty).")
         url = self.base_url.rstrip("/") + "/chat/completions"
@@ -83,11 +113,15 @@ class OpenAICompatibleResponder:
             "stream": True,
         }
         seconds = float(settings.LLM_TIMEOUT)
-        # The timeout bounds each connect/read, not the whole reply: a long answer streamed steadily is fine.
+        deadline = float(settings.LLM_DEADLINE)
+        # LLM_TIMEOUT bounds each connect/read; LLM_DEADLINE the whole reply, so an endpoint that
+        # drips a token at a time cannot hold a worker for longer.
         timeout = httpx.Timeout(seconds, connect=min(5.0, seconds))
+        # The operator chose the platform URL (a local model server is fine); tenant URLs are vetted.
+        allow_private = self.on_platform or outbound_allow_private()
         try:
             with (
-                httpx.Client(timeout=timeout, follow_redirects=False) as client,
+                pinned_client(allow_private=allow_private, deadline=deadline, timeout=timeout) as client,
                 client.stream("POST", url, json=payload, headers=headers) as response,
             ):
                 if not response.is_success:
@@ -95,6 +129,10 @@ class OpenAICompatibleResponder:
                         f"LLM endpoint {self._host} answered HTTP {response.status_code}: {self._excerpt(response)}"
                     )
                 yield from self._parse(response)
+        except DestinationNotAllowed as exc:
+            raise ResponderError(f"LLM endpoint {self._host} refused: {NOT_ALLOWED}.") from exc
+        except ResolutionFailed as exc:
+            raise ResponderError(f"LLM endpoint {self._host} failed: could not resolve the host name.") from exc
         except httpx.TimeoutException as exc:
             raise ResponderError(f"LLM endpoint {self._host} timed out ({type(exc).__name__}).") from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -114,11 +152,42 @@ class OpenAICompatibleResponder:
         text = " ".join(body.decode("utf-8", errors="replace").split())[:_ERROR_EXCERPT_CHARS]
         return self._redact(text) or "(empty body)"
 
+    def _bytes(self, response: httpx.Response) -> Iterator[bytes]:
+        """The body, refused past MAX_BODY_BYTES (the deadline alone would let 1 GB through)."""
+        total = 0
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                raise ResponderError(f"LLM endpoint {self._host} sent more than {MAX_BODY_BYTES} bytes.")
+            yield chunk
+
+    def _lines(self, response: httpx.Response) -> Iterator[str]:
+        """Event-stream lines, each refused past MAX_LINE_BYTES (httpx's iter_lines buffers without limit)."""
+        buffer = b""
+        for chunk in self._bytes(response):
+            buffer += chunk
+            *lines, buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            for line in [*lines, buffer]:
+                if len(line) > MAX_LINE_BYTES:
+                    raise ResponderError(f"LLM endpoint {self._host} sent an event line over {MAX_LINE_BYTES} bytes.")
+            yield from (line.decode("utf-8", errors="replace") for line in lines)
+        if buffer:
+            yield buffer.decode("utf-8", errors="replace")
+
     def _parse(self, response: httpx.Response) -> Iterator[str]:
+        sent = 0
+        for piece in self._pieces(response):
+            sent += len(piece)
+            if sent > MAX_REPLY_CHARS:
+                raise ResponderError(f"LLM endpoint {self._host} sent a reply over {MAX_REPLY_CHARS} characters.")
+            yield piece
+
+    def _pieces(self, response: httpx.Response) -> Iterator[str]:
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("application/json"):
             # Some compatible servers ignore "stream": true and answer with one complete JSON object.
-            message = _first_choice(self._decode(response.read().decode("utf-8", errors="replace")), "message")
+            body = b"".join(self._bytes(response))
+            message = _first_choice(self._decode(body.decode("utf-8", errors="replace")), "message")
             if message:
                 yield message
                 return
@@ -126,7 +195,7 @@ class OpenAICompatibleResponder:
         received = False
         # One JSON payload per "data:" line, as every OpenAI-compatible server sends; the blank lines
         # between events carry nothing, and comment lines (":") are keep-alives.
-        for line in response.iter_lines():
+        for line in self._lines(response):
             if not line.startswith("data:"):
                 continue
             data = line[len("data:") :].strip()

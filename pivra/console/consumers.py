@@ -8,27 +8,47 @@ frames, checks membership on every watch, and reads; it never writes.
 Access is re-checked while the socket is open, not only at connect: when one of the user's
 memberships is removed or moved (``pivra.console.revocation``), the socket drops the groups of every
 workspace the user has left and tells the page with ``revoked``; with no workspace left it closes.
+The session is re-checked too (``pivra.console.session_validity``): on a deactivation or password
+change (the same nudge), on logout of its own session, before every client command, every
+``SESSION_RECHECK_SECONDS`` and at the session's expiry. An ended session gets ``session.ended``
+and close code 4401, and is never answered or fed again; a socket opened without a valid session
+is accepted only to be closed the same way, since a browser cannot read a refused handshake's status.
+The user's group is joined *before* the session is first checked, so an end committed during the
+handshake is either seen by that check or heard as a nudge afterwards, never missed.
+
+The check fails closed: one failed check (database or session store down) is tolerated and retried
+after ``SESSION_RETRY_SECONDS``; the ``SESSION_CHECK_FAILURES_TOLERATED + 1``-th failure in a row, or
+no successful check for ``SESSION_UNVERIFIED_MAX_SECONDS``, closes the socket with 4503. Nothing
+reaches the page while its session has gone unverified that long. 4503 is not final for the page: it
+reconnects later, and the new handshake authenticates it again.
 
 Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``revoked``,
-``pong``, ``error``. Frames about a conversation carry its ``workspace`` id, so a page of one
-workspace can ignore another's.
+``session.ended``, ``pong``, ``error``. Frames about a conversation carry its ``workspace`` id, so a
+page of one workspace can ignore another's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.utils import timezone
 from pydantic import ValidationError
 
 from chatbots.models import Membership
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
 from pivra.console import frames
-from pivra.console.revocation import RECHECK_FRAME, console_user_group
+from pivra.console.revocation import RECHECK_FRAME, SESSION_ENDED_FRAME, console_user_group
 from pivra.console.selectors import unclaimed_counts
+from pivra.console.session_validity import SessionValidity, session_digest, session_validity
+from pivra.inputs import has_forbidden_in
 from pivra.realtime import console_group, conversation_group
 from pivra.sockets import SocketConsumer
 
@@ -38,6 +58,19 @@ REPLAY_LIMIT = 500
 _WORKSPACE_CACHE_SIZE = 2000
 # Close code once the last of the user's workspaces is gone (the "revoked" frame before it reloads the page).
 CLOSE_NO_WORKSPACE = 4403
+# Close code once the session no longer signs the user in (logout, deactivation, password change, expiry).
+CLOSE_SESSION_ENDED = 4401
+SESSION_ENDED_DETAIL = "Your session ended. Sign in again."
+# Expiry and changes no signal reports (a queryset update, a deleted session row) are found by this
+# re-check; event-driven ends arrive at once. Consoles are few, so a read per socket per half-minute is cheap.
+SESSION_RECHECK_SECONDS = 30.0
+# Close code while the session cannot be verified (the store is failing): the page reconnects later.
+CLOSE_SESSION_UNVERIFIED = 4503
+# Failed checks in a row that are tolerated (a blip), the next one closes; retried this much sooner.
+SESSION_CHECK_FAILURES_TOLERATED = 2
+SESSION_RETRY_SECONDS = 5.0
+# The longest a socket is fed without a successful check (a hanging store never returns a failure).
+SESSION_UNVERIFIED_MAX_SECONDS = 60.0
 
 
 def _workspace_ids(user_id: int) -> frozenset[int]:
@@ -77,20 +110,34 @@ def _workspace_of(public_id: str) -> int | None:
 
 class ConsoleConsumer(SocketConsumer):
     user_id: int | None = None
+    session_key: str | None = None
     workspace_ids: frozenset[int] = frozenset()
     watching: str | None = None
     watching_workspace: int | None = None
+    ended = False
+    _session_timer: asyncio.Task[None] | None = None
+    _failed_checks = 0
+    _verified_at = 0.0  # time.monotonic() of the last successful session check
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)  # before accept: the handshake is refused (HTTP 403)
+        session = self.scope.get("session")
+        if user is None or not user.is_authenticated or session is None:
+            await self.accept()  # then closed with a code the page can read, not a bare HTTP 403
+            await self._end_session()
             return
         self.user_id = user.pk
+        self.session_key = session.session_key
         self._workspace_cache: dict[str, int] = {}
-        # Join the user's group before reading the memberships: a removal committed in between
-        # is then heard and re-checked, never missed.
+        # Join the user's group before checking the session and reading the memberships: a
+        # deactivation, password change, logout or removal committed in between is then heard and
+        # re-checked, never missed until the periodic re-check.
         await self.channel_layer.group_add(console_user_group(user.pk), self.channel_name)
+        validity = await self._session_validity()  # also its expiry, which the handshake did not read
+        if validity is None or not validity.valid:
+            await self.accept()
+            await (self._end_unverified() if validity is None else self._end_session())
+            return
         counts = await database_sync_to_async(_workspaces)(user.pk)
         self.workspace_ids = frozenset(counts)
         for workspace_id in self.workspace_ids:
@@ -102,8 +149,10 @@ class ConsoleConsumer(SocketConsumer):
                 "workspaces": [{"id": wid, "unclaimed": n} for wid, n in sorted(counts.items())],
             }
         )
+        self._session_timer = asyncio.create_task(self._recheck_session_periodically(validity.expires_at))
 
     async def disconnect(self, code: int) -> None:
+        self._stop_session_timer()
         if self.user_id is not None:
             await self.channel_layer.group_discard(console_user_group(self.user_id), self.channel_name)
         for workspace_id in self.workspace_ids:
@@ -112,9 +161,19 @@ class ConsoleConsumer(SocketConsumer):
         await self._unwatch()
 
     async def pivra_event(self, message: dict[str, Any]) -> None:
+        if self.ended:
+            return  # a frame already on its way when the session ended
+        if self._unverified_too_long():
+            await self._end_unverified()
+            return
         frame: dict[str, Any] = message["frame"]
         if frame.get("type") == RECHECK_FRAME:
-            await self._recheck_access()
+            if await self._session_still_valid():
+                await self._recheck_access()
+            return
+        if frame.get("type") == SESSION_ENDED_FRAME:
+            if self.session_key is not None and frame.get("session") == session_digest(self.session_key):
+                await self._end_session()
             return
         conversation = frame.get("conversation")
         if isinstance(conversation, str):
@@ -142,6 +201,8 @@ class ConsoleConsumer(SocketConsumer):
         await self._send({"type": "error", "code": code, "detail": detail})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.ended:
+            return
         if text_data is None:
             await self._error("invalid_frame", "Frames must be JSON text.")
             return
@@ -150,8 +211,11 @@ class ConsoleConsumer(SocketConsumer):
             return
         try:
             raw = json.loads(text_data)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number over 4,300 digits, or ~1,000 nested arrays
             await self._error("invalid_json", "That frame is not valid JSON.")
+            return
+        if has_forbidden_in(raw):  # NUL or a lone surrogate: no text column can store it
+            await self._error("invalid_input", "The frame contains characters that are not allowed.")
             return
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             await self._error("invalid_frame", 'A frame is a JSON object with a "type".')
@@ -165,6 +229,9 @@ class ConsoleConsumer(SocketConsumer):
             problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
             await self._error("invalid_input", problems or "Invalid frame.")
             return
+        # Every command is answered only while the session would still sign the user in.
+        if not await self._session_still_valid():
+            return
         try:
             if isinstance(frame, frames.Ping):
                 await self._send({"type": "pong"})
@@ -175,6 +242,96 @@ class ConsoleConsumer(SocketConsumer):
         except Exception:  # never crash the socket on one bad frame
             logger.exception("console frame %s failed", raw["type"])
             await self._error("server_error", "Something went wrong. Please try again.")
+
+    async def _session_still_valid(self) -> bool:
+        """Re-validate the socket's session; end the socket and say False when it no longer holds."""
+        if self.ended or self.user_id is None:
+            return False
+        validity = await self._session_validity()
+        if validity is None:  # unknown: tolerated for a blip, never for long
+            if self._unverified_too_long():
+                await self._end_unverified()
+                return False
+            return True
+        if not validity.valid:
+            await self._end_session()
+        return validity.valid
+
+    async def _session_validity(self) -> SessionValidity | None:
+        """The session's validity, or None when it could not be checked (counted as a failure)."""
+        assert self.user_id is not None
+        try:
+            validity = await database_sync_to_async(session_validity)(
+                session_key=self.session_key, user_id=self.user_id
+            )
+        except Exception:  # the database or the session store is down
+            self._failed_checks += 1
+            logger.warning("could not re-validate the session of a console socket", exc_info=True)
+            return None
+        self._failed_checks = 0
+        self._verified_at = time.monotonic()
+        return validity
+
+    def _unverified_too_long(self) -> bool:
+        return (
+            self._failed_checks > SESSION_CHECK_FAILURES_TOLERATED
+            or time.monotonic() - self._verified_at >= SESSION_UNVERIFIED_MAX_SECONDS
+        )
+
+    async def _recheck_session_periodically(self, expires_at: datetime | None) -> None:
+        """Re-validate every ``SESSION_RECHECK_SECONDS``, and at the session's expiry if sooner."""
+        while not self.ended:
+            wait = SESSION_RECHECK_SECONDS
+            if expires_at is not None:
+                wait = min(wait, max(0.0, (expires_at - timezone.now()).total_seconds()) + 0.05)
+            if self._failed_checks:
+                wait = min(wait, SESSION_RETRY_SECONDS)
+            await asyncio.sleep(wait)
+            validity = await self._session_validity()
+            if validity is None:
+                if self._unverified_too_long():
+                    await self._end_unverified()
+                    return
+                continue
+            if not validity.valid:
+                await self._end_session()
+                return
+            expires_at = validity.expires_at  # re-read each time: a later request can extend it
+
+    def _stop_session_timer(self) -> None:
+        timer, self._session_timer = self._session_timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _end_session(self) -> None:
+        """Leave every group first (nothing more reaches this socket), tell the page, then close."""
+        if await self._leave_everything():
+            # The client may be gone already; the close must still be attempted.
+            with contextlib.suppress(Exception):
+                await self._send({"type": SESSION_ENDED_FRAME, "code": "session_ended", "detail": SESSION_ENDED_DETAIL})
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def _end_unverified(self) -> None:
+        """As ``_end_session``, but not final: the page reconnects later and signs in at the handshake."""
+        if await self._leave_everything():
+            logger.warning("closing a console socket whose session could not be verified")
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_SESSION_UNVERIFIED)
+
+    async def _leave_everything(self) -> bool:
+        """Mark the socket ended and leave every group; False when it had ended already."""
+        if self.ended:
+            return False
+        self.ended = True
+        self._stop_session_timer()
+        if self.user_id is not None:
+            await self.channel_layer.group_discard(console_user_group(self.user_id), self.channel_name)
+        for workspace_id in self.workspace_ids:
+            await self.channel_layer.group_discard(console_group(workspace_id), self.channel_name)
+        self.workspace_ids = frozenset()
+        await self._unwatch()
+        return True
 
     async def _recheck_access(self) -> None:
         """Leave every workspace the user is no longer a member of; close when none is left."""

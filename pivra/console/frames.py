@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from pivra.inputs import MAX_SEQ
+
 MAX_FRAME_BYTES = 4096
 
 
@@ -19,7 +21,7 @@ class Watch(_Frame):
 
     type: Literal["watch"]
     conversation: UUID
-    last_seq: int = Field(default=0, ge=0)
+    last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
 
 
 class Unwatch(_Frame):

@@ -23,6 +23,7 @@ from chatbots.models import Chatbot
 from conversations.models import Conversation, Event, Visitor
 from handoff.models import Handoff
 from handoff.state import agent_display_name
+from pivra.inputs import MAX_ID, InvalidInput, clean_text, parse_date, parse_int
 
 TAB_OPEN = "open"
 TAB_HANDOFF = "handoff"
@@ -70,12 +71,10 @@ class ConversationFilters:
 
 
 def _parse_date(raw: str, label: str, problems: list[str]) -> date | None:
-    if not raw:
-        return None
     try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        problems.append(f"{label} must be a date like 2026-03-06.")
+        return parse_date(raw, field=label)
+    except InvalidInput as exc:
+        problems.append(exc.detail)
         return None
 
 
@@ -89,15 +88,23 @@ def filters_from_query(query: QueryDict, *, chatbot_ids: set[int]) -> Conversati
     if status and status not in dict(STATUS_CHOICES[tab]):
         status = ""
     chatbot_raw = query.get("chatbot", "")
-    chatbot = int(chatbot_raw) if chatbot_raw.isdigit() and int(chatbot_raw) in chatbot_ids else None
+    chatbot = parse_int(chatbot_raw, min_value=1, max_value=MAX_ID)
+    if chatbot not in chatbot_ids:
+        chatbot = None  # another workspace's bot, or no number at all: ignored, never obeyed
     date_from = _parse_date(query.get("from", ""), "From", problems)
     date_to = _parse_date(query.get("to", ""), "To", problems)
     if date_from and date_to and date_from > date_to:
         problems.append("The date range ends before it starts.")
         date_from, date_to = date_to, date_from
+    try:
+        # The edge middleware already refuses a NUL; this keeps one from ever reaching a query.
+        q = clean_text(" ".join(query.get("q", "").split())[:MAX_QUERY_LENGTH], field="Search")
+    except InvalidInput as exc:
+        problems.append(exc.detail)
+        q = ""
     return ConversationFilters(
         tab=tab,
-        q=" ".join(query.get("q", "").split())[:MAX_QUERY_LENGTH],
+        q=q,
         status=status,
         date_from=date_from,
         date_to=date_to,

@@ -23,6 +23,7 @@ from conversations.models import Conversation
 from handoff.models import Handoff
 from handoff.state import agent_display_name
 from pivra.console import analytics, selectors
+from pivra.inputs import MAX_ID, parse_int
 
 PAGE_SIZE = 50
 
@@ -101,7 +102,8 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     }
     # The live list refreshes itself by asking for just this part of the page.
     template = "console/conversations_list.html" if request.GET.get("fragment") else "console/conversations.html"
-    return render(request, template, context)
+    # A refused filter still shows the page, with the problem named above the list.
+    return render(request, template, context, status=400 if filters.problems else 200)
 
 
 def _conversation_or_404(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
@@ -205,6 +207,9 @@ def conversation_export(request: HttpRequest, public_id: uuid.UUID, fmt: str) ->
 def conversations_export(request: HttpRequest, fmt: str) -> HttpResponse:
     membership = request_membership(request)
     filters = _filters(request)
+    if filters.problems:
+        # Refused before the stream starts: an error inside a streaming response cannot change its status.
+        return HttpResponse(" ".join(filters.problems), status=400, content_type="text/plain; charset=utf-8")
     return _streamed(
         export_response(
             selectors.conversations_filtered(workspace_id=membership.workspace_id, filters=filters),
@@ -220,7 +225,12 @@ def conversations_export(request: HttpRequest, fmt: str) -> HttpResponse:
 def analytics_view(request: HttpRequest) -> HttpResponse:
     membership = request_membership(request)
     raw = request.GET.get("days", "")
-    days = int(raw) if raw.isdigit() and int(raw) in analytics.PERIODS else analytics.DEFAULT_PERIOD
+    days = parse_int(raw, min_value=0, max_value=MAX_ID) if raw else analytics.DEFAULT_PERIOD
+    if days is None:  # not a number at all ("²", "٣", 5,000 digits): refused, not guessed at
+        periods = ", ".join(str(p) for p in analytics.PERIODS)
+        return HttpResponse(f"Pick a period of {periods} days.", status=400, content_type="text/plain; charset=utf-8")
+    if days not in analytics.PERIODS:
+        days = analytics.DEFAULT_PERIOD  # a number we do not offer (an edited link): the default period
     stats = analytics.handoff_stats(workspace_id=membership.workspace_id, days=days)
     context = {
         "nav": "analytics",

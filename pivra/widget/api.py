@@ -5,11 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Query, Router, Schema
 from ninja.security import HttpBearer
 from pydantic import Field
 
 from conversations.models import Visitor
+from pivra.api_schema import (
+    LOCALE,
+    MAX_SEQ,
+    NO_NUL,
+    PHONE,
+    PUBLIC_KEY,
+    UUID_OR_EMPTY,
+    ApiSchema,
+    client_id_field,
+    error_responses,
+    text_field,
+)
 from pivra.widget import operations
 from pivra.widget.tokens import visitor_from_token
 
@@ -31,11 +43,13 @@ def _ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
-class SessionIn(Schema):
-    public_key: str = Field(max_length=60)
-    token: str | None = Field(default=None, max_length=500)
-    locale: str = Field(default="", max_length=35)
-    page: str | None = Field(default=None, max_length=1000)
+class SessionIn(ApiSchema):
+    public_key: str = Field(pattern=PUBLIC_KEY, description="The chatbot's public key (pk_…).")
+    token: str | None = Field(
+        default=None, max_length=500, pattern=NO_NUL, description="A stored visitor token to resume, if any."
+    )
+    locale: str = Field(default="", max_length=35, pattern=LOCALE)
+    page: str | None = Field(default=None, max_length=1000, pattern=NO_NUL)
 
 
 class HandoffStateOut(Schema):
@@ -78,9 +92,9 @@ class EventsOut(Schema):
     events: list[EventOut]
 
 
-class MessageIn(Schema):
-    client_id: str = Field(min_length=1, max_length=64)
-    text: str = Field(max_length=100_000)
+class MessageIn(ApiSchema):
+    client_id: str = client_id_field(required=True)
+    text: str = text_field()
 
 
 class AckOut(Schema):
@@ -92,41 +106,33 @@ class AckStateOut(AckOut):
     state: StateOut
 
 
-class ClientIdIn(Schema):
-    client_id: str | None = Field(default=None, max_length=64)
+class ClientIdIn(ApiSchema):
+    client_id: str | None = client_id_field(required=False)
 
 
-class OfferIn(Schema):
-    client_id: str = Field(min_length=1, max_length=64)
-    offer_seq: int = Field(ge=1)
+class OfferIn(ApiSchema):
+    client_id: str = client_id_field(required=True)
+    offer_seq: int = Field(ge=1, le=MAX_SEQ, description="The seq of the offer event being answered.")
     accept: bool
 
 
-class LeadIn(Schema):
-    client_id: str | None = Field(default=None, max_length=64)
-    phone: str = Field(max_length=60)
-    locale: str = Field(default="", max_length=35)
+class LeadIn(ApiSchema):
+    client_id: str | None = client_id_field(required=False)
+    phone: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=PHONE,
+        description="A mobile number, e.g. +44 7911 123456 (national formats are read with the locale's "
+        "region). One that is not a valid mobile number of its country is 400 invalid_phone.",
+    )
+    locale: str = Field(default="", max_length=35, pattern=LOCALE)
 
 
 class SwitchOut(Schema):
     state: StateOut
 
 
-class ErrorOut(Schema):
-    code: str
-    detail: str
-
-
-ERRORS: dict[int, type[Schema]] = {
-    400: ErrorOut,
-    401: ErrorOut,
-    403: ErrorOut,
-    404: ErrorOut,
-    409: ErrorOut,
-    413: ErrorOut,
-    422: ErrorOut,
-    429: ErrorOut,
-}
+ERRORS = error_responses(429)
 
 
 @router.post("/session", auth=None, response={200: SessionOut, **ERRORS}, summary="Start or resume a visitor session")
@@ -142,7 +148,11 @@ def session(request: HttpRequest, payload: SessionIn) -> dict[str, Any]:
 
 
 @router.get("/events", response={200: EventsOut, **ERRORS}, summary="The conversation's events after a seq")
-def events(request: HttpRequest, conversation: str | None = None, after_seq: int = 0) -> dict[str, Any]:
+def events(
+    request: HttpRequest,
+    conversation: str = Query("", pattern=UUID_OR_EMPTY, description="Empty: the current conversation."),
+    after_seq: int = Query(0, ge=0, le=MAX_SEQ),
+) -> dict[str, Any]:
     return operations.widget_events(visitor=_visitor(request), conversation=conversation, after_seq=after_seq)
 
 

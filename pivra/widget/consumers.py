@@ -14,6 +14,7 @@ from django.conf import settings
 from pydantic import ValidationError
 
 from pivra.errors import DomainError
+from pivra.inputs import has_forbidden_in
 from pivra.realtime import visitor_group
 from pivra.sockets import SocketConsumer
 from pivra.widget import frames, operations
@@ -73,8 +74,11 @@ class WidgetConsumer(SocketConsumer):
             return
         try:
             raw = json.loads(text_data)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number over 4,300 digits, or ~1,000 nested arrays
             await self._error("invalid_json", "That frame is not valid JSON.")
+            return
+        if has_forbidden_in(raw):  # NUL or a lone surrogate: no text column can store it
+            await self._error("invalid_input", "The frame contains characters that are not allowed.")
             return
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             await self._error("invalid_frame", 'A frame is a JSON object with a "type".')

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from pivra.inputs import MAX_SEQ
+
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -17,7 +19,7 @@ class Hello(_Frame):
     type: Literal["hello"]
     token: str = Field(max_length=500)
     conversation: str | None = Field(default=None, max_length=64)
-    last_seq: int = Field(default=0, ge=0)
+    last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
 
 
 class Message(_Frame):
@@ -34,7 +36,7 @@ class HandoffRequest(_Frame):
 class OfferReply(_Frame):
     type: Literal["handoff.offer_reply"]
     client_id: ClientId
-    offer_seq: int = Field(ge=1)
+    offer_seq: int = Field(ge=1, le=MAX_SEQ)
     accept: bool
 
 

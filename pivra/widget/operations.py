@@ -6,10 +6,13 @@ Each returns the JSON the client gets back; refusals raise DomainError.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import IntegrityError
 
 from chatbots.models import Chatbot
 from conversations.frames import event_frame
@@ -31,26 +34,69 @@ from handoff.services import (
 )
 from handoff.state import conversation_state, state_snapshot, visitor_current_conversation
 from pivra.errors import Conflict, NotFound
+from pivra.inputs import MAX_SEQ, clean_client_id, parse_int
 from pivra.widget.ratelimit import RateLimited, page_report_limits, rate_limit_hit, visitor_action_limits
 from pivra.widget.tokens import visitor_from_token, visitor_token
 
 # Events a reconnecting client may ask for in one go; an older gap gets an explicit resync.
 REPLAY_LIMIT = 500
+# The database's guard against two events with one client id in a conversation (conversations.models).
+CLIENT_ID_CONSTRAINT = "event_unique_client_id"
+CLIENT_ID_REUSED = "client_id_reused"
+OFFER_ANSWER_KINDS = ("handoff.offer_accepted", "handoff.offer_declined")
+
+
+def _required_client_id(client_id: str | None) -> str:
+    return clean_client_id(client_id, required=True) or ""
+
+
+def _reused() -> Conflict:
+    return Conflict(CLIENT_ID_REUSED, "This client_id was already used for a different action.")
 
 
 def _limit(
-    visitor: Visitor, ip: str | None, *, conversation: Conversation | None = None, client_id: str | None = None
-) -> None:
+    visitor: Visitor,
+    ip: str | None,
+    *,
+    conversation: Conversation | None = None,
+    client_id: str | None = None,
+    kinds: tuple[str, ...] = (),
+) -> bool:
     """Count one action against the visitor's and the IP's budgets — unless it resends one already
-    stored in ``conversation`` under the same client id: a resend changes nothing, so it is free.
-    (The service still decides; a reused id with other content is refused there.)"""
-    resend = (
-        bool(client_id)
-        and conversation is not None
-        and Event.objects.filter(conversation=conversation, client_id=client_id).exists()
+    stored in ``conversation`` under the same client id (an event of one of ``kinds``): a resend
+    changes nothing, so it is free. An id already used for another kind of action is counted, then
+    refused with 409 ``client_id_reused``: reuse must not be a free way to make the server work.
+    Returns whether the action was counted. (The service still decides; a reused id with other
+    content of the same kind is refused there, see ``_refusing_reuse``.)"""
+    used = (
+        Event.objects.filter(conversation=conversation, client_id=client_id).values_list("kind", flat=True).first()
+        if client_id and conversation is not None
+        else None
     )
-    if not resend:
-        visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
+    if used is not None and used in kinds:
+        return False
+    visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
+    if used is not None:
+        raise _reused()
+    return True
+
+
+@contextmanager
+def _refusing_reuse(visitor: Visitor, ip: str | None, *, counted: bool) -> Iterator[None]:
+    """A client id reused with other content, or by a twin request of another kind that committed
+    first (the database's unique constraint is the last word): 409 ``client_id_reused``, counted."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != CLIENT_ID_CONSTRAINT:
+            raise
+        if not counted:
+            visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
+        raise _reused() from None
+    except Conflict as exc:
+        if exc.code == CLIENT_ID_REUSED and not counted:
+            visitor_action_limits(visitor_key=str(visitor.public_id), ip=ip)
+        raise
 
 
 def widget_visitor(*, visitor_id: int) -> Visitor | None:
@@ -113,23 +159,27 @@ def _current(visitor: Visitor) -> Conversation:
 
 
 def widget_message(*, visitor: Visitor, client_id: str, text: str, ip: str | None = None) -> dict[str, Any]:
+    client_id = _required_client_id(client_id)
     conversation = _current(visitor)
-    _limit(visitor, ip, conversation=conversation, client_id=client_id)
-    received = conversation_receive_visitor_message(
-        visitor=visitor, conversation_public_id=str(conversation.public_id), client_id=client_id, text=text
-    )
+    counted = _limit(visitor, ip, conversation=conversation, client_id=client_id, kinds=("message",))
+    with _refusing_reuse(visitor, ip, counted=counted):
+        received = conversation_receive_visitor_message(
+            visitor=visitor, conversation_public_id=str(conversation.public_id), client_id=client_id, text=text
+        )
     return {"client_id": received.event.client_id, "seq": received.event.seq}
 
 
 def widget_handoff(*, visitor: Visitor, client_id: str | None, ip: str | None = None) -> dict[str, Any]:
+    client_id = clean_client_id(client_id, required=False)
     conversation = _current(visitor)
-    _limit(visitor, ip, conversation=conversation, client_id=client_id)
-    handoff = handoff_request(
-        visitor=visitor,
-        conversation_public_id=str(conversation.public_id),
-        trigger=Handoff.Trigger.BUTTON,
-        client_id=client_id,
-    )
+    counted = _limit(visitor, ip, conversation=conversation, client_id=client_id, kinds=("handoff.requested",))
+    with _refusing_reuse(visitor, ip, counted=counted):
+        handoff = handoff_request(
+            visitor=visitor,
+            conversation_public_id=str(conversation.public_id),
+            trigger=Handoff.Trigger.BUTTON,
+            client_id=client_id,
+        )
     conversation.refresh_from_db(fields=["status", "last_seq", "lead"])
     state = state_snapshot(conversation=conversation, handoff=handoff)  # the handoff as just written
     return {"client_id": client_id, "seq": conversation.last_seq, "state": state}
@@ -138,15 +188,19 @@ def widget_handoff(*, visitor: Visitor, client_id: str | None, ip: str | None = 
 def widget_offer_reply(
     *, visitor: Visitor, client_id: str, offer_seq: int, accept: bool, ip: str | None = None
 ) -> dict[str, Any]:
+    client_id = _required_client_id(client_id)
+    if parse_int(offer_seq, min_value=1, max_value=MAX_SEQ) is None:
+        raise NotFound("offer_not_found", "There is no such question to answer in this conversation.")
     conversation = _current(visitor)
-    _limit(visitor, ip, conversation=conversation, client_id=client_id)
-    answer = handoff_offer_answer(
-        visitor=visitor,
-        conversation_public_id=str(conversation.public_id),
-        offer_seq=offer_seq,
-        accept=accept,
-        client_id=client_id,
-    )
+    counted = _limit(visitor, ip, conversation=conversation, client_id=client_id, kinds=OFFER_ANSWER_KINDS)
+    with _refusing_reuse(visitor, ip, counted=counted):
+        answer = handoff_offer_answer(
+            visitor=visitor,
+            conversation_public_id=str(conversation.public_id),
+            offer_seq=offer_seq,
+            accept=accept,
+            client_id=client_id,
+        )
     conversation.refresh_from_db()
     return {"client_id": client_id, "seq": answer.event.seq, "state": conversation_state(conversation)}
 
@@ -154,15 +208,17 @@ def widget_offer_reply(
 def widget_lead(
     *, visitor: Visitor, client_id: str | None, phone: str, locale: str, ip: str | None = None
 ) -> dict[str, Any]:
+    client_id = clean_client_id(client_id, required=False)
     target = _lead_conversation(visitor)
-    _limit(visitor, ip, conversation=target, client_id=client_id)
-    conversation = lead_capture(
-        visitor=visitor,
-        conversation_public_id=str(target.public_id),
-        phone=phone,
-        locale=locale,
-        client_id=client_id,
-    )
+    counted = _limit(visitor, ip, conversation=target, client_id=client_id, kinds=("lead.captured",))
+    with _refusing_reuse(visitor, ip, counted=counted):
+        conversation = lead_capture(
+            visitor=visitor,
+            conversation_public_id=str(target.public_id),
+            phone=phone,
+            locale=locale,
+            client_id=client_id,
+        )
     return {"client_id": client_id, "seq": conversation.last_seq, "state": conversation_state(conversation)}
 
 
@@ -177,13 +233,18 @@ def widget_continue(*, visitor: Visitor, client_id: str | None, ip: str | None =
     conversation. The reply is the visitor's current conversation, read after the service committed:
     a late claim of the busy handoff may commit right after the switch to the fresh AI chat, and a
     reply naming the fresh conversation would then drag the widget away from the live agent."""
+    client_id = clean_client_id(client_id, required=False)
     if _continued(visitor, client_id) is None:
-        _limit(visitor, ip)
+        current = _current(visitor)
+        counted = _limit(visitor, ip, conversation=current, client_id=client_id, kinds=("conversation.continued",))
         try:
-            handoff_continue_with_ai(
-                visitor=visitor, conversation_public_id=str(_current(visitor).public_id), client_id=client_id
-            )
-        except Conflict:
+            with _refusing_reuse(visitor, ip, counted=counted):
+                handoff_continue_with_ai(
+                    visitor=visitor, conversation_public_id=str(current.public_id), client_id=client_id
+                )
+        except Conflict as exc:
+            if exc.code == CLIENT_ID_REUSED:
+                raise
             # A twin of this request committed after the check above: the current conversation is
             # then already the fresh one, which has no busy handoff to continue from.
             if _continued(visitor, client_id) is None:
@@ -223,6 +284,7 @@ _STARTING = "starting"
 def widget_new_conversation(*, visitor: Visitor, client_id: str | None = None, ip: str | None = None) -> dict[str, Any]:
     """ "Start new conversation". Idempotent per client id: a resend gets the conversation the first
     request started, free of budget, and never a second one."""
+    client_id = clean_client_id(client_id, required=False)
     if not client_id:
         _limit(visitor, ip)
         return {"state": conversation_state(conversation_start_new(visitor=visitor))}

@@ -14,6 +14,7 @@ from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
+from pivra.inputs import MAX_SEQ, parse_int
 from pivra.realtime import visitor_group
 from pivra.widget import operations
 from pivra.widget.relay import AiSilence
@@ -38,8 +39,8 @@ async def stream(request: HttpRequest) -> HttpResponseBase:
     visitor = await database_sync_to_async(visitor_from_token)(token)
     if visitor is None:
         return JsonResponse({"code": "not_authenticated", "detail": "Send your visitor token."}, status=401)
-    last_event_id = request.headers.get("Last-Event-ID", "0")
-    last_seq = int(last_event_id) if last_event_id.isdigit() else 0
+    # A seq is a plain non-negative integer; anything else ("²", 5,000 digits) replays from the start.
+    last_seq = parse_int(request.headers.get("Last-Event-ID"), min_value=0, max_value=MAX_SEQ) or 0
     conversation = request.GET.get("conversation")
     layer = get_channel_layer()
     assert layer is not None

@@ -4,10 +4,15 @@
 // tab title's "(3)" in step with the unclaimed count, beeps on a new handoff (an agent can turn the
 // sound off; the choice is kept in localStorage), and lets page scripts watch one conversation:
 // after a reconnect it asks again with the last seq the page has, and the server replays the gap.
+// When the server closes it because the session ended (logout, deactivation, password change,
+// expiry: code 4401) it stays closed and the page says so, with a link to sign in again.
 
 const SOUND_KEY = "pivra.console.sound";
 const PING_MS = 25_000;
 const MAX_BACKOFF_MS = 15_000;
+const CLOSE_SESSION_ENDED = 4401;
+const CLOSE_NO_WORKSPACE = 4403; // the "revoked" frame before it reloads the page
+const SESSION_ENDED_TEXT = "Your session ended.";
 
 const script = document.querySelector("script[data-console-socket]");
 export const workspaceId = Number(script?.dataset.workspace || 0) || null;
@@ -22,6 +27,7 @@ export class ConsoleSocket extends EventTarget {
     this.pingTimer = null;
     this.retryTimer = null;
     this.everConnected = false;
+    this.ended = false;
     this.connect();
     // Come back at once when the network or the tab does.
     window.addEventListener("online", () => this.reconnectNow());
@@ -36,6 +42,7 @@ export class ConsoleSocket extends EventTarget {
 
   connect() {
     clearTimeout(this.retryTimer);
+    if (this.ended) return;
     let ws;
     try {
       ws = new WebSocket(this.url);
@@ -63,11 +70,18 @@ export class ConsoleSocket extends EventTarget {
       this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
       this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       clearInterval(this.pingTimer);
       if (this.ws === ws) {
         this.ws = null;
         this.dispatchEvent(new CustomEvent("status", { detail: { connected: false } }));
+        if (event.code === CLOSE_SESSION_ENDED || event.code === CLOSE_NO_WORKSPACE) {
+          // Final: reconnecting cannot help. Say so instead of retrying forever.
+          this.ended = true;
+          clearTimeout(this.retryTimer);
+          this.dispatchEvent(new CustomEvent("ended", { detail: { code: event.code } }));
+          return;
+        }
         this.scheduleReconnect();
       }
     });
@@ -81,7 +95,7 @@ export class ConsoleSocket extends EventTarget {
   }
 
   reconnectNow() {
-    if (this.ws === null) {
+    if (this.ws === null && !this.ended) {
       this.backoff = 500;
       this.connect();
     }
@@ -144,6 +158,25 @@ consoleSocket.addEventListener("queue", (event) => {
 // Removed from this page's workspace: reload, so the server shows what the agent may still see.
 consoleSocket.addEventListener("revoked", (event) => {
   if ((event.detail.workspaces || []).includes(workspaceId)) window.location.reload();
+});
+
+// The session ended: a message at the top of the page with a way back in (the login page sends a
+// still-signed-in agent straight back, e.g. after changing their own password in another tab).
+consoleSocket.addEventListener("ended", (event) => {
+  if (event.detail.code !== CLOSE_SESSION_ENDED || document.querySelector("[data-session-ended]")) return;
+  const next = encodeURIComponent(window.location.pathname + window.location.search);
+  const box = document.createElement("ul");
+  box.className = "flash";
+  box.setAttribute("role", "alert");
+  box.dataset.sessionEnded = "";
+  const item = document.createElement("li");
+  item.className = "flash-error";
+  const link = document.createElement("a");
+  link.href = `/accounts/login/?next=${next}`;
+  link.textContent = "Sign in again.";
+  item.append(`${SESSION_ENDED_TEXT} `, link);
+  box.append(item);
+  (document.getElementById("main") || document.body).prepend(box);
 });
 
 // --- a short sound on a new handoff --------------------------------------------------------------

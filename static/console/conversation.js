@@ -327,6 +327,13 @@ consoleSocket.addEventListener("resync", (event) => {
 consoleSocket.addEventListener("error", (event) => {
   if (event.detail.code === "not_found") showError("This conversation is no longer available to you.");
 });
+consoleSocket.addEventListener("ended", () => {
+  // Signed out: nothing sent from here could be accepted any more.
+  textarea.disabled = true;
+  sendButton.disabled = true;
+  claimButton.disabled = true;
+  resolveButton.disabled = true;
+});
 
 consoleSocket.watch(conversationId, () => lastSeq);
 
