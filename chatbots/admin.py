@@ -10,7 +10,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from chatbots.features import workspace_has_feature
-from chatbots.forms import KEY_NOT_SET, key_help, llm_base_url_clean
+from chatbots.forms import key_help, llm_api_key_field, llm_base_url_clean
 from chatbots.models import Chatbot, KnowledgeEntry, Membership, Plan, Subscription, Workspace
 from chatbots.plans import Feature
 from chatbots.services import chatbot_llm_key_next, normalize_origin
@@ -111,13 +111,7 @@ class KnowledgeEntryInline(admin.StackedInline):
 
 class ChatbotAdminForm(forms.ModelForm):
     # Write-only, as in the dashboard: the saved key never reaches the page.
-    llm_api_key = forms.CharField(
-        required=False,
-        max_length=200,
-        label="LLM API key",
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=KEY_NOT_SET,
-    )
+    llm_api_key = llm_api_key_field(label="LLM API key")
     clear_llm_api_key = forms.BooleanField(required=False, label="Remove the saved API key")
 
     class Meta:

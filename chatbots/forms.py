@@ -26,6 +26,18 @@ KEY_UNREADABLE = (
 )
 
 
+def llm_api_key_field(*, label: str) -> forms.CharField:
+    """The AI key as a write-only field (dashboard and admin): the saved key is never sent back to
+    the browser, not even masked; an empty field keeps it."""
+    return forms.CharField(
+        required=False,
+        max_length=200,
+        label=label,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=KEY_NOT_SET,
+    )
+
+
 def llm_base_url_clean(url: str) -> str:
     """A tenant's AI endpoint, checked like a webhook URL: no loopback, private or link-local
     address. The operator's own PIVRA_LLM_BASE_URL is always accepted (it may be a local server)."""
@@ -102,14 +114,7 @@ class GeneralSettingsForm(forms.Form):
     ai_provider = forms.ChoiceField(choices=Chatbot.Provider.choices, label="AI")
     llm_base_url = forms.URLField(required=False, label="Endpoint URL", assume_scheme="https")
     llm_model = forms.CharField(required=False, max_length=100, label="Model")
-    llm_api_key = forms.CharField(
-        required=False,
-        max_length=200,
-        label="API key",
-        # Write-only: the saved key is never sent back to the browser, not even masked.
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=KEY_NOT_SET,
-    )
+    llm_api_key = llm_api_key_field(label="API key")
     clear_llm_api_key = forms.BooleanField(required=False, label="Remove the saved API key")
     fallback_message = forms.CharField(
         max_length=500, label="Fallback answer", help_text="Said when no knowledge entry matches."

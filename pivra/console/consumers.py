@@ -152,13 +152,7 @@ class ConsoleConsumer(SocketConsumer):
         self._session_timer = asyncio.create_task(self._recheck_session_periodically(validity.expires_at))
 
     async def disconnect(self, code: int) -> None:
-        self._stop_session_timer()
-        if self.user_id is not None:
-            await self.channel_layer.group_discard(console_user_group(self.user_id), self.channel_name)
-        for workspace_id in self.workspace_ids:
-            await self.channel_layer.group_discard(console_group(workspace_id), self.channel_name)
-        self.workspace_ids = frozenset()
-        await self._unwatch()
+        await self._leave_everything()
 
     async def pivra_event(self, message: dict[str, Any]) -> None:
         if self.ended:
