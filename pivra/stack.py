@@ -250,10 +250,22 @@ def refuse_known_demo_password(*, env: dict[str, str]) -> None:
     raise StackError(f"refusing to start: {found[0]}" if found else f"manage.py check failed: {checked.stderr.strip()}")
 
 
+def served_public_url(*, host: str, port: int, env: dict[str, str]) -> str | None:
+    """Where the run command serves, as PIVRA_PUBLIC_URL when none is set: the printed links, the
+    embed snippet and the demo chatbot's allowed site then name the port actually served (not the
+    default 8000). None when the URL is set, or the host is a wildcard no browser can open."""
+    if env_is_set("PIVRA_PUBLIC_URL", environ=env) or host in ("0.0.0.0", "::", ""):
+        return None
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def command_run(args: argparse.Namespace) -> int:
     """Bring up the demo stack and supervise it until Ctrl-C or until a child dies."""
     _forward_signals_as_keyboard_interrupt()
     env = dict(os.environ)
+    served_at = served_public_url(host=args.host, port=args.port, env=env)
+    if served_at is not None:
+        env["PIVRA_PUBLIC_URL"] = served_at
     seed_argv, seed_env = _seed_command(args, env)
     # An empty PIVRA_REDIS_URL= (as in .env.example) is unset: the private server is started.
     with private_services(postgres=False, redis=not env_is_set("PIVRA_REDIS_URL", environ=env)) as extra:

@@ -63,3 +63,19 @@ def test_the_test_command_treats_empty_urls_as_unset(
     with pytest.raises(_Stop):
         stack.command_test(argparse.Namespace(skip_gates=True, pytest_args=[]))
     assert asked_for == [{"postgres": True, "redis": True}]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "public_url", "expected"),
+    [
+        ("127.0.0.1", 8011, "", "http://127.0.0.1:8011"),
+        ("::1", 8000, "", "http://[::1]:8000"),
+        ("0.0.0.0", 8000, "", None),
+        ("127.0.0.1", 8011, "https://chat.example.com", None),
+    ],
+)
+def test_the_run_command_names_the_port_it_serves_unless_a_public_url_is_set(
+    host: str, port: int, public_url: str, expected: str | None
+) -> None:
+    env = {"PIVRA_PUBLIC_URL": public_url} if public_url else {}
+    assert stack.served_public_url(host=host, port=port, env=env) == expected
