@@ -11,7 +11,17 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
+from pivra.unavailable import is_unavailable
+
 logger = logging.getLogger(__name__)
+
+
+def _log_failed_enqueue(exc: Exception, message: str, *args: object) -> None:
+    """A broker outage is one line (the sweeps send the work once it is back); anything else is a bug."""
+    if is_unavailable(exc):
+        logger.warning(message + " (broker unavailable: %s)", *args, exc)
+    else:
+        logger.exception(message, *args)
 
 
 def enqueue_dispatch_on_commit(event_id: str) -> None:
@@ -20,8 +30,8 @@ def enqueue_dispatch_on_commit(event_id: str) -> None:
 
         try:
             dispatch_outbox_event.delay(event_id)
-        except Exception:  # the sweep dispatches any event whose task never left
-            logger.exception("could not enqueue the dispatch of outbox event %s", event_id)
+        except Exception as exc:  # the sweep dispatches any event whose task never left
+            _log_failed_enqueue(exc, "could not enqueue the dispatch of outbox event %s", event_id)
 
     transaction.on_commit(send)
 
@@ -40,7 +50,7 @@ def enqueue_attempts_on_commit(delivery_ids: Iterable[int], *, countdown: float 
                     attempt_delivery.delay(delivery_id)
                 else:
                     attempt_delivery.apply_async((delivery_id,), countdown=countdown)
-            except Exception:  # the sweep re-queues any due delivery without a live task
-                logger.exception("could not enqueue delivery %s", delivery_id)
+            except Exception as exc:  # the sweep re-queues any due delivery without a live task
+                _log_failed_enqueue(exc, "could not enqueue delivery %s", delivery_id)
 
     transaction.on_commit(send)

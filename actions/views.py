@@ -36,6 +36,7 @@ from chatbots.plans import Feature
 from chatbots.selectors import chatbots_for_workspace
 from pivra.crypto import secret_decrypt, secret_encrypt
 from pivra.errors import DomainError
+from pivra.unavailable import is_unavailable, log_unavailable
 
 # A new signing secret is shown once: the POST that made it leaves it, encrypted, under a random
 # one-time token in the cache (never the session table, which is written to the database), and
@@ -71,6 +72,18 @@ def _reveal_put(request: HttpRequest, *, action: Action, secret: str, new: bool)
     entry = {"action": action.pk, "user": request.user.pk, "secret": secret_encrypt(secret), "new": new}
     cache.set(REVEAL_PREFIX + token, entry, REVEAL_SECONDS)
     return f"{reverse('dashboard:action-detail', args=[action.pk])}?reveal={token}"
+
+
+def _reveal_redirect(request: HttpRequest, *, action: Action, secret: str, new: bool) -> HttpResponse:
+    """To the page that shows the new secret once. With the cache out of reach the secret is saved
+    but cannot wait for that page: this response shows it instead of a 503 that would lose it."""
+    try:
+        return redirect(_reveal_put(request, action=action, secret=secret, new=new))
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log_unavailable("action secret reveal", exc)
+        return _detail_page(request, action=action, reveal={"secret": secret, "new": new})
 
 
 def _reveal_take(request: HttpRequest, *, action: Action) -> dict[str, Any] | None:
@@ -136,7 +149,7 @@ def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
                 )
                 messages.success(request, f"Action “{created.name}” created.")
                 if created.kind == Action.Kind.WEBHOOK:
-                    return redirect(_reveal_put(request, action=created, secret=created.secret, new=True))
+                    return _reveal_redirect(request, action=created, secret=created.secret, new=True)
                 return redirect("dashboard:action-detail", pk=created.pk)
             services.action_update(
                 action=action,
@@ -177,7 +190,10 @@ def action_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if not _enabled(membership):
         return _locked(request)
     action = _action_or_404(membership, pk)
-    reveal = _reveal_take(request, action=action)
+    return _detail_page(request, action=action, reveal=_reveal_take(request, action=action))
+
+
+def _detail_page(request: HttpRequest, *, action: Action, reveal: dict[str, Any] | None) -> HttpResponse:
     page = Paginator(deliveries_for_action(action=action), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
     soon = timezone.now() + timedelta(seconds=60)
     # Refresh while something is about to change, so a test send shows its result by itself.
@@ -271,7 +287,7 @@ def action_rotate_secret(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("Only webhook actions are signed.")
     secret = services.action_rotate_secret(action=action)
     messages.success(request, "New signing secret created. The previous one keeps signing for 24 hours.")
-    return redirect(_reveal_put(request, action=action, secret=secret, new=False))
+    return _reveal_redirect(request, action=action, secret=secret, new=False)
 
 
 @workspace_required

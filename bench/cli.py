@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import chaos, loadgen
 from bench.profiles import (
     PROFILES,
     TARGET_IDLE_SOCKETS,
@@ -47,7 +47,7 @@ from pivra.stack import AppProcesses, Service, StackError, free_port, manage, st
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 PASSWORD = "bench-pass-2718"
-PHASES = ("loader", "latency", "throughput", "claims", "timeouts", "idle")
+PHASES = ("loader", "latency", "throughput", "claims", "timeouts", "idle", "chaos")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -200,12 +200,12 @@ class Bench:
             self.load.stop()
         if self.app is not None:
             self.app.stop()
-        for service in reversed(self.services):
-            service.stop()
         from django.db import connections
 
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # first: PostgreSQL's SIGTERM waits for open sessions
             connections.close_all()
+        for service in reversed(self.services):
+            service.stop()
 
     def cpu_snapshot(self) -> dict[str, float]:
         assert self.app is not None and self.load is not None
@@ -644,6 +644,9 @@ class Bench:
             "pass": held >= TARGET_IDLE_SOCKETS and kb is not None and kb <= TARGET_KB_PER_SOCKET,
         }
 
+    def phase_chaos(self) -> None:
+        chaos.phase(self, password=PASSWORD)  # bench/chaos.py: kills and restarts servers under load
+
     # --- report ---------------------------------------------------------------------------------
 
     def report(self, total_seconds: float) -> None:
@@ -788,7 +791,7 @@ def table_rows(figures: dict[str, Any], profile: Profile) -> list[tuple[str, str
                 verdict(figure),
             )
         )
-    return rows
+    return rows + chaos.table_rows(figures)
 
 
 def _signals_to_keyboard_interrupt() -> None:

@@ -27,6 +27,14 @@ class Profile:
     # (5) claim storm
     claimers: int
     claim_trials: int
+    # (7) chaos soak: conversations x seconds, each side sending every chaos_interval s on average,
+    # Redis / the workers / daphne each killed chaos_kills_each times for chaos_outage seconds
+    chaos_conversations: int
+    chaos_duration: float
+    chaos_interval: float
+    chaos_kills_each: int
+    chaos_outage: tuple[float, float]
+    chaos_settle: float
 
     @property
     def agents(self) -> int:
@@ -49,6 +57,12 @@ SMOKE = Profile(
     timeout_window=1,
     claimers=20,
     claim_trials=10,
+    chaos_conversations=20,
+    chaos_duration=30,
+    chaos_interval=3,
+    chaos_kills_each=1,
+    chaos_outage=(2.0, 3.0),
+    chaos_settle=30,
 )
 
 FULL = Profile(
@@ -67,6 +81,12 @@ FULL = Profile(
     timeout_window=5,
     claimers=50,
     claim_trials=200,
+    chaos_conversations=200,
+    chaos_duration=180,
+    chaos_interval=15,
+    chaos_kills_each=2,
+    chaos_outage=(2.0, 5.0),
+    chaos_settle=60,
 )
 
 PROFILES = {p.name: p for p in (SMOKE, FULL)}

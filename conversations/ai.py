@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from typing import Literal
+from typing import Any, Literal, NoReturn
 
+import redis
 from django.db import transaction
 
 from chatbots.responders import FRIENDLY_ERROR, ChatTurn, ResponderError, responder_for
+from conversations.ai_slots import (
+    ai_leases_kept,
+    ai_reply_lock,
+    ai_reply_mark_queued,
+    ai_reply_unlock,
+    ai_reply_unmark_queued,
+    ai_slot_acquire,
+    ai_slot_release,
+)
 from conversations.models import Conversation, Event
 from conversations.services import conversation_lock, event_append
 from pivra.realtime import ai_silenced, send_now_rollback_unsafe, send_on_commit, visitor_group
@@ -31,6 +42,15 @@ def _answered(conversation_id: int, reply_to_seq: int) -> bool:
     ).exists()
 
 
+def _superseded(conversation_id: int, reply_to_seq: int) -> bool:
+    """A later visitor message already has its AI reply: answering this one now would come out of
+    turn (a copy delayed by an outage, or one that waited behind the AI caps while the visitor went
+    on), and that later reply was written with this message in its history."""
+    return Event.objects.filter(
+        conversation_id=conversation_id, author=Event.Author.AI, kind="message", data__reply_to__gt=reply_to_seq
+    ).exists()
+
+
 def _history(conversation: Conversation, before_seq: int) -> list[ChatTurn]:
     rows = (
         Event.objects.filter(conversation=conversation, kind="message", seq__lt=before_seq)
@@ -41,6 +61,23 @@ def _history(conversation: Conversation, before_seq: int) -> list[ChatTurn]:
     return [ChatTurn(role=roles[author], text=text) for author, text in reversed(rows) if author in roles]
 
 
+class AiBusy(Exception):
+    """Every AI slot of the chatbot or of its workspace is taken: ask again in ``retry_in`` seconds."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"AI slots taken; retry in {retry_in:.1f} s")
+        self.retry_in = retry_in
+
+
+# A deferred reply asks for a slot again after this long (jittered, so waiting replies spread out).
+RETRY_SECONDS = (1.0, 2.0)
+_random = secrets.SystemRandom()
+
+
+def _typing(conversation: Conversation, on: bool) -> dict[str, Any]:
+    return {"type": "typing", "conversation": str(conversation.public_id), "author": "ai", "on": on}
+
+
 def conversation_reply_with_ai(*, conversation_id: int, reply_to_seq: int) -> Event | None:
     """Answer the visitor message ``reply_to_seq``; returns the stored AI event, or None when silenced.
 
@@ -48,7 +85,10 @@ def conversation_reply_with_ai(*, conversation_id: int, reply_to_seq: int) -> Ev
     after reading the handoff request's silence key (set on its commit, before its state frame); a
     token that still crosses that frame in flight is dropped by the widget's socket or stream; and
     the final write re-checks the status under the conversation's lock. A message is answered at
-    most once: a redelivered task running beside the original finds the answer under that lock.
+    most once: a twin (redelivered, or queued again by the unanswered sweep) that finds the reply
+    lock held returns without calling the LLM, and one that runs after the lock expired finds the
+    answer under the row lock. Raises AiBusy, with the visitor shown the typing indicator, when
+    the chatbot or its workspace already has as many AI calls running as its cap allows.
     """
     conversation = Conversation.objects.select_related("chatbot", "visitor").filter(pk=conversation_id).first()
     if conversation is None or conversation.status != Conversation.Status.OPEN:
@@ -58,11 +98,46 @@ def conversation_reply_with_ai(*, conversation_id: int, reply_to_seq: int) -> Ev
     question = Event.objects.filter(conversation=conversation, seq=reply_to_seq).values_list("text", flat=True).first()
     if question is None:
         return None
+    lock = ai_reply_lock(conversation_id=conversation.pk, reply_to_seq=reply_to_seq)
+    if lock is None:
+        return None  # a twin is answering this message right now
+    try:
+        if _answered(conversation.pk, reply_to_seq):
+            return None  # a twin stored the answer and let go of the lock since the first check
+        if _superseded(conversation.pk, reply_to_seq):
+            return None  # the AI already answered a later message (its history held this one)
+        # Out of the queue and under a renewed lock: a worker killed from here on frees the message
+        # for the unanswered sweep within one lease (not the queued marker's much longer one).
+        ai_reply_unmark_queued(conversation_id=conversation.pk, reply_to_seq=reply_to_seq)
+        slot = ai_slot_acquire(chatbot_id=conversation.chatbot_id, workspace_id=conversation.chatbot.workspace_id)
+        if slot is None:
+            _defer(conversation, reply_to_seq)
+        try:
+            with ai_leases_kept(lock=lock, slot=slot):
+                return _stream_and_store(conversation, reply_to_seq, question)
+        finally:
+            ai_slot_release(slot)
+    finally:
+        ai_reply_unlock(lock)
+
+
+def _defer(conversation: Conversation, reply_to_seq: int) -> NoReturn:
+    """The visitor sees the bot typing while the reply waits for a slot; the unanswered sweep
+    leaves a waiting reply alone (it is queued)."""
+    send_now_rollback_unsafe([visitor_group(conversation.visitor.public_id)], _typing(conversation, True))
+    try:
+        ai_reply_mark_queued(conversation_id=conversation.pk, reply_to_seq=reply_to_seq, only_if_new=False)
+    except redis.RedisError:
+        pass  # no Redis, no slots either: the next try goes ahead without a cap
+    raise AiBusy(_random.uniform(*RETRY_SECONDS))
+
+
+def _stream_and_store(conversation: Conversation, reply_to_seq: int, question: str) -> Event | None:
     groups = [visitor_group(conversation.visitor.public_id)]
     conversation_key = str(conversation.public_id)
 
-    def typing(on: bool) -> dict[str, object]:
-        return {"type": "typing", "conversation": conversation_key, "author": "ai", "on": on}
+    def typing(on: bool) -> dict[str, Any]:
+        return _typing(conversation, on)
 
     send_now_rollback_unsafe(groups, typing(True))
     chunks: list[str] = []

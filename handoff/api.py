@@ -11,16 +11,17 @@ from django.contrib.auth.models import User
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Path, Router, Schema, Status
+from ninja import Path, Query, Router, Schema, Status
 from ninja.security import django_auth
 
 from chatbots.models import Membership
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
+from conversations.services import conversation_events_after
 from handoff.models import Handoff
 from handoff.services import handoff_claim, handoff_reply, handoff_resolve
 from handoff.state import agent_display_name
-from pivra.api_schema import UUID, ApiSchema, client_id_field, error_responses, text_field
+from pivra.api_schema import MAX_SEQ, UUID, ApiSchema, client_id_field, error_responses, text_field
 from pivra.errors import DomainError, NotFound
 from pivra.ids import parse_uuid
 
@@ -140,6 +141,43 @@ def get_conversation(request: HttpRequest, conversation_id: ConversationId) -> d
         "lead": conversation.lead,
         "handoff": handoff_out(handoff=handoff) if handoff else None,
         "events": [event_frame(e, conversation) for e in conversation.events.order_by("seq")],
+    }
+
+
+# A page of the events-after endpoint, as long as the sockets' replay (REPLAY_LIMIT): a client that
+# is further behind asks again from the last seq it got.
+EVENTS_PAGE = 500
+
+
+class EventsPageOut(Schema):
+    conversation: str
+    last_seq: int
+    has_more: bool
+    events: list[dict[str, Any]]
+
+
+@router.get(
+    "/conversations/{conversation_id}/events",
+    response={200: EventsPageOut, **ERRORS},
+    summary="A conversation's events after a seq (at most 500, in seq order)",
+    description="What a client missed: a console view that sees a hole in the seqs it received fetches it "
+    "here. `last_seq` is the conversation's last seq when the events were read. `has_more` is true when "
+    "the page limit cut the answer: ask again from the last seq returned. (Seqs can be missing — an "
+    "event deleted by staff — so counting them against `last_seq` does not tell.)",
+)
+def conversation_events(
+    request: HttpRequest,
+    conversation_id: ConversationId,
+    after_seq: int = Query(0, ge=0, le=MAX_SEQ, description="The seq the client has every event up to."),
+) -> dict[str, Any]:
+    conversation = _conversation(request, conversation_id)
+    # One row past the page tells whether there is more.
+    events = conversation_events_after(conversation=conversation, after_seq=after_seq, limit=EVENTS_PAGE + 1)
+    return {
+        "conversation": str(conversation.public_id),
+        "last_seq": conversation.last_seq,
+        "has_more": len(events) > EVENTS_PAGE,
+        "events": [event_frame(e, conversation) for e in events[:EVENTS_PAGE]],
     }
 
 

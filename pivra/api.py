@@ -18,6 +18,7 @@ from ninja.types import DictStrAny
 from pivra import api_schema
 from pivra.api_errors import GENERIC_ERRORS
 from pivra.errors import DomainError
+from pivra.unavailable import is_unavailable, unavailable_response
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ api = PivraAPI(
         "**Errors.** Every error is JSON `{code, detail}` — also an unknown path under /api/ (404 "
         "`not_found`), a wrong method (405 `method_not_allowed`), a body that is not a JSON object or not "
         "JSON (400 `invalid_input`), a field outside its constraints (422 `invalid_input`), a NUL "
-        "character anywhere (400 `invalid_input`) and an unexpected failure (500 `server_error`, logged)."
+        "character anywhere (400 `invalid_input`), Redis or the task broker briefly out of reach (503 `unavailable` "
+        "with `Retry-After`: try again) and an unexpected failure (500 `server_error`, logged)."
     ),
     urls_namespace="api",
     parser=ObjectBodyParser(),
@@ -129,7 +131,10 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    """A bug: logged with its traceback (as Django logs a 500), answered without internals."""
+    """A bug: logged with its traceback (as Django logs a 500), answered without internals. Redis or
+    the broker out of reach is no bug: 503 ``unavailable`` with Retry-After (``pivra.unavailable``)."""
+    if is_unavailable(exc):
+        return unavailable_response(request, exc)
     logger.error("Internal Server Error: %s", request.path, exc_info=exc)
     code, detail = GENERIC_ERRORS[500]
     return _error(request, 500, code, detail)

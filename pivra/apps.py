@@ -8,6 +8,7 @@ class PivraConfig(AppConfig):
     verbose_name = "Pivra"
 
     def ready(self) -> None:
+        from pivra import push_drop  # noqa: F401  (registers its deploy check)
         from pivra.console import revocation
 
         revocation.connect()

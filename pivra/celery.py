@@ -1,4 +1,4 @@
-"""The Celery app: handoff timers, outbox deliveries and AI replies run here."""
+"""The Celery app: handoff timers and sweeps, AI replies and outbox deliveries, each on its own queue."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Any
 
 from celery import Celery, signature
 
+from pivra import broker_compat
+
+broker_compat.install()  # a worker survives a Redis restart with tasks in flight (see the module)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pivra.settings")
 
 app = Celery("pivra")
@@ -37,6 +40,14 @@ def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
         every, signature("handoff.tasks.sweep_overdue_handoffs"), name="handoff-sweep", expires=every
     )
     sender.add_periodic_task(every, signature("handoff.tasks.repair_lost_pushes"), name="push-repair", expires=every)
+    # Half the grace period: a message whose task was lost is queued again at most 1.5 graces after it was stored.
+    unanswered = max(1.0, settings.AI_UNANSWERED_GRACE_SECONDS / 2)
+    sender.add_periodic_task(
+        unanswered,
+        signature("conversations.tasks.sweep_unanswered_messages"),
+        name="ai-unanswered-sweep",
+        expires=unanswered,
+    )
     sweep = settings.DELIVERY_SWEEP_SECONDS
     sender.add_periodic_task(
         sweep, signature("actions.tasks.sweep_deliveries"), name="actions-delivery-sweep", expires=sweep

@@ -68,8 +68,9 @@ def _redis() -> dict[str, Any]:
 
 
 def _worker() -> dict[str, Any]:
-    """Every queue needs a live consumer: a delivery worker alone would leave handoff timeouts
-    unrun, and a main worker alone would leave every webhook and email queued."""
+    """Every queue needs a live consumer: without the main worker handoff timeouts go unrun,
+    without the AI worker no visitor gets an answer, without the delivery worker every webhook and
+    email stays queued. The detail names each queue with the workers that consume it."""
     from pivra.celery import app
 
     replies = app.control.inspect(timeout=WORKER_PING_TIMEOUT).active_queues() or {}

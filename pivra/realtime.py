@@ -14,6 +14,9 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from pivra.redis_client import shared_redis
+from pivra.unavailable import is_unavailable, log_unavailable
+
 logger = logging.getLogger(__name__)
 
 # Channel-layer message type; consumers implement a handler named ``pivra_event``.
@@ -76,8 +79,11 @@ async def _send_all(layer: BaseChannelLayer, groups: list[str], message: dict[st
     for group in groups:
         try:
             await layer.group_send(group, message)
-        except Exception:  # a broadcast failure must never undo or fail a committed state change
-            logger.exception("broadcast to %s failed", group)
+        except Exception as exc:  # a broadcast failure must never undo or fail a committed state change
+            if is_unavailable(exc):  # an outage: one line (the push-repair sweep republishes later)
+                log_unavailable("broadcast", exc)
+            else:
+                logger.exception("broadcast to %s failed", group)
             sent = False
     return sent
 
@@ -99,14 +105,6 @@ _MARK_PUSHED = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 """
-_redis: redis.Redis | None = None
-
-
-def _client() -> redis.Redis:
-    global _redis
-    if _redis is None:  # redis-py's pool reconnects after a fork, so one per process is enough
-        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-    return _redis
 
 
 def _receipt_key(conversation_id: int, *, state: bool) -> str:
@@ -117,7 +115,7 @@ def push_receipt_record(*, conversation_id: int, seq: int, state: bool = False) 
     """Everything up to ``seq`` of this conversation has been published — its events, or with
     ``state`` its state as of that seq (never moves backwards)."""
     try:
-        _client().eval(_MARK_PUSHED, 1, _receipt_key(conversation_id, state=state), seq, PUSH_RECEIPT_SECONDS)
+        shared_redis().eval(_MARK_PUSHED, 1, _receipt_key(conversation_id, state=state), seq, PUSH_RECEIPT_SECONDS)
     except redis.RedisError:
         logger.warning("could not record the push receipt of conversation %s", conversation_id, exc_info=True)
 
@@ -128,7 +126,7 @@ def push_receipts(conversation_ids: Iterable[int], *, state: bool = False) -> di
     ids = list(conversation_ids)
     if not ids:
         return {}
-    values = _client().mget([_receipt_key(pk, state=state) for pk in ids])
+    values = shared_redis().mget([_receipt_key(pk, state=state) for pk in ids])
     return {pk: int(value) if value is not None else 0 for pk, value in zip(ids, values, strict=True)}
 
 
@@ -174,7 +172,7 @@ def ai_silence_on_commit(*, conversation_id: int) -> None:
 
     def silence() -> None:
         try:
-            _client().set(_silence_key(conversation_id), 1, ex=AI_SILENCE_SECONDS)
+            shared_redis().set(_silence_key(conversation_id), 1, ex=AI_SILENCE_SECONDS)
         except redis.RedisError:
             # The worker still re-reads the status, and the final write re-checks it under the lock.
             logger.warning("could not silence the AI of conversation %s", conversation_id, exc_info=True)
@@ -186,6 +184,6 @@ def ai_silence_on_commit(*, conversation_id: int) -> None:
 def ai_silenced(*, conversation_id: int) -> bool:
     """Whether a committed handoff request has silenced the AI of this conversation."""
     try:
-        return bool(_client().exists(_silence_key(conversation_id)))
+        return bool(shared_redis().exists(_silence_key(conversation_id)))
     except redis.RedisError:
         return False  # Redis is unreachable: the token could not be published either

@@ -148,10 +148,19 @@ def spawn(
     return Service(name=name, process=process, argv=list(argv), env=env, log_file=log_file, quiet=quiet)
 
 
-def start_redis(*, port: int | None = None, quiet: bool = True) -> Service:
+def start_redis(*, port: int | None = None, quiet: bool = True, data_dir: Path | None = None) -> Service:
+    """A Redis on loopback. With ``data_dir`` it persists (AOF, fsync every second) into that directory,
+    which survives it: a restart with the same directory finds the queued tasks again (the run
+    command). Without one it keeps nothing and its temporary directory is removed when it stops (tests)."""
     ensure_system_programs(["redis-server"])
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="pivra-redis-"))
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        workdir = data_dir
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"]
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="pivra-redis-"))
+        persistence = ["--appendonly", "no"]
     service = spawn(
         "redis",
         [
@@ -162,8 +171,7 @@ def start_redis(*, port: int | None = None, quiet: bool = True) -> Service:
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *persistence,
             "--dir",
             str(workdir),
             "--maxclients",
@@ -171,9 +179,11 @@ def start_redis(*, port: int | None = None, quiet: bool = True) -> Service:
         ],
         quiet=quiet,
     )
-    service.cleanup_dirs.append(workdir)
-    wait_for_port("127.0.0.1", port, timeout=20, process=service.process)
+    if data_dir is None:
+        service.cleanup_dirs.append(workdir)
     service.url = f"redis://127.0.0.1:{port}/0"
+    # A large AOF takes a moment to load; the port answers only once it is loaded.
+    wait_for_port("127.0.0.1", port, timeout=60, process=service.process)
     return service
 
 

@@ -120,6 +120,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out login (page or admin) into the lockout page
+    "pivra.unavailable.UnavailableAs503",  # Redis / the broker out of reach: 503 + Retry-After, never a 500
     "pivra.middleware.SyncMiddlewareChain",  # keep last: see its docstring
 ]
 
@@ -201,10 +202,13 @@ CACHES = {
         "BACKEND": "pivra.cache.SharedRedisCache",  # one pool per process, JSON values
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "pivra",
+        # A Redis that hangs (rather than refuses) must not hold a request forever: it answers 503.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
     }
 }
-# Sessions are read on every console request: from Redis first, with the database as the record.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions are read on every console request: from Redis first, with the database as the record
+# (pivra/sessions.py: still readable from the database while Redis is down).
+SESSION_ENGINE = "pivra.sessions"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -283,18 +287,36 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redelivery of unacked tasks after a worker dies: kept short so a lost expiry or delivery is
 # retried quickly; long timers rely on the beat sweeps, never on one long countdown.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("PIVRA_TASK_VISIBILITY_TIMEOUT", 300, min_value=30)}
+# Socket limits: a Redis that hangs (stopped, or its route dropped) rather than refusing must not hold
+# an on-commit enqueue, and with it the request, for minutes; the read limit stays well above the
+# consumer's 1 s BRPOP.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("PIVRA_TASK_VISIBILITY_TIMEOUT", 300, min_value=30),
+    "socket_connect_timeout": 5,
+    "socket_timeout": 15,
+}
 CELERY_TASK_ALWAYS_EAGER = False
-# Deliveries (webhooks, Slack, email) wait on other people's servers: they get their own queue and
-# their own worker (pivra/stack.py), so N dead receivers can never fill the slots that run handoff
-# timeouts and AI replies. A worker started without -Q consumes both, so nothing is stranded.
+# Three queues, each with its own worker (pivra/stack.py), so nothing slow waits in front of a timer:
+#   celery      handoff timers, the handoff and unanswered-message sweeps, push repair (quick, DB only)
+#   ai          AI replies: each waits on an LLM endpoint for up to PIVRA_LLM_DEADLINE
+#   deliveries  webhooks, Slack, email, and the outbox fan-out, sweep and digests that feed them:
+#               they wait on other people's servers (up to the webhook timeout each)
+# A worker started without -Q consumes all three, so nothing is stranded.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-# Explicit routing keys: a Queue without one is bound with the default key, so both queues would
+# Explicit routing keys: a Queue without one is bound with the default key, so every queue would
 # receive (and run) every task.
-CELERY_TASK_QUEUES = (Queue("celery", routing_key="celery"), Queue("deliveries", routing_key="deliveries"))
+CELERY_TASK_QUEUES = (
+    Queue("celery", routing_key="celery"),
+    Queue("ai", routing_key="ai"),
+    Queue("deliveries", routing_key="deliveries"),
+)
 CELERY_TASK_ROUTES = {
+    "conversations.tasks.generate_ai_reply": {"queue": "ai"},
     "actions.tasks.attempt_delivery": {"queue": "deliveries"},
     "actions.tasks.notify_action_paused": {"queue": "deliveries"},
+    "actions.tasks.dispatch_outbox_event": {"queue": "deliveries"},
+    "actions.tasks.sweep_deliveries": {"queue": "deliveries"},
+    "actions.tasks.send_notification_digests": {"queue": "deliveries"},
 }
 
 # Product settings.
@@ -306,6 +328,15 @@ LLM_TIMEOUT = env_float("PIVRA_LLM_TIMEOUT", 30.0)  # each connect / read of the
 LLM_DEADLINE = env_float("PIVRA_LLM_DEADLINE", 120.0)
 if not 1 <= LLM_DEADLINE <= 600:
     raise ImproperlyConfigured(f"PIVRA_LLM_DEADLINE={LLM_DEADLINE:g} must be between 1 and 600 seconds.")
+# AI calls running at once per chatbot and per workspace (conversations/ai_slots.py); the excess
+# waits its turn in the queue, not in a worker thread, so one tenant's slow endpoint cannot take
+# the AI worker's whole pool (PIVRA_AI_WORKER_CONCURRENCY, read by pivra/stack.py).
+AI_CONCURRENCY_PER_CHATBOT = env_int("PIVRA_AI_CONCURRENCY_PER_CHATBOT", 4, min_value=1, max_value=1000)
+AI_CONCURRENCY_PER_WORKSPACE = env_int("PIVRA_AI_CONCURRENCY_PER_WORKSPACE", 8, min_value=1, max_value=1000)
+# The unanswered sweep (conversations/ai_sweep.py): a visitor message routed to the AI that has no
+# reply this long after it was stored (its task was lost) is queued again, up to the look-back.
+AI_UNANSWERED_GRACE_SECONDS = env_int("PIVRA_AI_UNANSWERED_GRACE_SECONDS", 10, min_value=1, max_value=3600)
+AI_UNANSWERED_LOOKBACK_MINUTES = env_int("PIVRA_AI_UNANSWERED_LOOKBACK_MINUTES", 60, min_value=1, max_value=1440)
 VISITOR_TOKEN_MAX_AGE = env_int("PIVRA_VISITOR_TOKEN_DAYS", 90, min_value=1) * 86_400
 RATE_VISITOR_PER_MINUTE = env_int("PIVRA_RATE_VISITOR_PER_MINUTE", 30, min_value=1)
 RATE_IP_PER_MINUTE = env_int("PIVRA_RATE_IP_PER_MINUTE", 300, min_value=1)

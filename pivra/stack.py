@@ -23,7 +23,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from pivra.env import env_bool, env_is_set
+from pivra.env import env_bool, env_int, env_is_set
 from pivra.servers import (
     PYTHON,
     ROOT,
@@ -37,6 +37,7 @@ from pivra.servers import (
     start_redis,
     wait_for_port,
 )
+from pivra.supervisor import Supervisor
 
 # The stack's public names, the servers' included: tests and the bench import them from here.
 __all__ = [
@@ -69,7 +70,7 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 @dataclass
 class AppProcesses:
-    """daphne + Celery worker + delivery worker + Celery beat against one database and one Redis."""
+    """daphne + Celery worker + AI worker + delivery worker + Celery beat against one database and one Redis."""
 
     services: list[Service]
     http_url: str
@@ -121,6 +122,15 @@ def celery_worker_argv(
     return [*argv, "--loglevel", loglevel, "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle"]
 
 
+def ai_worker_concurrency(*, env: dict[str, str]) -> int:
+    """Threads of the AI worker: PIVRA_AI_WORKER_CONCURRENCY, default 16. Its AI calls are capped
+    per chatbot and per workspace below that (PIVRA_AI_CONCURRENCY_PER_*), so no tenant takes them all."""
+    try:
+        return env_int("PIVRA_AI_WORKER_CONCURRENCY", 16, min_value=1, max_value=1000, environ=env)
+    except ImproperlyConfigured as exc:
+        raise StackError(f"configuration error: {exc}") from None
+
+
 def start_app(
     *,
     env: dict[str, str],
@@ -130,12 +140,17 @@ def start_app(
     log_dir: Path | None = None,
     worker_concurrency: int = 8,
     delivery_concurrency: int = 32,
+    ai_concurrency: int | None = None,
 ) -> AppProcesses:
-    """Start daphne, a worker, a delivery worker and beat; wait until daphne answers.
+    """Start daphne, a worker, an AI worker, a delivery worker and beat; wait until daphne answers.
 
-    Deliveries run in their own worker on their own queue: they wait on other people's servers
-    (up to the webhook timeout each), so they must never take the slots that run handoff timeouts
-    and AI replies. Threads suit that wait-bound work."""
+    Each queue has its own worker (see CELERY_TASK_QUEUES in pivra/settings.py): AI replies wait on
+    an LLM endpoint (up to PIVRA_LLM_DEADLINE each) and deliveries on other people's servers (up to
+    the webhook timeout each), so neither may ever take the slots that run handoff timeouts, sweeps
+    and push repair. Threads suit that wait-bound work. ``ai_concurrency`` defaults to
+    PIVRA_AI_WORKER_CONCURRENCY (16)."""
+    if ai_concurrency is None:
+        ai_concurrency = ai_worker_concurrency(env=env)
     beat_schedule = Path(tempfile.mkdtemp(prefix="pivra-beat-")) / "schedule"
 
     def log_file(name: str) -> Path | None:
@@ -155,6 +170,13 @@ def start_app(
             env=env,
             quiet=quiet,
             log_file=log_file("worker"),
+        ),
+        spawn(
+            "ai",
+            celery_worker_argv(name=f"pivra-ai-{port}", queues=["ai"], concurrency=ai_concurrency),
+            env=env,
+            quiet=quiet,
+            log_file=log_file("ai"),
         ),
         spawn(
             "deliveries",
@@ -184,13 +206,16 @@ def start_app(
 
 
 @contextlib.contextmanager
-def private_services(*, postgres: bool, redis: bool) -> Iterator[dict[str, str]]:
-    """Start the requested private servers and yield the env variables that point at them."""
-    started: list[Service] = []
+def private_services(
+    *, postgres: bool, redis: bool, redis_data_dir: Path | None = None, started: list[Service] | None = None
+) -> Iterator[dict[str, str]]:
+    """Start the requested private servers and yield the env variables that point at them.
+    ``redis_data_dir``: Redis persists there (AOF). ``started`` receives the servers (to supervise them)."""
+    started = [] if started is None else started
     env: dict[str, str] = {}
     try:
         if redis:
-            started.append(start_redis())
+            started.append(start_redis(data_dir=redis_data_dir))
             env["PIVRA_REDIS_URL"] = started[-1].url
             log(f"private Redis at {started[-1].url}")
         if postgres:
@@ -259,16 +284,30 @@ def served_public_url(*, host: str, port: int, env: dict[str, str]) -> str | Non
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def redis_data_dir(*, env: dict[str, str]) -> Path:
+    """Where the run command's private Redis keeps its AOF: ``<PIVRA_DATA_DIR or var/>/redis``, the
+    data directory of the SQLite database and the secret key (pivra/settings.py DATA_DIR)."""
+    data_dir = Path(env["PIVRA_DATA_DIR"]) if env_is_set("PIVRA_DATA_DIR", environ=env) else ROOT / "var"
+    return data_dir.resolve() / "redis"
+
+
 def command_run(args: argparse.Namespace) -> int:
-    """Bring up the demo stack and supervise it until Ctrl-C or until a child dies."""
+    """Bring up the demo stack and supervise it until Ctrl-C: a child that exits is restarted with
+    backoff (pivra/supervisor.py), the others keep running."""
     _forward_signals_as_keyboard_interrupt()
     env = dict(os.environ)
     served_at = served_public_url(host=args.host, port=args.port, env=env)
     if served_at is not None:
         env["PIVRA_PUBLIC_URL"] = served_at
     seed_argv, seed_env = _seed_command(args, env)
+    servers: list[Service] = []
     # An empty PIVRA_REDIS_URL= (as in .env.example) is unset: the private server is started.
-    with private_services(postgres=False, redis=not env_is_set("PIVRA_REDIS_URL", environ=env)) as extra:
+    with private_services(
+        postgres=False,
+        redis=not env_is_set("PIVRA_REDIS_URL", environ=env),
+        redis_data_dir=redis_data_dir(env=env),
+        started=servers,
+    ) as extra:
         env.update(extra)
         manage("migrate", "--noinput", env=env)
         refuse_known_demo_password(env=env)
@@ -282,16 +321,13 @@ def command_run(args: argparse.Namespace) -> int:
         print(seeded.stdout.rstrip(), flush=True)
         log(f"serving on http://{args.host}:{args.port} (Ctrl-C stops every process)")
         try:
-            while True:
-                for service in app.services:
-                    if service.process.poll() is not None:
-                        raise StackError(f"{service.name} exited with code {service.process.returncode}")
-                time.sleep(0.5)
+            Supervisor(app=app, servers=servers).run()
         except KeyboardInterrupt:
             log("stopping")
             return 0
         finally:
             app.stop()
+    return 0
 
 
 def _gate(name: str, argv: Sequence[str], env: dict[str, str]) -> bool:

@@ -32,6 +32,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+# Anything that escaped a view or a middleware: a 503 when Redis / the broker is out of reach.
+handler500 = "pivra.unavailable.server_error"
+
 admin.site.site_header = "Pivra staff admin"
 admin.site.site_title = "Pivra admin"
 admin.site.index_title = "Plans, subscriptions, workspaces and everything else"

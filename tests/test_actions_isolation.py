@@ -87,7 +87,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(django_db_setup: None, smtp: FlakySmtp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     client = redis_lib.Redis.from_url(django_settings.REDIS_URL)
-    client.delete("celery", "deliveries", "unacked", "unacked_index")  # no leftover task may run here
+    client.delete("celery", "ai", "deliveries", "unacked", "unacked_index")  # no leftover task may run here
     client.close()
     db = connection.settings_dict
     database_url = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
@@ -160,7 +160,7 @@ def test_healthz_needs_a_worker_on_each_queue(stack: Stack) -> None:
     # change at the first probe.
     _wait(lambda: stack.health().status_code == 200, seconds=60, what="healthy", logs=stack.logs)
     body = stack.health().json()
-    assert set(body["checks"]["worker"]["queues"]) == {"celery", "deliveries"}
+    assert set(body["checks"]["worker"]["queues"]) == {"celery", "ai", "deliveries"}
     stack.app.kill("deliveries")
     try:
         _wait(lambda: stack.health().status_code == 503, seconds=60, what="unhealthy", logs=stack.logs)

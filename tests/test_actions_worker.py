@@ -39,7 +39,7 @@ def _worker_env() -> dict[str, str]:
 
 
 def _start_worker(name: str, log_dir: Path, *, with_beat: bool) -> Service:
-    # No -Q: a worker started plainly consumes every queue (the default one and deliveries).
+    # No -Q: a worker started plainly consumes every queue (the default one, ai and deliveries).
     argv = celery_worker_argv(name=f"{name}-{os.getpid()}", queues=None, concurrency=2, loglevel="INFO")
     if with_beat:
         argv += ["--beat", "--schedule", str(log_dir / f"{name}-beat-schedule")]
@@ -49,7 +49,7 @@ def _start_worker(name: str, log_dir: Path, *, with_beat: bool) -> Service:
 def _purge_broker() -> None:
     """No task left over from earlier tests may reach these workers."""
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
-    client.delete("celery", "deliveries", "unacked", "unacked_index")
+    client.delete("celery", "ai", "deliveries", "unacked", "unacked_index")
     client.close()
 
 

@@ -17,6 +17,7 @@ from chatbots.models import Chatbot
 from chatbots.responders import FRIENDLY_ERROR
 from conversations import ai
 from conversations.ai import conversation_reply_with_ai
+from conversations.ai_slots import ReplyLock
 from conversations.models import Event
 from pivra.realtime import visitor_group
 from tests.channel_helpers import frames_heard
@@ -163,8 +164,11 @@ def test_a_redelivered_reply_running_beside_the_original_stores_one_answer(monke
     received = say(visitor, conversation, "Shipping?")
 
     def twin() -> None:
-        # The broker redelivers the task while the original is still streaming; the twin finishes first.
+        # The broker redelivers the task while the original is still streaming, after the reply
+        # lock's lease ran out (so the lock cannot stop it); the twin finishes first. The final
+        # check under the row lock is the last guard.
         monkeypatch.setattr("conversations.ai.responder_for", lambda chatbot: _Responder(["Twin answer."]))
+        monkeypatch.setattr("conversations.ai.ai_reply_lock", lambda **key: ReplyLock(key="expired", token=None))
         assert conversation_reply_with_ai(conversation_id=conversation.pk, reply_to_seq=received.event.seq)
 
     original = _Responder(["Original ", "answer."], between=twin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from pivra.channel_layer import Inbox, PivraPubSubChannelLayer
+from pivra.unavailable import is_unavailable
 
 T = TypeVar("T")
 
@@ -96,3 +98,30 @@ def test_the_project_layer_delivers_group_messages_through_redis() -> None:
         return await asyncio.wait_for(layer.receive(channel), 5)
 
     assert async_to_sync(scenario)() == {"type": "pivra.event", "frame": {"seq": 1}}
+
+
+def _dead_url() -> str:
+    with socket.socket() as probe:  # a port the kernel just handed out and nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+
+
+def test_a_channel_or_membership_whose_subscribe_failed_is_not_kept() -> None:
+    """Redis away: every socket connect attempt fails in new_channel (or a join in group_add), and
+    none of them may stay in the process's layer."""
+    layer = PivraPubSubChannelLayer(hosts=[_dead_url()], prefix="dead")
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        for _ in range(3):
+            with pytest.raises(Exception) as refused:
+                await layer.new_channel()
+            assert is_unavailable(refused.value)
+        loop_layer = layer._get_layer()
+        loop_layer.channels["dead.specific.probe"] = Inbox()  # as if made before Redis went away
+        with pytest.raises(Exception) as refused:
+            await layer.group_add("probe", "dead.specific.probe")
+        assert is_unavailable(refused.value)
+        del loop_layer.channels["dead.specific.probe"]
+        return dict(loop_layer.channels), dict(loop_layer.groups)
+
+    assert run(scenario) == ({}, {})

@@ -101,3 +101,10 @@ def test_http_is_redirected_but_the_health_probe_is_not(production: Any) -> None
     secure = client.get("/accounts/login/", headers={"x-forwarded-proto": "https"})
     assert secure.status_code == 200
     assert secure["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_check_deploy_fails_while_the_push_drop_test_hook_is_on() -> None:
+    result = _manage("check", "--deploy", **{**PRODUCTION, "PIVRA_TEST_DROP_PUSH": "1"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "pivra.E030" in output and "PIVRA_TEST_DROP_PUSH" in output, output

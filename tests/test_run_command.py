@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from pivra.stack import ROOT, StackError, _seed_command, free_port
 
@@ -102,6 +103,23 @@ class RunCommand:
         while _processes_with(self.marker) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _processes_with(self.marker) == []
+
+
+def _child_running(run: RunCommand, fragment: str) -> int:
+    """The pid of the run command's child whose command line contains ``fragment``."""
+    for pid in _processes_with(run.marker):
+        with contextlib.suppress(OSError):
+            if fragment.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    raise AssertionError(f"no child running {fragment!r}")
+
+
+def _wait_for_text(run: RunCommand, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in run.text:
+        if time.monotonic() > deadline or run.process.poll() is not None:
+            pytest.fail(f"{text!r} not in the run command's log:\n{run.text[-3000:]}")
+        time.sleep(0.2)
 
 
 def _cleanup(run: RunCommand) -> None:
@@ -196,6 +214,18 @@ def test_the_run_command_serves_everything_prints_logins_and_stops_every_process
     assert redis_port, run_command.text
     with socket.create_connection(("127.0.0.1", int(redis_port.group(1))), timeout=2):
         pass
+
+    # A crashed child (the worker, the private Redis) is restarted, with one line in the log; the
+    # others keep running. Redis comes back on its port with its AOF in the data dir.
+    # (redis-server rewrites its process title over its environment: found by asking it.)
+    redis_pid = int(redis.Redis.from_url(run_command.redis_url()).info("server")["process_id"])
+    for name, pid in (("worker", _child_running(run_command, "pivra-worker-")), ("redis", redis_pid)):
+        os.kill(pid, signal.SIGKILL)
+        _wait_for_text(run_command, f"{name} exited with code -9; restarting in 1 s (restart 1)")
+        _wait_for_text(run_command, f"{name} restarted")
+    assert any((run_command.data_dir / "redis").iterdir()), "the private Redis keeps its AOF in the data dir"
+    assert run_command.wait_healthy(timeout=60)["status"] == "ok"
+    assert "daphne exited" not in run_command.text and "beat exited" not in run_command.text
 
     run_command.process.send_signal(signal.SIGINT)
     assert run_command.process.wait(60) == 0

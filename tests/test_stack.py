@@ -34,7 +34,7 @@ def asked_for(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, bool]]:
     calls: list[dict[str, bool]] = []
 
     @contextlib.contextmanager
-    def private_services(*, postgres: bool, redis: bool) -> Iterator[dict[str, str]]:
+    def private_services(*, postgres: bool, redis: bool, **more: object) -> Iterator[dict[str, str]]:
         calls.append({"postgres": postgres, "redis": redis})
         raise _Stop
         yield {}

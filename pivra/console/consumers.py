@@ -51,6 +51,7 @@ from pivra.console.session_validity import SessionValidity, session_digest, sess
 from pivra.inputs import has_forbidden_in
 from pivra.realtime import console_group, conversation_group
 from pivra.sockets import SocketConsumer
+from pivra.unavailable import is_unavailable
 
 logger = logging.getLogger(__name__)
 # Events a reconnecting page may get in one go; a longer gap asks it to reload instead.
@@ -233,7 +234,9 @@ class ConsoleConsumer(SocketConsumer):
                 await self._watch(frame)
             elif isinstance(frame, frames.Unwatch):
                 await self._unwatch()
-        except Exception:  # never crash the socket on one bad frame
+        except Exception as exc:  # never crash the socket on one bad frame
+            if is_unavailable(exc):
+                raise  # Redis is away: SocketConsumer closes with 4503, the page reconnects and watches again
             logger.exception("console frame %s failed", raw["type"])
             await self._error("server_error", "Something went wrong. Please try again.")
 

@@ -17,6 +17,7 @@ from pivra.errors import DomainError
 from pivra.inputs import has_forbidden_in
 from pivra.realtime import visitor_group
 from pivra.sockets import SocketConsumer
+from pivra.unavailable import RETRY_AFTER_SECONDS, UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, is_unavailable
 from pivra.widget import frames, operations
 from pivra.widget.relay import AiSilence
 from pivra.widget.tokens import visitor_from_token
@@ -100,7 +101,15 @@ class WidgetConsumer(SocketConsumer):
             await self._dispatch(frame)
         except DomainError as exc:
             await self._error(exc.code, exc.detail, client_id=client_id, retry_after=getattr(exc, "retry_after", None))
-        except Exception:  # never crash the socket on one bad frame
+        except Exception as exc:  # never crash the socket on one bad frame
+            if is_unavailable(exc):
+                # Redis is away: nothing was stored (the rate limit is checked first). The client keeps
+                # the action pending; SocketConsumer closes with 4503 and the client resends after its
+                # reconnect, with the same client_id.
+                await self._error(
+                    UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, client_id=client_id, retry_after=RETRY_AFTER_SECONDS
+                )
+                raise
             logger.exception("widget frame %s failed", raw["type"])
             await self._error("server_error", "Something went wrong. Please try again.", client_id=client_id)
 
@@ -160,6 +169,12 @@ class WidgetConsumer(SocketConsumer):
             await self._run(operations.widget_page, url=frame.url, ip=self._ip)
 
     async def _hello(self, frame: frames.Hello) -> None:
+        # The hello came in time: the timer is about a client that never says hello, not about a
+        # lookup that waits its turn for the database thread (a restarted daphne with every widget
+        # reconnecting at once takes longer than the timer, and a 4401 would make each of them
+        # renew its session and, after three, give up).
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
         visitor = await database_sync_to_async(visitor_from_token)(frame.token)
         if visitor is None:
             await self._error("not_authenticated", "This token is not valid. Start a new session.")
@@ -168,8 +183,6 @@ class WidgetConsumer(SocketConsumer):
         if self.group is not None and self.visitor_id is not None and self.visitor_id != visitor.pk:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         self.visitor_id = visitor.pk
-        if self._hello_timer is not None:
-            self._hello_timer.cancel()
         self.group = visitor_group(visitor.public_id)
         # Join before reading what was missed: an event committed in between arrives twice at
         # worst, and the client drops duplicates by seq; joining after could lose it.

@@ -52,7 +52,8 @@ export class ConsoleSocket extends EventTarget {
     }
     this.ws = ws;
     ws.addEventListener("open", () => {
-      this.backoff = 500;
+      // The backoff starts over at "welcome", not here: a server that accepts and closes at once
+      // (4503 while Redis is away) must not be retried every half second.
       this.dispatchEvent(new CustomEvent("status", { detail: { connected: true, resumed: this.everConnected } }));
       this.everConnected = true;
       if (this.watchTarget) this.sendWatch();
@@ -67,6 +68,7 @@ export class ConsoleSocket extends EventTarget {
         return;
       }
       if (!frame || typeof frame.type !== "string") return;
+      if (frame.type === "welcome") this.backoff = 500;
       this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
       this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
     });
@@ -179,6 +181,50 @@ consoleSocket.addEventListener("ended", (event) => {
   (document.getElementById("main") || document.body).prepend(box);
 });
 
+// --- "Connection lost — reconnecting…" ------------------------------------------------------------
+// Shown while the socket is down (past a short blip) or after an API call could not reach Pivra or
+// answered 503 (Redis away: the server's "unavailable"); hidden once a socket says welcome again —
+// which needs Redis, so the server is whole — or an API call works. Not after a final close: the
+// session-ended message says what to do instead.
+
+const CONNECTION_LOST_TEXT = "Connection lost — reconnecting…";
+const BANNER_BLIP_MS = 1500;
+const connection = { socketDown: false, apiDown: false, blipOver: false, timer: 0 };
+
+function renderConnectionBanner() {
+  const banner = document.querySelector("[data-connection-banner]");
+  if (!banner) return;
+  const lost = !consoleSocket.ended && (connection.apiDown || (connection.socketDown && connection.blipOver));
+  const text = lost ? CONNECTION_LOST_TEXT : "";
+  if (banner.textContent !== text) banner.textContent = text;
+}
+
+export function noteApiReachable(reachable) {
+  connection.apiDown = !reachable;
+  renderConnectionBanner();
+}
+
+consoleSocket.addEventListener("status", (event) => {
+  if (event.detail.connected) return; // "open" is not enough: the server may close it at once (4503)
+  if (connection.socketDown) return;
+  connection.socketDown = true;
+  connection.blipOver = false;
+  clearTimeout(connection.timer);
+  connection.timer = setTimeout(() => {
+    connection.blipOver = true;
+    renderConnectionBanner();
+  }, BANNER_BLIP_MS);
+});
+
+consoleSocket.addEventListener("welcome", () => {
+  clearTimeout(connection.timer);
+  connection.socketDown = false;
+  connection.apiDown = false;
+  renderConnectionBanner();
+});
+
+consoleSocket.addEventListener("ended", renderConnectionBanner);
+
 // --- a short sound on a new handoff --------------------------------------------------------------
 
 export function soundEnabled() {
@@ -285,8 +331,10 @@ export async function postJson(url, body) {
       body: JSON.stringify(body || {}),
     });
   } catch {
+    noteApiReachable(false);
     throw new Error("Can't reach Pivra. Check your connection and try again.");
   }
+  noteApiReachable(response.status !== 503);
   let data = null;
   try {
     data = await response.json();

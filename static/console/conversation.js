@@ -1,11 +1,13 @@
 // One conversation: live thread, Claim, Reply to visitor, Resolve (with a confirmation dialog).
 //
 // The page is rendered by the server; this script follows the conversation over the console socket
-// (watch with the last seq it has, so a reconnect replays what it missed), appends new events as
+// (watch with the contiguous seq it has, so a reconnect replays what it missed; a hole in the seqs
+// is fetched, gaps.js), appends new events as
 // text (never HTML), and re-reads the page's state after each state change. Every action goes to
 // the console API, whose errors ({code, detail}) are shown as written.
 
 import { consoleSocket, durationText, localTime, localizeTimes, postJson, startTicking } from "./console.js";
+import { GapTracker } from "./gaps.js";
 
 const page = document.querySelector("[data-conversation-page]");
 const conversationId = page.dataset.conversation;
@@ -27,7 +29,22 @@ const dialog = document.querySelector("[data-resolve-dialog]");
 const dialogError = dialog.querySelector("[data-dialog-error]");
 const confirmButton = dialog.querySelector("[data-confirm-resolve]");
 
-let lastSeq = Math.max(0, ...[...thread.querySelectorAll("[data-seq]")].map((el) => Number(el.dataset.seq)));
+// The server rendered the whole thread, so the page starts with every seq up to the last one shown;
+// from there the tracker keeps the contiguous position and fetches any hole (gaps.js).
+const gaps = new GapTracker(
+  Math.max(0, ...[...thread.querySelectorAll("[data-seq]")].map((el) => Number(el.dataset.seq))),
+  async (after) => {
+    const url = `/api/console/conversations/${conversationId}/events?after_seq=${after}`;
+    const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok || response.redirected) throw new Error(`HTTP ${response.status}`);
+    return response.json();
+  },
+  (events) => {
+    let stateChanged = false;
+    for (const frame of events) if (addEvent(frame) && STATE_KINDS.test(frame.kind)) stateChanged = true;
+    if (stateChanged) refreshState();
+  },
+);
 
 const SYSTEM_LABELS = {
   "handoff.requested": "Handoff requested",
@@ -105,7 +122,7 @@ function addEvent(frame) {
   const item = renderEvent(frame);
   const later = [...thread.querySelectorAll("[data-seq]")].find((node) => Number(node.dataset.seq) > frame.seq);
   thread.insertBefore(item, later || null);
-  lastSeq = Math.max(lastSeq, frame.seq);
+  gaps.seen(frame.seq); // past a hole (a lost frame), this fetches the hole
   if (stick || frame.author === "agent") scrollToEnd();
   return true;
 }
@@ -133,6 +150,7 @@ function setField(name, value, { link, label } = {}) {
 
 function applyState(next) {
   state = next;
+  gaps.serverAt(next.last_seq);
   const c = next.controls;
   badge.textContent = c.badge;
   badge.className = `badge badge-${c.tone}`;
@@ -316,7 +334,9 @@ consoleSocket.addEventListener("queue", (event) => {
 });
 consoleSocket.addEventListener("watching", (event) => {
   // (Re)joined: whatever changed while the socket was down shows up now.
-  if (event.detail.conversation === conversationId && event.detail.last_seq !== state.last_seq) refreshState();
+  if (event.detail.conversation !== conversationId) return;
+  gaps.serverAt(event.detail.last_seq);
+  if (event.detail.last_seq !== state.last_seq) refreshState();
 });
 consoleSocket.addEventListener("status", (event) => {
   if (event.detail.connected && event.detail.resumed) refreshState();
@@ -335,7 +355,7 @@ consoleSocket.addEventListener("ended", () => {
   resolveButton.disabled = true;
 });
 
-consoleSocket.watch(conversationId, () => lastSeq);
+consoleSocket.watch(conversationId, () => gaps.position); // a reconnect replays from the contiguous seq
 
 localizeTimes(page);
 startTicking(page);

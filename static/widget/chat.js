@@ -72,7 +72,8 @@ async function start() {
         readySent = true;
         toParent("pivra:ready", { accentColor: ACCENT });
       }
-      await sleep(backoff(attempt));
+      // A 503 (Redis away) names its pause in Retry-After; "Connecting…" shows meanwhile.
+      await sleep(Math.max(backoff(attempt), (Number(err && err.retryAfter) || 0) * 1000));
     }
   }
   const state = session.state;

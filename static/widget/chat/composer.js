@@ -4,6 +4,7 @@
  */
 
 import { MAX_LEN, T, fmt } from "./config.js";
+import { markSeen } from "./gaps.js";
 import { mutate, showNotice } from "./layout.js";
 import { insertBySeq, messageRow } from "./messages.js";
 import { sendAction } from "./protocol.js";
@@ -104,7 +105,7 @@ function submitComposer() {
         if (typeof f.seq === "number" && !S.rendered.has(f.seq)) {
           row.dataset.seq = String(f.seq);
           S.rendered.set(f.seq, row);
-          S.lastSeq = Math.max(S.lastSeq, f.seq);
+          markSeen(f.seq); // an ack past a hole (a frame lost meanwhile) fetches the hole
           insertBySeq(row, f.seq);
         } else if (typeof f.seq === "number") {
           row.remove(); // the stored event is already on screen

@@ -8,6 +8,7 @@ import { loadHistory } from "./api.js";
 import { toParent } from "./bridge.js";
 import { focusComposer, renderComposer } from "./composer.js";
 import { CONFIG, T, fmt } from "./config.js";
+import { markSeen, noteServerSeq, resetGaps } from "./gaps.js";
 import { mutate } from "./layout.js";
 import { insertBySeq, renderEvent, renderGreeting, renderOffers } from "./messages.js";
 import { renderPanel } from "./panels.js";
@@ -41,7 +42,7 @@ export function onEvent(ev, live) {
       insertBySeq(row, ev.seq);
     }
     S.rendered.set(ev.seq, row);
-    S.lastSeq = Math.max(S.lastSeq, ev.seq);
+    markSeen(ev.seq); // advances the contiguous position, or has the hole below fetched
   }, ev.author === "visitor");
 
   if (kind === "message" && (ev.author === "ai" || ev.author === "agent")) {
@@ -75,6 +76,7 @@ export function applyState(state, force = false) {
   // A snapshot older than the one on screen (e.g. a slow history response) must not win.
   if (!force && current && (state.last_seq || 0) < (current.last_seq || 0)) return;
   S.state = state;
+  noteServerSeq(state.last_seq); // its event frames should follow; if they never do, fetch them
   renderView();
 }
 
@@ -97,6 +99,7 @@ function resetConversation(id) {
   S.convId = id;
   S.state = null;
   S.lastSeq = 0;
+  resetGaps();
   S.rendered.clear();
   S.offers = [];
   S.offerClosedSeq = 0;

@@ -166,13 +166,33 @@ export function setConnected(connected) {
   S.connected = connected;
   document.body.dataset.connected = connected ? "true" : "false";
   clearTimeout(S.bannerTimer);
+  S.blipOver = false;
   if (connected) {
     S.everConnected = true;
-    ui.banner.textContent = "";
+    renderBanner();
     return;
   }
+  renderBanner();
   // Short blips (a reconnect within a second) don't deserve a banner.
   S.bannerTimer = setTimeout(() => {
-    if (!S.connected) ui.banner.textContent = S.everConnected ? T.reconnecting : T.connecting;
+    S.blipOver = true;
+    renderBanner();
   }, 1200);
+}
+
+// The server said it is briefly unavailable (503, or an "unavailable" frame), or an action could not
+// reach it: "Reconnecting…" at once, whatever the stream's state, until an action or hello works.
+// Nothing is dropped meanwhile: the actions wait in S.pending and the typed text in the composer.
+export function setDegraded(degraded) {
+  if (S.degraded === degraded) return;
+  S.degraded = degraded;
+  document.body.dataset.degraded = degraded ? "true" : "false";
+  renderBanner();
+}
+
+function renderBanner() {
+  let text = "";
+  if (!S.connected && (S.blipOver || S.degraded)) text = S.everConnected ? T.reconnecting : T.connecting;
+  else if (S.degraded) text = T.reconnecting;
+  if (ui.banner.textContent !== text) ui.banner.textContent = text;
 }

@@ -8,12 +8,13 @@
 import { api, loadHistory, renewSession, renewSessionAndReconnect } from "./api.js";
 import { MAX_LEN, T, fmt } from "./config.js";
 import { applyState, onEvent, switchTo } from "./conversation.js";
-import { setConnected, showNotice, showRateLimit } from "./layout.js";
+import { PAST_GAP_DELAY, noteServerSeq } from "./gaps.js";
+import { setConnected, setDegraded, showNotice, showRateLimit } from "./layout.js";
 import { setPhoneBusy, showPhoneError } from "./panels.js";
 import { sendFrame } from "./socket.js";
 import { S } from "./state.js";
 import { clearTyping, dropDraft, onDelta, onTyping } from "./typing.js";
-import { uuid } from "./util.js";
+import { backoff, uuid } from "./util.js";
 
 /* ------------------------------------------------------------------ frames (both transports) */
 
@@ -59,6 +60,7 @@ export function handleFrame(f) {
 
 function onWelcome(f) {
   S.authRenewals = 0;
+  setDegraded(false); // the hello needed Redis: the server is whole again
   setConnected(true);
   const state = f.state;
   if (state && state.conversation && state.conversation !== S.convId) switchTo(state);
@@ -68,6 +70,9 @@ function onWelcome(f) {
 }
 
 function onAck(f) {
+  setDegraded(false);
+  // The action's event is stored at f.seq: if its frame never comes, the gap fetch brings it.
+  if (typeof f.seq === "number") noteServerSeq(f.seq, PAST_GAP_DELAY);
   const entry = S.pending.get(f.client_id);
   if (!entry) return;
   S.pending.delete(f.client_id);
@@ -75,6 +80,10 @@ function onAck(f) {
 }
 
 function onError(f) {
+  if (f.code === "unavailable") {
+    onUnavailable(f.retry_after);
+    return;
+  }
   clearTyping();
   dropDraft();
   const entry = f.client_id ? S.pending.get(f.client_id) : null;
@@ -100,6 +109,21 @@ function onError(f) {
       break;
     default:
       showNotice(detail || T.genericError);
+  }
+}
+
+// The server is briefly unavailable (Redis away): nothing was stored, so the action stays pending
+// under its client_id (its "Sending…" row stays, the composer keeps what is typed) and goes again —
+// after the socket's reconnect (the server closes it with 4503), or in SSE mode after a backoff that
+// honours Retry-After — until it is acked. The banner says "Reconnecting…" meanwhile.
+export function onUnavailable(retryAfter) {
+  setDegraded(true);
+  const seconds = Number(retryAfter) || 0;
+  if (seconds > 0) S.retryAt = Math.max(S.retryAt, Date.now() + seconds * 1000);
+  if (S.transport !== "ws") {
+    clearTimeout(S.actionRetryTimer);
+    const delay = Math.max(backoff(S.actionAttempt++), S.retryAt - Date.now());
+    S.actionRetryTimer = setTimeout(flushPending, delay);
   }
 }
 
@@ -149,8 +173,8 @@ async function postAction(entry) {
     res = await api("POST", route, body);
   } catch (err) {
     entry.inflight = false;
-    if (!err.status) {
-      setTimeout(flushPending, 3000); // network trouble: keep it pending and try again
+    if (!err.status || err.status === 503 || err.code === "unavailable") {
+      onUnavailable(err.retryAfter); // network trouble or a 503: keep it pending and try again
       return;
     }
     if (err.status === 401 && S.authRenewals < 2) {
@@ -162,6 +186,8 @@ async function postAction(entry) {
     return;
   }
   entry.inflight = false;
+  S.actionAttempt = 0;
+  setDegraded(false);
   if (!S.pending.has(body.client_id)) return;
   if (type === "continue_with_ai" || type === "new_conversation") {
     S.pending.delete(body.client_id);

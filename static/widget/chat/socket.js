@@ -86,7 +86,8 @@ function scheduleReconnect() {
   if (S.stopped) return;
   // A first failed handshake is retried at once: the second decides about the SSE fallback.
   const delay = S.wsFailures === 1 && !S.wsEverOpened ? 300 : backoff(S.attempt++);
-  S.reconnectTimer = setTimeout(connect, delay);
+  // A server that said "unavailable" asked for a pause (Retry-After): no sooner than that.
+  S.reconnectTimer = setTimeout(connect, Math.max(delay, S.retryAt - Date.now()));
 }
 
 // Ping every 25 s; a socket silent for 65 s is dead even if the browser hasn't noticed.

@@ -6,7 +6,7 @@
 
 import { renewSession } from "./api.js";
 import { API, T } from "./config.js";
-import { setConnected, showNotice } from "./layout.js";
+import { setConnected, setDegraded, showNotice } from "./layout.js";
 import { flushPending, handleFrame } from "./protocol.js";
 import { S } from "./state.js";
 import { backoff } from "./util.js";
@@ -45,8 +45,15 @@ async function sseLoop() {
         await renewSession().catch(() => null);
         continue;
       }
+      if (res.status === 503) {
+        // Redis is away: say so at once and wait at least as long as the server asked.
+        const seconds = Number(res.headers.get("Retry-After")) || 0;
+        S.retryAt = Math.max(S.retryAt, Date.now() + seconds * 1000);
+        setDegraded(true);
+      }
       if (!res.ok || !res.body) throw new Error(`stream HTTP ${res.status}`);
       S.authRenewals = 0;
+      setDegraded(false); // the stream subscribed in Redis: it is back
       setConnected(true);
       flushPending();
       await readEventStream(res.body, (frame) => {
@@ -64,7 +71,7 @@ async function sseLoop() {
     if (!aborted || Date.now() - S.lastFrameAt > 40000) {
       await new Promise((resolve) => {
         S.sseWake = resolve;
-        setTimeout(resolve, backoff(S.attempt++));
+        setTimeout(resolve, Math.max(backoff(S.attempt++), S.retryAt - Date.now()));
       });
       S.sseWake = null;
     }
@@ -104,7 +111,7 @@ async function readEventStream(body, onFrame) {
       if (val[0] === " ") val = val.slice(1);
       if (field === "data") data.push(val);
       else if (field === "event") name = val;
-      // "id" is the event's seq, which handleFrame already tracks as S.lastSeq; "retry" is ignored.
+      // "id" is the event's seq; handleFrame tracks the contiguous position (S.lastSeq). "retry" is ignored.
     }
   };
   for (;;) {

@@ -12,7 +12,14 @@ export const S = {
   token: null,
   convId: null, // the conversation on screen
   state: null, // its latest snapshot
-  lastSeq: 0, // highest seq rendered (sent as last_seq / Last-Event-ID)
+  lastSeq: 0, // highest *contiguous* seq on screen: 1..lastSeq all shown (sent as last_seq / Last-Event-ID)
+  seenAbove: new Set(), // seqs shown past a hole above lastSeq (gaps.js fetches the hole)
+  serverSeq: 0, // the highest seq the server said it has (state last_seq, acks)
+  gapTimer: 0,
+  gapDueAt: 0,
+  gapInFlight: false,
+  gapAttempt: 0,
+  gapFetchedAt: 0, // when the last gap fetch ended (gaps.js spaces them)
   rendered: new Map(), // seq → row element (null for events with no visible line)
   pending: new Map(), // client_id → {frame, el?, inflight?, onAck?, onError?}
   offers: [], // {seq, buttons, answered}
@@ -45,6 +52,11 @@ export const S = {
   historyGen: 0,
   noticeTimer: 0,
   stopped: false,
+  blipOver: false, // disconnected for longer than a blip: the banner shows
+  degraded: false, // the server answered "unavailable" (503) or could not be reached for an action
+  retryAt: 0, // Date.now() before which the server asked not to be retried (Retry-After)
+  actionAttempt: 0, // backoff step of the HTTP action retries (SSE mode)
+  actionRetryTimer: 0,
 };
 
 // Element references, filled in by buildUI(), the builders it calls and the panel's phone form.

@@ -1,0 +1,114 @@
+"""Redis (cache, rate limits, login throttle, channel layer, Celery broker) out of reach is a pause,
+not a bug: every request path that needs it answers 503 with ``Retry-After``, never a 500.
+
+One place decides what "unavailable" means (``is_unavailable``: redis-py's connection, timeout and
+loading errors, kombu's ``OperationalError`` — what a Celery enqueue raises when the broker is down —
+also when wrapped in another exception) and how it is answered (``unavailable_response``): under
+``/api/`` JSON ``{"code": "unavailable", "detail": …}``, elsewhere the readable ``503.html`` page.
+It is reached from the API's exception handler (``pivra.api``), the page views'
+``UnavailableAs503.process_exception`` and ``server_error`` (``handler500``), which also catches what a
+middleware raised (a session write). Each logs one line, throttled, instead of a traceback per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import redis.exceptions
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.template import loader
+from django.views import defaults
+from kombu.exceptions import OperationalError
+
+from pivra.api_errors import is_api_request
+
+logger = logging.getLogger("pivra.unavailable")
+
+UNAVAILABLE_CODE = "unavailable"
+# How long a client waits before trying again: a Redis restart (supervised) takes about a second.
+RETRY_AFTER_SECONDS = 3
+UNAVAILABLE_DETAIL = (
+    "The service is briefly unavailable (reconnecting to its message store). Try again in a few seconds."
+)
+# The socket close code both clients treat as "reconnect with backoff" (the console's 4503 already).
+CLOSE_UNAVAILABLE = 4503
+
+_UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,  # a ConnectionError subclass; named for the reader
+    OperationalError,
+    ConnectionRefusedError,
+)
+LOG_EVERY_SECONDS = 10.0
+_last_logged: dict[str, float] = {}
+_log_lock = threading.Lock()
+
+
+def is_unavailable(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from or during) says Redis or the broker is
+    out of reach. channels-redis and redis-py's asyncio client raise redis-py's own types."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, _UNAVAILABLE_TYPES):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def log_unavailable(where: str, exc: BaseException | None = None) -> None:
+    """One warning line per ``where`` every ``LOG_EVERY_SECONDS``: an outage is not a log flood."""
+    now = time.monotonic()
+    with _log_lock:
+        if now - _last_logged.get(where, -LOG_EVERY_SECONDS) < LOG_EVERY_SECONDS:
+            return
+        _last_logged[where] = now
+    reason = f"{type(exc).__name__}: {exc}" if exc is not None else "unreachable"
+    logger.warning("Redis unavailable (%s): %s", where, reason)
+
+
+def unavailable_response(request: HttpRequest, exc: BaseException | None = None) -> HttpResponse:
+    """503 with ``Retry-After``: ``{code, detail}`` under ``/api/``, the readable page elsewhere."""
+    # A fixed key, not the path: the throttle's table must not grow with every URL a client invents.
+    log_unavailable("api" if is_api_request(request) else "pages", exc)
+    response: HttpResponse
+    if is_api_request(request) or "application/json" in request.headers.get("Accept", ""):
+        response = JsonResponse({"code": UNAVAILABLE_CODE, "detail": UNAVAILABLE_DETAIL}, status=503)
+    else:
+        page = loader.get_template("503.html").render({"retry_after": RETRY_AFTER_SECONDS})
+        response = HttpResponse(page, status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    response._has_been_logged = True  # type: ignore[attr-defined]  # Django's log_response: logged above
+    return response
+
+
+class UnavailableAs503:
+    """In ``MIDDLEWARE``: a page view that raised an unavailability answers 503 (see module doc).
+    Sync-only like ``pivra.middleware.SyncMiddlewareChain``, so the chain stays on one thread."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return unavailable_response(request, exception) if is_unavailable(exception) else None
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: what escaped everything else — a middleware included — is a 503 when it is an
+    unavailability, Django's 500 page otherwise. Django calls it inside its ``except`` block."""
+    exc = sys.exc_info()[1]
+    if is_unavailable(exc):
+        return unavailable_response(request, exc)
+    return defaults.server_error(request)
