@@ -77,14 +77,21 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
 async def _send_all(layer: BaseChannelLayer, groups: list[str], message: dict[str, Any]) -> bool:
     sent = True
     for group in groups:
-        try:
-            await layer.group_send(group, message)
-        except Exception as exc:  # a broadcast failure must never undo or fail a committed state change
-            if is_unavailable(exc):  # an outage: one line (the push-repair sweep republishes later)
-                log_unavailable("broadcast", exc)
-            else:
-                logger.exception("broadcast to %s failed", group)
-            sent = False
+        for attempt in (1, 2):
+            try:
+                await layer.group_send(group, message)
+                break
+            except Exception as exc:  # a broadcast failure must never undo or fail a committed state change
+                if attempt == 1 and is_unavailable(exc):
+                    # The pool's connection from before a Redis restart fails once ("Connection closed
+                    # by server") and is dropped: the second try opens a fresh one. Without it the
+                    # first push after an outage waited for the push-repair sweep.
+                    continue
+                if is_unavailable(exc):  # an outage: one line (the push-repair sweep republishes later)
+                    log_unavailable("broadcast", exc)
+                else:
+                    logger.exception("broadcast to %s failed", group)
+                sent = False
     return sent
 
 

@@ -6,6 +6,7 @@ import ipaddress
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -197,7 +198,7 @@ CHANNEL_LAYERS = {
     )
 }
 
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "pivra.cache.SharedRedisCache",  # one pool per process, JSON values
         "LOCATION": REDIS_URL,

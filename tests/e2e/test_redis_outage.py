@@ -311,12 +311,14 @@ def test_a_redis_outage_answers_503_restarts_nothing_and_loses_no_event(
         assert last.send_one()
         last_seq = max(_stored(last.conversation))
         time.sleep(0.3)  # its AI reply is being streamed (unacknowledged) when Redis dies
-        outage.started = time.monotonic()
         os.killpg(redis.process.pid, signal.SIGKILL)
         redis.process.wait(10)
+        # The window is when Redis was surely down: from its death until its restart begins (it
+        # listens before respawn_in_place returns, so a request ending then may rightly succeed).
+        outage.started = time.monotonic()
         time.sleep(OUTAGE_SECONDS)
-        respawn_in_place(redis)  # same port, same AOF directory
         outage.ended = time.monotonic()
+        respawn_in_place(redis)  # same port, same AOF directory
         time.sleep(6)  # traffic goes on after Redis is back
 
         for person in people:
@@ -343,6 +345,11 @@ def test_a_redis_outage_answers_503_restarts_nothing_and_loses_no_event(
             "the messages sent after Redis came back got their AI replies",
         )
         time.sleep(2)  # a second copy of that reply would show up now
+        # Whatever was stored meanwhile (an AI reply finishing now) reaches its stream too.
+        _wait_for(
+            lambda: all(r.seqs() == _stored(r.conversation) for r in readers),
+            "every event stored since reached its visitor's stream",
+        )
         for reader in readers:
             reader.stop.set()
 
