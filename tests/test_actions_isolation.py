@@ -6,7 +6,6 @@ and a real SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from handoff.models import Handoff
 from pivra.stack import AppProcesses, free_port, start_app
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request
+from tests.stack_waits import wait_showing_logs
 from tests.test_actions_support import Receiver, webhook_action
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,12 +67,7 @@ def smtp() -> Iterator[FlakySmtp]:
 
 
 def _wait(condition: Callable[[], bool], *, seconds: float, what: str, logs: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
-            pytest.fail(f"gave up waiting for {what}\n{tails}")
-        time.sleep(0.25)
+    wait_showing_logs(condition, seconds=seconds, what=what, logs=logs, interval=0.25)
 
 
 @dataclass

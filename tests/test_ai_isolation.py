@@ -9,7 +9,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +28,7 @@ from handoff.models import Handoff
 from pivra.stack import AppProcesses, free_port, start_app
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, say
+from tests.stack_waits import wait_showing_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,15 +95,6 @@ def _clear_redis() -> None:
     client.close()
 
 
-def _wait(condition: Callable[[], bool], *, seconds: float, what: str, logs: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
-            pytest.fail(f"gave up waiting for {what}\n{tails}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppProcesses, Path]]:
     _clear_redis()
@@ -126,7 +118,7 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
     logs = tmp_path_factory.mktemp("ai-stack-logs")
     app = start_app(env=env, port=free_port(), log_dir=logs, worker_concurrency=2, ai_concurrency=AI_THREADS)
     try:
-        _wait(
+        wait_showing_logs(
             lambda: httpx.get(f"{app.http_url}/healthz", timeout=10).status_code == 200,
             seconds=90,
             what="a healthy stack",
@@ -190,14 +182,14 @@ def test_a_dripping_ai_in_one_workspace_leaves_anothers_timeout_on_time_and_its_
     a_visitors = [Widget(app.http_url, bot_a.public_key) for _ in range(A_VISITORS)]
     questions = {widget.conversation: widget.say(f"A's question {number}") for number, widget in enumerate(a_visitors)}
     # A is dripping: as many calls as its workspace may make are under way.
-    _wait(lambda: len(drip.arrivals) >= WORKSPACE_CAP, seconds=15, what="A's first calls", logs=logs)
+    wait_showing_logs(lambda: len(drip.arrivals) >= WORKSPACE_CAP, seconds=15, what="A's first calls", logs=logs)
 
     waiting = Widget(app.http_url, bot_b.public_key)
     assert waiting.post("/handoff", {"client_id": "h"}).status_code == 200
     asking = Widget(app.http_url, bot_b.public_key)
     asked_at = time.monotonic()
     asking.say("B's question")
-    _wait(lambda: bool(_ai_replies(asking.conversation)), seconds=30, what="B's AI answer", logs=logs)
+    wait_showing_logs(lambda: bool(_ai_replies(asking.conversation)), seconds=30, what="B's AI answer", logs=logs)
     answered_in = time.monotonic() - asked_at
     (answer,) = _ai_replies(asking.conversation)
     assert answer.text == "Fast answer." and len(fast.arrivals) == 1
@@ -208,7 +200,7 @@ def test_a_dripping_ai_in_one_workspace_leaves_anothers_timeout_on_time_and_its_
     assert a_answered < A_VISITORS
 
     handoff = Handoff.objects.get(conversation__public_id=waiting.conversation)
-    _wait(
+    wait_showing_logs(
         lambda: Handoff.objects.filter(pk=handoff.pk, status="busy").exists(), seconds=30, what="Team busy", logs=logs
     )
     handoff.refresh_from_db()
@@ -218,7 +210,7 @@ def test_a_dripping_ai_in_one_workspace_leaves_anothers_timeout_on_time_and_its_
 
     # Every one of A's visitors gets one reply (the deadline cut each drip: the friendly error),
     # each from one call, never more than the workspace's cap at once.
-    _wait(
+    wait_showing_logs(
         lambda: Event.objects.filter(conversation__chatbot=bot_a, author="ai").count() >= A_VISITORS,
         seconds=90,
         what="A's replies",
@@ -245,7 +237,7 @@ def test_a_message_whose_reply_was_never_queued_is_answered_once_by_the_sweep(
     with monkeypatch.context() as lost:  # the broker was out of reach when the message committed
         lost.setattr("conversations.tasks.generate_ai_reply.delay", _broker_down)
         seq = say(visitor, conversation, "Anyone there?").event.seq
-    _wait(
+    wait_showing_logs(
         lambda: Event.objects.filter(conversation=conversation, author="ai").exists(),
         seconds=60,
         what="the swept reply",

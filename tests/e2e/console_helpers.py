@@ -33,6 +33,21 @@ CHROME_UA = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0.0.0 Safari/537.36"
 )
+# An init script: records the type of every frame the page's sockets receive (window.__pivraFrames).
+RECORD_CONSOLE_FRAMES = """
+(() => {
+  const Native = window.WebSocket;
+  const frames = (window.__pivraFrames = []);
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => {
+        try { frames.push(JSON.parse(e.data).type); } catch (err) { /* not JSON */ }
+      });
+    }
+  };
+})();
+"""
 LATENCY_FILE = ARTIFACTS / "console-live-latency.json"
 
 

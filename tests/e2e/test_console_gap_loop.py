@@ -8,24 +8,10 @@ from playwright.sync_api import BrowserContext
 
 from conversations.models import Conversation, Event
 from handoff.models import Handoff
-from tests.e2e.console_helpers import login, seed
+from tests.e2e.console_helpers import RECORD_CONSOLE_FRAMES, login, seed
 from tests.e2e.widget_helpers import off_thread
 
 # Remember every frame type the console socket receives, so the test knows the watch is in place.
-RECORD_CONSOLE_FRAMES = """
-(() => {
-  const Native = window.WebSocket;
-  const frames = (window.__pivraFrames = []);
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", (e) => {
-        try { frames.push(JSON.parse(e.data).type); } catch (err) { /* not JSON */ }
-      });
-    }
-  };
-})();
-"""
 
 
 def _delete_the_last_event(conversation: Conversation) -> int:

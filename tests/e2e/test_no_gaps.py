@@ -26,25 +26,11 @@ from pivra import push_drop
 from pivra.realtime import console_group, conversation_group, visitor_group
 from pivra.stack import AppProcesses
 from tests.e2e.conftest import screenshot
-from tests.e2e.console_helpers import login, say, seed, thread_seqs
+from tests.e2e.console_helpers import RECORD_CONSOLE_FRAMES, login, say, seed, thread_seqs
 from tests.e2e.widget_helpers import daphne_with, off_thread, open_widget, seed_demo, send
 
 LIVE = 15  # s: a generous wait for the hook to fire on a loaded machine; never a speed check
 # Remember every frame type the console socket receives, so the test knows the watch is in place.
-RECORD_CONSOLE_FRAMES = """
-(() => {
-  const Native = window.WebSocket;
-  const frames = (window.__pivraFrames = []);
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", (e) => {
-        try { frames.push(JSON.parse(e.data).type); } catch (err) { /* not JSON */ }
-      });
-    }
-  };
-})();
-"""
 
 
 @pytest.fixture(scope="module")
