@@ -16,6 +16,8 @@ fmt:
 bench:
 	./scripts/bench
 
+# pyproject.toml is the one dependency list. uv keeps every version already in a lock (add
+# --upgrade-package NAME to move one); dev.lock is constrained to base.lock so both install the same runtime.
 lock:
-	.venv/bin/uv pip compile requirements/base.in --generate-hashes --python-version 3.11 -o requirements/base.lock
-	.venv/bin/uv pip compile requirements/dev.in --generate-hashes --python-version 3.11 -o requirements/dev.lock
+	.venv/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements/base.lock
+	.venv/bin/uv pip compile pyproject.toml --extra dev -c requirements/base.lock --generate-hashes --python-version 3.11 -o requirements/dev.lock

@@ -26,6 +26,7 @@ import redis
 from bench import chaosclients
 from bench.stats import summary_ms
 from pivra.stack import Service, spawn, wait_for_port
+from pivra.web_processes import WEB
 
 if TYPE_CHECKING:
     from bench.cli import Bench
@@ -125,18 +126,30 @@ def redis_enable_aof(bench: Bench) -> None:
     service.argv = _aof_argv(service.argv)
 
 
+def target_names(bench: Bench, target: str) -> list[str]:
+    """The processes a kill of ``target`` takes down ("daphne": every web process, daphne-1 … N)."""
+    assert bench.app is not None
+    if target == "redis":
+        return ["redis"]
+    if target == WEB:
+        return [s.name for s in bench.app.web_services()]
+    return [s.name for s in bench.app.services if s.name in (WORKERS if target == "worker" else (target,))]
+
+
 def kill_target(bench: Bench, target: str) -> list[str]:
     """SIGKILL the target's process group(s), as a crash would; returns the names killed."""
     assert bench.app is not None
+    names = target_names(bench, target)
     if target == "redis":
         service = _redis(bench)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(service.process.pid, signal.SIGKILL)
         service.process.wait(10)
-        return ["redis"]
-    names = [s.name for s in bench.app.services if s.name in (WORKERS if target == "worker" else (target,))]
-    for name in names:
-        bench.app.kill(name)
+    elif target == WEB:
+        bench.app.kill(WEB)  # all web processes at once: the clients have no sibling to fail over to
+    else:
+        for name in names:
+            bench.app.kill(name)
     return names
 
 
@@ -149,6 +162,9 @@ def restart_target(bench: Bench, target: str, names: list[str]) -> None:
         bench.services[bench.services.index(old)] = new
         port = int(old.url.rsplit(":", 1)[1].split("/", 1)[0])
         wait_for_port("127.0.0.1", port, timeout=30, process=new.process)
+        return
+    if target == WEB:
+        bench.app.start(WEB)  # every web process not running, on the same listening socket
         return
     for name in names:
         bench.app.start(name)
@@ -190,7 +206,7 @@ def run_schedule(bench: Bench, schedule: list[dict[str, Any]], go: float, watch:
     for item in schedule:
         watch.sleep_until(go + item["at_s"])
         killed_at = time.monotonic()
-        watch.killing(bench, list(WORKERS) if item["target"] == "worker" else [item["target"]])
+        watch.killing(bench, target_names(bench, item["target"]))
         names = kill_target(bench, item["target"])
         time.sleep(item["down_s"])
         restart_target(bench, item["target"], names)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.httpclient import Agent, ConnectionPool, HttpConnection, Response
-from bench.loadgen import WS_PATH, bounded_gather, raise_nofile_limit
+from bench.httpclient import Agent, HttpConnection, Response
+from bench.loadbase import WS_PATH, Client, bounded_gather, raise_nofile_limit
 from bench.wsclient import WebSocket, ws_connect
 
 GIVE_UP_S = 120.0  # a request still refused after this long is counted as given up
@@ -84,15 +84,10 @@ class Stats:
     sent: Counter[str] = field(default_factory=Counter)
 
 
-class Soak:
+class Soak(Client):
     def __init__(self, config: dict[str, Any]) -> None:
-        self.host: str = config["host"]
-        self.port: int = config["port"]
-        self.origin = f"http://{self.host}:{self.port}"
-        self.public_key: str = config["public_key"]
-        self.password: str = config["password"]
+        super().__init__(config)
         self.rng = random.Random(config["seed"])
-        self.pool = ConnectionPool(self.host, self.port, config.get("pool_size", 64))
         self.agents: list[Agent] = []
         self.chats: list[Chat] = []
         self.acked: dict[str, int] = {}  # conversation -> highest seq any request was answered with

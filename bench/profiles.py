@@ -1,4 +1,5 @@
-"""Bench profiles: ``smoke`` (small, under three minutes, run by CI) and ``full`` (the real figures)."""
+"""Bench profiles: ``smoke`` (small, under three minutes, run by CI) and ``full`` (the real figures).
+Figures 1 and 3 run the same schedule against Pivra and against the floor reference server."""
 
 from __future__ import annotations
 
@@ -68,10 +69,14 @@ SMOKE = Profile(
 FULL = Profile(
     name="full",
     latency_levels=(10, 100, 200),
-    latency_rate=50,
-    latency_duration=30,
-    latency_agents=10,
-    throughput_rates=(25, 50, 75, 100, 125, 150, 200, 300, 500, 1000, 2000, 3000),
+    latency_rate=200,  # the issue's comparison: 200 conversations at 200 replies/s
+    latency_duration=20,
+    # Agents each with their console socket, as many as the claim storm logs in anyway: 600 replies/s
+    # are 12 a second per socket, under the console's per-socket command limit (30/s).
+    latency_agents=50,
+    # One ramp for Pivra and the floor: fine steps where Pivra's target lies (600/s), coarser up to
+    # past where the floor saturates (~1,300-1,850/s on this kind of machine).
+    throughput_rates=(25, 50, 100, 200, 300, 400, 500, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000),
     throughput_step=10,
     idle_target=10_000,
     idle_step=1000,
@@ -96,6 +101,11 @@ TARGET_LATENCY_P99_MS = 10.0
 TARGET_IDLE_SOCKETS = 10_000
 TARGET_KB_PER_SOCKET = 30.0
 TARGET_THROUGHPUT = 3000.0
+# Issue 14: Pivra ÷ the floor reference server (bench/floor/), measured in the same run.
+FLOOR_P50_RATIO_MAX = 1.5  # reply latency p50 at 200 conversations @ 200/s
+FLOOR_P99_RATIO_MAX = 2.0  # reply latency p99 at 200 conversations @ 200/s
+FLOOR_SATURATION_RATIO_MIN = 0.5
+TARGET_SATURATION = 600.0  # replies/s delivered within THROUGHPUT_P99_LIMIT_MS, default process count
 THROUGHPUT_P99_LIMIT_MS = 250.0
 TARGET_TIMEOUT_P99_S = 1.0
 TARGET_TIMEOUT_KILLED_P99_S = 5.0

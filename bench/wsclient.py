@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -71,13 +71,13 @@ class WebSocket(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         request = (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {self._key.decode()}\r\nSec-WebSocket-Version: 13\r\nOrigin: {self.origin}\r\n\r\n"
         )
-        transport.write(request.encode())
+        self.transport.write(request.encode())
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -230,6 +230,9 @@ async def ws_connect(
     try:
         await asyncio.wait_for(asyncio.shield(protocol.opened), connect_timeout)
     except BaseException:
+        # Given up (say, queued in the listen backlog of a launcher whose web processes are all
+        # down): the handshake's own failure that follows the abort is expected, not worth a warning.
+        protocol.opened.add_done_callback(lambda future: future.cancelled() or future.exception())
         protocol.abort()
         raise
     return protocol

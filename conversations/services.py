@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from psycopg.types.json import Jsonb
 
 from chatbots.models import Chatbot
 from conversations.agent_names import agent_public_name
@@ -72,19 +72,6 @@ def conversation_lock(*, conversation_id: int) -> Conversation:
     )
 
 
-def conversation_lock_for_member(*, public_id: uuid.UUID, user: User) -> Conversation | None:
-    """The conversation with this public id in one of ``user``'s workspaces, locked as
-    ``conversation_lock`` locks it; None when there is none (another workspace's is not found).
-
-    Only the visitor comes along (``event_append`` needs its public id): an agent's reply, the hot
-    path, reads nothing of the chatbot, and its 20-odd columns cost more to load than the rest."""
-    return unique_row(
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("visitor")
-        .filter(public_id=public_id, chatbot__workspace__memberships__user=user)
-    )
-
-
 def conversation_lock_for_visitor(*, visitor: Visitor, public_id: str | None) -> Conversation:
     """The visitor's own conversation with this public id, locked as ``conversation_lock`` locks it,
     in one query (with its chatbot and workspace, which visitor operations check); anyone else's is
@@ -125,13 +112,11 @@ def event_append(
     notify_console: bool = False,
 ) -> Event:
     """Append the next event to a conversation locked by ``conversation_lock``; broadcast after commit."""
-    if not transaction.get_connection().in_atomic_block:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise RuntimeError("event_append needs the conversation locked in a transaction")
-    conversation.last_seq += 1
-    Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq, updated_at=timezone.now())
-    event = Event.objects.create(
+    event = Event(
         conversation=conversation,
-        seq=conversation.last_seq,
         kind=kind,
         author=author,
         text=text,
@@ -139,12 +124,62 @@ def event_append(
         agent_name=agent_public_name(agent) if agent else "",  # stored as the visitor sees it
         client_id=client_id,
         data=data or {},
+        created_at=timezone.now(),
     )
+    if connection.vendor == "postgresql":
+        _append_in_one_statement(connection, conversation, event)
+    else:
+        conversation.last_seq += 1
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_seq=conversation.last_seq, updated_at=event.created_at
+        )
+        event.seq = conversation.last_seq
+        event.save(force_insert=True)
     groups = [visitor_group(conversation.visitor.public_id), conversation_group(conversation.public_id)]
     if notify_console:
         groups.append(console_group(conversation.chatbot.workspace_id))
     send_event_on_commit(groups, event_frame(event, conversation), conversation_id=conversation.pk)
     return event
+
+
+# The next seq and the event's row in one round trip (the hot path of every message): the
+# conversation's counter moves and the event is inserted with it, under the row lock the caller holds.
+_APPEND_SQL = """
+WITH bumped AS (
+    UPDATE conversations_conversation SET last_seq = last_seq + 1, updated_at = %(now)s
+    WHERE id = %(conversation)s RETURNING last_seq
+)
+INSERT INTO conversations_event
+    (conversation_id, seq, kind, author, text, agent_id, agent_name, client_id, data, created_at)
+SELECT %(conversation)s, last_seq, %(kind)s, %(author)s, %(text)s, %(agent)s, %(agent_name)s, %(client_id)s,
+       %(data)s, %(now)s
+FROM bumped RETURNING id, seq
+"""
+
+
+def _append_in_one_statement(connection: Any, conversation: Conversation, event: Event) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPEND_SQL,
+            {
+                "now": event.created_at,
+                "conversation": conversation.pk,
+                "kind": event.kind,
+                "author": event.author,
+                "text": event.text,
+                "agent": event.agent_id,
+                "agent_name": event.agent_name,
+                "client_id": event.client_id,
+                "data": Jsonb(event.data),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:  # the conversation row is gone: the caller's lock makes this impossible
+        raise Conversation.DoesNotExist(f"conversation {conversation.pk}")
+    event.pk, event.seq = row
+    event._state.adding = False  # a stored row from now on, as ``create`` leaves it
+    event._state.db = connection.alias
+    conversation.last_seq = event.seq
 
 
 def _check_client_id(client_id: str) -> str:

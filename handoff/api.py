@@ -17,10 +17,12 @@ from ninja.security import django_auth
 from chatbots.models import Membership
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
-from conversations.services import conversation_events_after
+from conversations.services import Received, conversation_events_after
 from handoff.models import Handoff
-from handoff.services import handoff_claim, handoff_reply, handoff_resolve
 from handoff.state import agent_display_name
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.reply import handoff_reply
+from handoff.transitions.resolve import handoff_resolve
 from pivra.api_schema import MAX_SEQ, UUID, ApiSchema, client_id_field, error_responses, text_field
 from pivra.errors import DomainError, NotFound
 from pivra.ids import parse_uuid
@@ -195,10 +197,19 @@ def _conversation(request: HttpRequest, conversation_id: str) -> Conversation:
     return conversation
 
 
+def claim_body(handoff: Handoff) -> dict[str, Any]:
+    """What a claim answers, over HTTP and over the console socket."""
+    return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))
+
+
+def reply_body(received: Received) -> dict[str, Any]:
+    """What a reply answers, over HTTP and over the console socket."""
+    return {"client_id": received.event.client_id, "seq": received.event.seq, "duplicate": received.duplicate}
+
+
 @router.post("/handoffs/{conversation_id}/claim", response={200: HandoffOut, **ERRORS}, summary="Claim (first wins)")
 def claim(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
-    handoff = handoff_claim(agent=_agent(request), conversation_public_id=conversation_id)
-    return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))
+    return claim_body(handoff_claim(agent=_agent(request), conversation_public_id=conversation_id))
 
 
 class ReplyIn(ApiSchema):
@@ -221,9 +232,7 @@ def reply(request: HttpRequest, conversation_id: ConversationId, payload: ReplyI
     received = handoff_reply(
         agent=_agent(request), conversation_public_id=conversation_id, text=payload.text, client_id=payload.client_id
     )
-    return Status(
-        201, {"client_id": received.event.client_id, "seq": received.event.seq, "duplicate": received.duplicate}
-    )
+    return Status(201, reply_body(received))
 
 
 @router.post(

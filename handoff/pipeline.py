@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from conversations.models import Conversation, Event
 from handoff.keywords import matching_keyword
-from handoff.services import handoff_available, handoff_offer
+from handoff.transitions.request import handoff_offer
+from handoff.transitions.shared import handoff_available
 
 
 def silence_during_handoff(*, conversation: Conversation, event: Event) -> bool:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
 from handoff.models import Handoff
-from handoff.services import announce_state
+from handoff.transitions.shared import announce_state
 from pivra.realtime import (
     console_group,
     conversation_group,
@@ -30,11 +30,11 @@ from pivra.realtime import (
     visitor_group,
 )
 
-# The kinds after which handoff.services announces the conversation's new state.
+# The kinds after which handoff.transitions announce the conversation's new state.
 STATE_KINDS = frozenset(
     {"handoff.requested", "handoff.claimed", "handoff.timed_out", "handoff.resolved", "lead.captured"}
 )
-# The kinds handoff.services appends with notify_console=True: the console hears them too.
+# The kinds handoff.transitions append with notify_console=True: the console hears them too.
 CONSOLE_KINDS = frozenset(
     {
         "handoff.requested",

@@ -7,7 +7,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from handoff.pushes import conversation_pushes_repair
-from handoff.services import handoff_expire, handoff_expire_overdue, handoff_timers_rearm
+from handoff.transitions.timers import handoff_expire, handoff_expire_overdue, handoff_timers_rearm
 
 log = logging.getLogger(__name__)
 TIMER_QUEUE = "celery"  # where expire_handoff is routed (the default queue)

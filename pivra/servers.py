@@ -15,8 +15,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def wait_for_port(host: str, port: int, *, timeout: float, process: subprocess.P
 
 # --- system packages -------------------------------------------------------------------------
 
-APT_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "postgres": "postgresql"}
+APT_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "postgres": "postgresql", "nginx": "nginx"}
 
 
 def _postgres_bin_dir() -> Path | None:
@@ -102,11 +103,18 @@ class Service:
     env: dict[str, str] | None = None
     log_file: Path | None = None
     quiet: bool = False
+    pass_fds: tuple[int, ...] = ()  # inherited open, e.g. a web process's shared listening socket
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def terminate(self) -> None:
+        """SIGTERM to the process group, if it still runs (``stop`` then waits for it)."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 15.0, *, terminated: bool = False) -> None:
+        if self.process.poll() is None:
+            if not terminated:
+                self.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -117,6 +125,40 @@ class Service:
             shutil.rmtree(directory, ignore_errors=True)
 
 
+def stop_services(services: Sequence[Service], *, timeout: float = 15.0) -> None:
+    """SIGTERM every service first, then wait for each: N processes stop in the slowest one's time,
+    not in the sum of theirs (Ctrl-C on a stack with a web process per core)."""
+    for service in services:
+        service.terminate()
+    for service in services:
+        service.stop(timeout, terminated=True)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child receive SIGTERM when the launcher dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG), so no orphan keeps the web port or the Redis data directory. None elsewhere.
+
+    Only from the main thread: the kernel sends the signal when the *thread* that forked the child
+    exits, so a child started from a helper thread (a test's supervisor) would die with that thread.
+    The launcher spawns from its main thread only, before or between its supervisor's checks; a
+    ``preexec_fn`` is unsafe only if another thread holds a lock at fork time, and this one calls
+    nothing but prctl and getppid."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the launcher died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
@@ -125,8 +167,11 @@ def spawn(
     quiet: bool = False,
     user: str | None = None,
     log_file: Path | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Service:
-    """Start a child in its own process group, so stopping it stops its children too."""
+    """Start a child in its own process group, so stopping it stops its children too; it dies with the
+    launcher (``_die_with_parent``). ``pass_fds`` stay open in the child under the same numbers (a
+    web process's shared listening socket)."""
     stdout: int | None = None
     handle = None
     if log_file is not None:
@@ -142,10 +187,14 @@ def spawn(
         stderr=subprocess.STDOUT if stdout is not None else None,
         start_new_session=True,
         user=user,
+        pass_fds=tuple(pass_fds),
+        preexec_fn=_die_with_parent(),
     )
     if handle is not None:
         handle.close()
-    return Service(name=name, process=process, argv=list(argv), env=env, log_file=log_file, quiet=quiet)
+    service = Service(name=name, process=process, argv=list(argv), env=env, log_file=log_file, quiet=quiet)
+    service.pass_fds = tuple(pass_fds)
+    return service
 
 
 def start_redis(*, port: int | None = None, quiet: bool = True, data_dir: Path | None = None) -> Service:

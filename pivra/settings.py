@@ -16,7 +16,12 @@ from kombu import Queue
 from pivra.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("PIVRA_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+# A checkout keeps the site-wide templates/ and static/ next to manage.py; `pip install .` ships them inside the
+# package as pivra/bundled/ (pyproject.toml maps them), and an installed copy keeps its data under the working dir.
+_BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+_INSTALLED = _BUNDLED_DIR.is_dir()
+SITE_DIR = _BUNDLED_DIR if _INSTALLED else BASE_DIR
+DATA_DIR = Path(env_str("PIVRA_DATA_DIR", str((Path.cwd() if _INSTALLED else BASE_DIR) / "var"))).resolve()
 
 DEBUG = env_bool("PIVRA_DEBUG", False)
 
@@ -132,7 +137,7 @@ WSGI_APPLICATION = "pivra.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [SITE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -252,7 +257,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [SITE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

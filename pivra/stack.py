@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -35,9 +37,19 @@ from pivra.servers import (
     spawn,
     start_postgres,
     start_redis,
+    stop_services,
     wait_for_port,
 )
 from pivra.supervisor import Supervisor
+from pivra.web_processes import (
+    WEB,
+    daphne_on_socket,
+    is_web_service,
+    listen,
+    wait_until_accepting_or_kill,
+    web_process_count,
+    web_service_name,
+)
 
 # The stack's public names, the servers' included: tests and the bench import them from here.
 __all__ = [
@@ -59,7 +71,10 @@ __all__ = [
     "start_postgres",
     "start_redis",
     "wait_for_port",
+    "web_process_count",
 ]
+
+ROLES = ("web", "worker", "ai", "deliveries", "beat")
 
 
 def manage(*args: str, env: dict[str, str]) -> None:
@@ -70,44 +85,69 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 @dataclass
 class AppProcesses:
-    """daphne + Celery worker + AI worker + delivery worker + Celery beat against one database and one Redis."""
+    """daphne processes ("daphne-1" … "daphne-N", sharing ``listener``) + Celery worker + AI worker +
+    delivery worker + Celery beat against one database and one Redis.
+
+    The name "daphne" means every web process: ``kill("daphne")`` kills them all, ``start("daphne")``
+    starts those not running, ``service("daphne")`` is the first. The listening socket stays open
+    until ``stop()``, so a web process started again serves the same address."""
 
     services: list[Service]
     http_url: str
+    listener: socket.socket | None = field(default=None, repr=False)
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
+        stop_services(list(reversed(self.services)))
+        if self.listener is not None:
+            self.listener.close()
+
+    def web_services(self) -> list[Service]:
+        return [s for s in self.services if is_web_service(s.name)]
 
     def service(self, name: str) -> Service:
+        if name == WEB:
+            return self.web_services()[0]
         return next(s for s in self.services if s.name == name)
 
+    def _named(self, name: str) -> list[Service]:
+        return self.web_services() if name == WEB else [self.service(name)]
+
     def kill(self, name: str) -> None:
-        """SIGKILL a process, as a crash would (no graceful shutdown)."""
-        service = self.service(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(service.process.pid, signal.SIGKILL)
-        service.process.wait(10)
+        """SIGKILL a process (every web process for "daphne"), as a crash would (no graceful shutdown)."""
+        for service in self._named(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(10)
 
     def start(self, name: str) -> None:
-        """Start a stopped or killed process again with its original command and environment."""
-        old = self.service(name)
-        new = spawn(name, old.argv, env=old.env, quiet=old.quiet, log_file=old.log_file)
-        new.cleanup_dirs = old.cleanup_dirs
-        self.services[self.services.index(old)] = new
-        if name == "daphne":
-            host, port = self.http_url.removeprefix("http://").split(":")
-            wait_for_port(host, int(port), timeout=60, process=new.process)
+        """Start a stopped or killed process again with its original command and environment (for
+        "daphne": every web process that is not running). A web process gets the same listening
+        socket; this returns once it accepts on it, and one that does not within 60 s is killed
+        (the supervisor then restarts it with backoff, as any process that exited)."""
+        olds = [s for s in self.web_services() if s.process.poll() is not None] if name == WEB else [self.service(name)]
+        for old in olds:
+            new = spawn(old.name, old.argv, env=old.env, quiet=old.quiet, log_file=old.log_file, pass_fds=old.pass_fds)
+            new.cleanup_dirs = old.cleanup_dirs
+            self.services[self.services.index(old)] = new
+        for new in (self.service(old.name) for old in olds):
+            if is_web_service(new.name) and self.listener is not None:
+                wait_until_accepting_or_kill(new.process, self.listener, timeout=60)
 
 
-def daphne_argv(*, env: dict[str, str], host: str, port: int) -> list[str]:
-    """daphne's command line. Never ``--proxy-headers``: daphne takes the leftmost X-Forwarded-For
-    address, which the client writes itself. pivra/proxy.py reads the trusted hop instead (only with
-    PIVRA_BEHIND_PROXY). A bad value of that variable still stops the supervisor before it starts."""
+def daphne_argv(
+    *, env: dict[str, str], listener: socket.socket | None = None, host: str = "127.0.0.1", port: int = 8000
+) -> list[str]:
+    """daphne's command line: serving the shared ``listener`` (pivra/web_processes.py ``daphne_on_socket``),
+    or binding ``host:port`` itself without one. Never ``--proxy-headers``: daphne takes the leftmost
+    X-Forwarded-For address, which the client writes itself. pivra/proxy.py reads the trusted hop
+    instead (only with PIVRA_BEHIND_PROXY). A bad value of that variable still stops the supervisor
+    before it starts."""
     try:
         env_bool("PIVRA_BEHIND_PROXY", False, environ=env)
     except ImproperlyConfigured as exc:
         raise StackError(f"configuration error: {exc}") from None
+    if listener is not None:
+        return [*daphne_on_socket(PYTHON, listener), "pivra.asgi:application"]
     return [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "pivra.asgi:application"]
 
 
@@ -141,68 +181,119 @@ def start_app(
     worker_concurrency: int = 8,
     delivery_concurrency: int = 32,
     ai_concurrency: int | None = None,
+    web_processes: int | None = None,
+    roles: Collection[str] = ROLES,
 ) -> AppProcesses:
-    """Start daphne, a worker, an AI worker, a delivery worker and beat; wait until daphne answers.
+    """Start the web processes, a worker, an AI worker, a delivery worker and beat (``roles`` picks
+    some: an extra app node runs only "web"); wait until every web process accepts.
+
+    ``web_processes`` daphne processes (default PIVRA_WEB_PROCESSES, else one per core) serve one
+    socket bound here (pivra/web_processes.py); each logs to its own ``daphne-<n>.log``.
 
     Each queue has its own worker (see CELERY_TASK_QUEUES in pivra/settings.py): AI replies wait on
     an LLM endpoint (up to PIVRA_LLM_DEADLINE each) and deliveries on other people's servers (up to
     the webhook timeout each), so neither may ever take the slots that run handoff timeouts, sweeps
     and push repair. Threads suit that wait-bound work. ``ai_concurrency`` defaults to
     PIVRA_AI_WORKER_CONCURRENCY (16)."""
-    if ai_concurrency is None:
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise StackError(f"unknown roles {sorted(unknown)}: choose from {', '.join(ROLES)}")
+    if ai_concurrency is None and "ai" in roles:
         ai_concurrency = ai_worker_concurrency(env=env)
-    beat_schedule = Path(tempfile.mkdtemp(prefix="pivra-beat-")) / "schedule"
+    if web_processes is None:
+        web_processes = web_process_count(env=env)
+    elif web_processes < 1:
+        raise StackError(f"web_processes={web_processes}: at least 1")
 
     def log_file(name: str) -> Path | None:
         return (log_dir / f"{name}.log") if log_dir else None
 
-    services = [
-        spawn(
-            "daphne",
-            daphne_argv(env=env, host=host, port=port),
-            env=env,
-            quiet=quiet,
-            log_file=log_file("daphne"),
-        ),
-        spawn(
-            "worker",
-            celery_worker_argv(name=f"pivra-worker-{port}", queues=["celery"], concurrency=worker_concurrency),
-            env=env,
-            quiet=quiet,
-            log_file=log_file("worker"),
-        ),
-        spawn(
-            "ai",
-            celery_worker_argv(name=f"pivra-ai-{port}", queues=["ai"], concurrency=ai_concurrency),
-            env=env,
-            quiet=quiet,
-            log_file=log_file("ai"),
-        ),
-        spawn(
-            "deliveries",
-            celery_worker_argv(
-                name=f"pivra-deliveries-{port}", queues=["deliveries"], concurrency=delivery_concurrency
-            ),
-            env=env,
-            quiet=quiet,
-            log_file=log_file("deliveries"),
-        ),
-        spawn(
-            "beat",
-            [PYTHON, "-m", "celery", "-A", "pivra", "beat", "--loglevel", "WARNING", "--schedule", str(beat_schedule)],
-            env=env,
-            quiet=quiet,
-            log_file=log_file("beat"),
-        ),
-    ]
-    services[-1].cleanup_dirs.append(beat_schedule.parent)
-    app = AppProcesses(services=services, http_url=f"http://{host}:{port}")
+    listener = listen(host, port) if "web" in roles else None
     try:
-        wait_for_port(host, port, timeout=60, process=services[0].process)
+        services = _start_services(
+            env=env,
+            port=port,
+            quiet=quiet,
+            log_file=log_file,
+            listener=listener,
+            web_processes=web_processes,
+            roles=roles,
+            worker_concurrency=worker_concurrency,
+            delivery_concurrency=delivery_concurrency,
+            ai_concurrency=ai_concurrency or 1,
+        )
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
+    app = AppProcesses(services=services, http_url=f"http://{host}:{port}", listener=listener)
+    try:
+        for web in app.web_services():
+            assert listener is not None
+            wait_until_accepting_or_kill(web.process, listener, timeout=60)
     except BaseException:
         app.stop()
         raise
     return app
+
+
+def _start_services(
+    *,
+    env: dict[str, str],
+    port: int,
+    quiet: bool,
+    log_file: Callable[[str], Path | None],
+    listener: socket.socket | None,
+    web_processes: int,
+    roles: Collection[str],
+    worker_concurrency: int,
+    delivery_concurrency: int,
+    ai_concurrency: int,
+) -> list[Service]:
+    beat_schedule = Path(tempfile.mkdtemp(prefix="pivra-beat-")) / "schedule"
+    commands: list[tuple[str, list[str]]] = []
+    if listener is not None:
+        commands += [
+            (web_service_name(n), daphne_argv(env=env, listener=listener)) for n in range(1, web_processes + 1)
+        ]
+    for role, queue, concurrency in (
+        ("worker", "celery", worker_concurrency),
+        ("ai", "ai", ai_concurrency),
+        ("deliveries", "deliveries", delivery_concurrency),
+    ):
+        if role in roles:
+            commands.append(
+                (role, celery_worker_argv(name=f"pivra-{role}-{port}", queues=[queue], concurrency=concurrency))
+            )
+    if "beat" in roles:
+        beat = [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "pivra",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(beat_schedule),
+        ]
+        commands.append(("beat", beat))
+    services: list[Service] = []
+    try:
+        for name, argv in commands:
+            fds = (listener.fileno(),) if listener is not None and is_web_service(name) else ()
+            services.append(spawn(name, argv, env=env, quiet=quiet, log_file=log_file(name), pass_fds=fds))
+    except BaseException:
+        for service in reversed(services):
+            service.stop()
+        shutil.rmtree(beat_schedule.parent, ignore_errors=True)
+        raise
+    if "beat" in roles:
+        services[-1].cleanup_dirs.append(beat_schedule.parent)
+    else:
+        shutil.rmtree(beat_schedule.parent, ignore_errors=True)
+    return services
 
 
 @contextlib.contextmanager
@@ -300,6 +391,7 @@ def command_run(args: argparse.Namespace) -> int:
     if served_at is not None:
         env["PIVRA_PUBLIC_URL"] = served_at
     seed_argv, seed_env = _seed_command(args, env)
+    web_processes = web_process_count(env=env)  # a bad value stops here, before anything starts
     servers: list[Service] = []
     # An empty PIVRA_REDIS_URL= (as in .env.example) is unset: the private server is started.
     with private_services(
@@ -316,7 +408,7 @@ def command_run(args: argparse.Namespace) -> int:
         seeded = subprocess.run(seed_argv, cwd=ROOT, env={**seed_env, **extra}, capture_output=True, text=True)
         if seeded.returncode != 0:
             raise StackError(f"manage.py seed_demo failed: {seeded.stderr.strip().removeprefix('CommandError: ')}")
-        app = start_app(env=env, host=args.host, port=args.port)
+        app = start_app(env=env, host=args.host, port=args.port, web_processes=web_processes)
         time.sleep(2)  # let the worker's and beat's start-up banners pass, so the logins print last
         print(seeded.stdout.rstrip(), flush=True)
         log(f"serving on http://{args.host}:{args.port} (Ctrl-C stops every process)")
@@ -354,8 +446,7 @@ def command_test(args: argparse.Namespace) -> int:
     ]
     failed = [name for name, argv in gates if not args.skip_gates and not _gate(name, argv, env)]
     with private_services(
-        postgres=not env_is_set("PIVRA_DATABASE_URL", environ=env),
-        redis=not env_is_set("PIVRA_REDIS_URL", environ=env),
+        postgres=not env_is_set("PIVRA_DATABASE_URL", environ=env), redis=not env_is_set("PIVRA_REDIS_URL", environ=env)
     ) as extra:
         env.update(extra)
         if not _gate("pytest", [PYTHON, "-m", "pytest", *args.pytest_args], env):

@@ -1,8 +1,9 @@
 """Keep the stack's processes running: a child that exits is started again after a backoff.
 
 Used by the run command (``pivra.stack.command_run``) and by the real-stack outage test. One child
-crashing (a worker, daphne, the private Redis) never stops the others: it is restarted with the
-same command line, environment and, for Redis, the same port and data directory. Each restart is
+crashing (a worker, one of the daphne processes, the private Redis) never stops the others: it is
+restarted with the same command line, environment and, for Redis, the same port and data directory;
+a daphne process gets the same shared listening socket, which its siblings kept serving meanwhile. Each restart is
 logged as one line, e.g. ``worker exited with code 1; restarting in 2 s (restart 3)``.
 """
 
@@ -31,7 +32,14 @@ class Restartable(Protocol):
 def respawn_in_place(service: Service, *, timeout: float = 20) -> None:
     """Start an exited server (the private Redis) again with its original command line, in place: every
     holder of the Service object (the code that stops it at exit) then stops the new process."""
-    new = spawn(service.name, service.argv, env=service.env, quiet=service.quiet, log_file=service.log_file)
+    new = spawn(
+        service.name,
+        service.argv,
+        env=service.env,
+        quiet=service.quiet,
+        log_file=service.log_file,
+        pass_fds=service.pass_fds,
+    )
     service.process = new.process
     if service.url:
         url = urlsplit(service.url)
@@ -54,7 +62,7 @@ class Supervisor:
 
     ``servers`` are started outside the app (the private Redis); they are checked first, so the
     workers find their broker again as soon as possible. ``check()`` does one pass and never
-    blocks except while a restarted process starts (daphne: until it answers on its port)."""
+    blocks except while a restarted process starts (a daphne process: until it accepts on the shared socket)."""
 
     app: Restartable
     servers: list[Service] = field(default_factory=list)
@@ -102,11 +110,12 @@ class Supervisor:
             if any(s.name == child.name for s in self.servers):
                 respawn_in_place(self._service(child.name))
             else:
-                self.app.start(child.name)  # daphne: waits until it answers on its port
+                self.app.start(child.name)  # a daphne process: waits until it accepts on the shared socket
         except (StackError, OSError) as exc:
-            # Exited again while starting, or could not be spawned at all (out of file descriptors or
-            # processes): the old process is still the exited one, so the next check() sees it and
-            # backs off further, and the rest of the stack keeps running.
+            # Exited again while starting, hung (a web process that did not accept within its timeout
+            # is killed by AppProcesses.start), or could not be spawned at all (out of file descriptors
+            # or processes, and then the old process is still the exited one): either way the next
+            # check() sees an exited process and backs off further; the rest of the stack keeps running.
             self.say(f"{child.name} failed to start: {exc}")
             return
         self.say(f"{child.name} restarted")

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections
 
+from chatbots.models import Chatbot
 from tests.factories import Personas, make_personas
+from tests.handoff_helpers import enable_handoff
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,6 +47,12 @@ def personas(db: None) -> Personas:
 @pytest.fixture
 def staff_user(db: None) -> User:
     return User.objects.create_superuser("staff", "staff@example.com", "staff-pass-123")
+
+
+@pytest.fixture
+def bot(personas: Personas) -> Chatbot:
+    """The personas' chatbot with handoff enabled (a test module's own ``bot`` fixture overrides it)."""
+    return enable_handoff(personas.chatbot)
 
 
 def pytest_report_header() -> list[str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from actions.models import OutboxEvent
 from chatbots.models import Chatbot
 from chatbots.services import chatbot_update_handoff_settings
 from conversations.models import Conversation, Visitor
 from conversations.services import conversation_receive_visitor_message, visitor_create
 from handoff.models import Handoff
-from handoff.services import handoff_request
 from handoff.state import visitor_current_conversation
+from handoff.transitions.request import handoff_request
 
 
 def enable_handoff(bot: Chatbot, *, keywords: list[str] | None = None, timeout: int = 180) -> Chatbot:
@@ -43,3 +44,11 @@ def request(visitor: Visitor, conversation: Conversation, *, now: datetime | Non
     return handoff_request(
         visitor=visitor, conversation_public_id=str(conversation.public_id), trigger="button", now=now
     )
+
+
+def event_kinds(conversation: Conversation) -> list[str]:
+    return list(conversation.events.order_by("seq").values_list("kind", flat=True))
+
+
+def outbox_events(kind: str) -> list[OutboxEvent]:
+    return list(OutboxEvent.objects.filter(type=kind))

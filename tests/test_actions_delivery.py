@@ -398,7 +398,10 @@ def test_during_a_rotation_both_secrets_sign_for_a_day(personas: Personas) -> No
 
 @pytest.mark.django_db
 def test_every_event_of_the_catalogue_reaches_a_subscriber(personas: Personas) -> None:
-    from handoff.services import handoff_claim, handoff_expire, handoff_resolve, lead_capture
+    from handoff.transitions.claim import handoff_claim
+    from handoff.transitions.lead import lead_capture
+    from handoff.transitions.resolve import handoff_resolve
+    from handoff.transitions.timers import handoff_expire
 
     with Receiver() as receiver:
         webhook_action(

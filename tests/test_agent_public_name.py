@@ -9,8 +9,9 @@ import pytest
 from django.apps import apps as django_apps
 
 from conversations.models import Event
-from handoff.services import handoff_claim, handoff_reply
 from handoff.state import conversation_state
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.reply import handoff_reply
 from pivra.realtime import visitor_group
 from tests.channel_helpers import frames_heard
 from tests.factories import Personas

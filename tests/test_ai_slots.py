@@ -33,7 +33,7 @@ from conversations.ai_slots import (
 from conversations.ai_sweep import ai_unanswered
 from conversations.models import Conversation, Event, Visitor
 from conversations.tasks import generate_ai_reply, sweep_unanswered_messages
-from handoff.services import handoff_offer_answer
+from handoff.transitions.request import handoff_offer_answer
 from pivra.realtime import visitor_group
 from tests.channel_helpers import frames_heard
 from tests.factories import Personas, make_chatbot, make_personas

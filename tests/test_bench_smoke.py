@@ -1,7 +1,9 @@
 """The bench's smoke profile, so ``make bench`` cannot rot: it starts its own stack, drives every
 phase over loopback and must finish with no lost, duplicated or misdelivered message, exactly one
-claim winner per trial and no timeout fired after a claim. Speed targets are reported by the bench,
-never asserted here."""
+claim winner per trial and no timeout fired after a claim; figures 1 and 3 are also measured on the
+floor reference server (bench/floor/) and compared. Figures 1 and 3 send the agents' replies over
+their console sockets, as the dashboard does, so every reply must be acked there. Speed targets are
+reported by the bench, never asserted here."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {"reply_latency", "idle_sockets", "throughput", "timeout_precision", "claim_storm", "loader_size"}
+FLOOR_FIGURES = {"floor_reply_latency", "floor_throughput", "vs_floor"}  # the floor reference server, same run
 SIX_PHASES = "loader,latency,throughput,claims,timeouts,idle"  # the chaos soak has its own test below
 
 
@@ -35,14 +38,45 @@ def test_bench_smoke_profile_measures_all_six_figures(tmp_path: Path) -> None:
     assert document["profile"] == "smoke"
     assert document["problems"] == []
     figures = document["figures"]
-    assert set(figures) == FIGURES
+    assert set(figures) == FIGURES | FLOOR_FIGURES
     for name, figure in figures.items():
         assert figure["value"] is not None, name
         assert isinstance(figure["pass"], bool), name
 
+    web_processes = document["web_processes"]
+    assert web_processes == len(os.sched_getaffinity(0))  # the run command's default (usable cores) is measured
+    assert document["reply_via"] == "socket"  # the default: the dashboard's console socket
+    for name in ("reply_latency", "floor_reply_latency"):
+        assert len(figures[name]["levels"]) == 2, name
+        for level in figures[name]["levels"]:
+            assert level["delivered"] == level["sent"] > 0, name
+            assert level["lost"] == level["duplicated"] == level["misdelivered"] == level["errors"] == 0, name
+            assert level["p50_ms"] > 0 and level["p99_ms"] >= level["p50_ms"], name
+    # Every Pivra reply went over an agent's console socket and was answered ``ack`` there (an
+    # ``error`` answer is counted in ``errors``); the floor only takes POST /reply.
     for level in figures["reply_latency"]["levels"]:
-        assert level["delivered"] == level["sent"] > 0
-        assert level["lost"] == level["duplicated"] == level["misdelivered"] == level["errors"] == 0
+        assert level["reply_via"] == "socket" and level["acked"] == level["sent"]
+    assert figures["floor_reply_latency"]["levels"][0]["reply_via"] == "http"
+    for step in figures["throughput"]["steps"]:
+        assert step["reply_via"] == "socket" and step["acked"] > 0
+    assert figures["throughput"]["reply_via"] == "socket" and figures["vs_floor"]["latency"]["reply_via"] == "socket"
+    pivra_cpu = figures["reply_latency"]["levels"][-1]["cpu_s"]
+    assert {f"daphne-{n}" for n in range(1, web_processes + 1)} <= set(pivra_cpu)
+    assert figures["floor_reply_latency"]["levels"][-1]["cpu_s"]["floor"] > 0  # the floor itself answered
+    assert figures["floor_throughput"]["value"] > 0 and figures["floor_throughput"]["steps"]
+    assert figures["throughput"]["server_processes"] == web_processes
+    versus = figures["vs_floor"]
+    latency = versus["latency"]
+    assert latency["p50_ratio"] == round(latency["pivra_p50_ms"] / latency["floor_p50_ms"], 2)
+    assert latency["p99_ratio"] == round(latency["pivra_p99_ms"] / latency["floor_p99_ms"], 2)
+    assert latency["conversations"] == figures["reply_latency"]["levels"][-1]["conversations"]
+    saturation = versus["saturation"]
+    assert saturation["floor_per_s"] == figures["floor_throughput"]["value"]
+    assert saturation["ratio"] == round(figures["throughput"]["value"] / saturation["floor_per_s"], 2)
+    for verdict in (latency["p50_pass"], latency["p99_pass"], latency["no_loss_pass"], saturation["pass"]):
+        assert isinstance(verdict, bool)
+    assert versus["web_processes"] == web_processes and versus["placement"]["pinned"] is False
+    assert document["placement"] == versus["placement"]
     storm = figures["claim_storm"]
     for run_kind in ("http", "service"):
         assert storm[run_kind]["winners_per_trial"] == [1] * storm[run_kind]["trials"]
@@ -56,6 +90,9 @@ def test_bench_smoke_profile_measures_all_six_figures(tmp_path: Path) -> None:
     assert figures["loader_size"]["gzip9_bytes"] > 0
     # The table printed for humans names every figure.
     assert "6 static/widget/loader.js" in run.stdout and "5 claim storm" in run.stdout
+    assert "floor, same schedule" in run.stdout and "1 Pivra / floor" in run.stdout
+    assert "1 agent reply (console socket) -> widget" in run.stdout and "replies via console socket" in run.stdout
+    assert "3 saturation, Pivra / floor" in run.stdout
 
 
 @pytest.mark.timeout(600)

@@ -15,9 +15,12 @@ from django.db import connection
 from chatbots.models import Membership
 from chatbots.services import membership_add, subscription_set
 from conversations.models import Conversation
-from handoff import services
 from handoff.models import Handoff
-from handoff.services import handoff_claim, handoff_continue_with_ai, handoff_expire
+from handoff.transitions import claim as claim_module
+from handoff.transitions import continue_ai as continue_ai_module
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.continue_ai import handoff_continue_with_ai
+from handoff.transitions.timers import handoff_expire
 from pivra.errors import Conflict
 from tests.factories import make_chatbot, make_user, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request
@@ -116,7 +119,7 @@ def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(
 
     claim_updated, continue_locked = threading.Event(), threading.Event()
     continue_pid: list[int] = []
-    real_lock = services.conversation_lock
+    real_lock = claim_module.conversation_lock
 
     def conversation_lock(*, conversation_id: int) -> Conversation:
         if threading.current_thread().name == "claim":
@@ -130,7 +133,8 @@ def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(
         continue_locked.set()
         return locked
 
-    monkeypatch.setattr(services, "conversation_lock", conversation_lock)
+    monkeypatch.setattr(claim_module, "conversation_lock", conversation_lock)
+    monkeypatch.setattr(continue_ai_module, "conversation_lock", conversation_lock)
     outcome: dict[str, Any] = {}
     errors: list[BaseException] = []
 

@@ -10,7 +10,9 @@ from django.test import Client
 
 from chatbots.models import Chatbot
 from handoff.models import Handoff
-from handoff.services import handoff_claim, handoff_expire, handoff_request
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.request import handoff_request
+from handoff.transitions.timers import handoff_expire
 from pivra.console.analytics import bar_chart, handoff_stats, percentile
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor

@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Conversation
-from handoff.services import handoff_claim
+from handoff.transitions.claim import handoff_claim
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 

@@ -17,7 +17,10 @@ from django.utils import timezone
 from conversations.ai import conversation_reply_with_ai
 from conversations.export import ExportResponse, csv_safe
 from conversations.models import Conversation, Event
-from handoff.services import handoff_claim, handoff_reply, handoff_resolve, lead_capture
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.reply import handoff_reply
+from handoff.transitions.resolve import handoff_resolve
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 

@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from conversations.models import Conversation
-from handoff.services import handoff_claim
+from handoff.transitions.claim import handoff_claim
 from pivra.asgi import application
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say

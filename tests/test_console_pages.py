@@ -14,7 +14,10 @@ from django.test import Client
 from django.utils import timezone
 
 from conversations.models import Conversation, Visitor
-from handoff.services import handoff_claim, handoff_expire, handoff_resolve, lead_capture
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.resolve import handoff_resolve
+from handoff.transitions.timers import handoff_expire
 from pivra.console import views as console_views
 from pivra.console.selectors import browser_from_user_agent, unclaimed_count, unclaimed_counts
 from tests.factories import Personas

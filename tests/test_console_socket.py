@@ -15,7 +15,8 @@ from django.test import Client
 
 from chatbots.models import Membership
 from chatbots.services import membership_add
-from handoff.services import handoff_claim, handoff_reply
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.reply import handoff_reply
 from pivra.asgi import application
 from tests.factories import Personas, make_chatbot, make_personas, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say

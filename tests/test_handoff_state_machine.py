@@ -30,17 +30,14 @@ from chatbots.services import membership_add
 from conversations.ai import conversation_reply_with_ai
 from conversations.models import Conversation, Event
 from handoff.models import Handoff
-from handoff.services import (
-    conversation_start_new,
-    handoff_claim,
-    handoff_continue_with_ai,
-    handoff_expire_overdue,
-    handoff_offer_answer,
-    handoff_reply,
-    handoff_resolve,
-    lead_capture,
-)
 from handoff.state import visitor_current_conversation
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.continue_ai import conversation_start_new, handoff_continue_with_ai
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.reply import handoff_reply
+from handoff.transitions.request import handoff_offer_answer
+from handoff.transitions.resolve import handoff_resolve
+from handoff.transitions.timers import handoff_expire_overdue
 from pivra.errors import DomainError
 from tests.factories import make_chatbot, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say

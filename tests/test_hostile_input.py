@@ -20,7 +20,7 @@ from actions.models import Action
 from actions.services import action_create, action_send_test
 from chatbots.forms import GeneralSettingsForm, HandoffSettingsForm
 from chatbots.models import KnowledgeEntry
-from handoff.services import handoff_claim
+from handoff.transitions.claim import handoff_claim
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 from tests.hostile_values import FIVE_THOUSAND_DIGITS, HOSTILE, NUL, check, read

@@ -7,7 +7,9 @@ from django.test import Client
 
 from actions.models import OutboxEvent
 from conversations.models import Conversation
-from handoff.services import handoff_claim, handoff_resolve, lead_capture
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.resolve import handoff_resolve
 from pivra.errors import Conflict
 from pivra.widget.tokens import visitor_token
 from tests.factories import Personas

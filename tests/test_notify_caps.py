@@ -17,7 +17,8 @@ from actions.events import DIGEST_TYPE
 from actions.messages import event_email, slack_message, summarize
 from actions.models import Delivery, OutboxEvent
 from handoff.models import Handoff
-from handoff.services import handoff_expire, lead_capture
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.timers import handoff_expire
 from tests.factories import Personas
 from tests.test_actions_support import Receiver, escalate, webhook_action
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from handoff.models import Handoff
 from handoff.pushes import conversation_pushes_repair
-from handoff.services import handoff_expire
+from handoff.transitions.timers import handoff_expire
 from pivra.realtime import push_receipts, visitor_group
 from tests.channel_helpers import frames_heard
 from tests.factories import Personas

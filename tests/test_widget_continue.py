@@ -9,7 +9,9 @@ import pytest
 from conversations.agent_names import agent_public_name
 from conversations.models import Conversation
 from handoff.models import Handoff
-from handoff.services import handoff_claim, handoff_continue_with_ai, handoff_expire
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.continue_ai import handoff_continue_with_ai
+from handoff.transitions.timers import handoff_expire
 from pivra.widget import operations
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Visitor
 from handoff.models import Handoff
-from handoff.services import handoff_expire, handoff_request
+from handoff.transitions.request import handoff_request
+from handoff.transitions.timers import handoff_expire
 from pivra.widget import operations
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff

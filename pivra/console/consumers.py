@@ -3,7 +3,8 @@
 It joins the console group of every workspace the agent belongs to (queue changes, unclaimed
 counts, events of handoff conversations) and, on request, one conversation's group, replaying what
 the page missed from the database first, so a reconnect resumes without a gap. Thin: it parses
-frames, checks membership on every watch, and reads; it never writes.
+frames, checks membership on every watch, and reads; its two writes, reply and claim, are the
+console API's services.
 
 Access is re-checked while the socket is open, not only at connect: when one of the user's
 memberships is removed or moved (``pivra.console.revocation``), the socket drops the groups of every
@@ -22,8 +23,13 @@ no successful check for ``SESSION_UNVERIFIED_MAX_SECONDS``, closes the socket wi
 reaches the page while its session has gone unverified that long. 4503 is not final for the page: it
 reconnects later, and the new handshake authenticates it again.
 
+Client → server commands ``reply`` and ``claim`` do what the console API does (``pivra.console.commands``:
+the same services and answers) and are answered with ``ack`` or ``error``, each with the frame's
+``client_id``; they spare the HTTP parse, middleware, session load and CSRF check of a request.
+Where they run and how many may (a flood is answered ``rate_limited``): ``pivra.console.command_pool``.
+
 Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``revoked``,
-``session.ended``, ``pong``, ``error``. Frames about a conversation carry its ``workspace`` id, so a
+``session.ended``, ``pong``, ``ack``, ``error``. Frames about a conversation carry its ``workspace`` id, so a
 page of one workspace can ignore another's.
 """
 
@@ -45,6 +51,7 @@ from chatbots.models import Membership
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
 from pivra.console import frames
+from pivra.console.command_pool import command_bucket, run_command, user_command_slot
 from pivra.console.revocation import RECHECK_FRAME, SESSION_ENDED_FRAME, console_user_group
 from pivra.console.selectors import unclaimed_counts
 from pivra.console.session_validity import SessionValidity, session_digest, session_validity
@@ -130,6 +137,7 @@ class ConsoleConsumer(SocketConsumer):
         self.user_id = user.pk
         self.session_key = session.session_key
         self._workspace_cache: dict[str, int] = {}
+        self._command_budget = command_bucket()
         # Join the user's group before checking the session and reading the memberships: a
         # deactivation, password change, logout or removal committed in between is then heard and
         # re-checked, never missed until the periodic re-check.
@@ -192,8 +200,46 @@ class ConsoleConsumer(SocketConsumer):
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame, separators=(",", ":")))
 
-    async def _error(self, code: str, detail: str) -> None:
-        await self._send({"type": "error", "code": code, "detail": detail})
+    async def _error(self, code: str, detail: str, client_id: str | None = None) -> None:
+        frame = {"type": "error", "code": code, "detail": detail}
+        if client_id is not None:
+            frame["client_id"] = client_id
+        await self._send(frame)
+
+    async def _command(self, frame: frames.Command) -> None:
+        """A reply or a claim, as the console API runs it (``pivra.console.commands``), answered with
+        ``ack`` or ``error`` carrying the frame's ``client_id``, on the command threads
+        (``pivra.console.command_pool``), within the socket's rate and the user's share of them."""
+        if self.ended or self.user_id is None:
+            return
+        if not self._command_budget.take():  # a flood is refused here, before it reaches the database
+            await self._error(
+                "rate_limited", "You're sending too fast. Wait a moment, then try again.", frame.client_id
+            )
+            return
+        try:
+            async with user_command_slot(self.user_id):  # one agent's many pages cannot take every thread
+                outcome = await run_command(session_key=self.session_key, user_id=self.user_id, frame=frame)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            logger.exception("console %s failed", frame.type)
+            await self._error("server_error", "Something went wrong. Please try again.", frame.client_id)
+            return
+        if outcome.validity is None:  # the command's thread logged why
+            self._failed_checks += 1
+            if self._unverified_too_long():
+                await self._end_unverified()
+            else:  # the command did not run: the page re-sends it with the same client_id
+                await self._error("unavailable", "Pivra is reconnecting. Try again.", frame.client_id)
+            return
+        self._failed_checks = 0
+        self._verified_at = time.monotonic()
+        if not outcome.validity.valid:
+            await self._end_session()
+            return
+        if outcome.answer is not None:
+            await self._send(outcome.answer)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.ended:
@@ -201,16 +247,25 @@ class ConsoleConsumer(SocketConsumer):
         if text_data is None:
             await self._error("invalid_frame", "Frames must be JSON text.")
             return
-        if len(text_data.encode()) > frames.MAX_FRAME_BYTES:
-            await self._error("frame_too_large", f"Frames can be at most {frames.MAX_FRAME_BYTES} bytes.")
+        size = len(text_data.encode())
+        largest = frames.max_frame_bytes("reply")
+        if size > largest:  # not parsed: the client id, if any, is found in the text
+            detail = f"Frames can be at most {largest} bytes."
+            await self._error("frame_too_large", detail, frames.client_id_in_text(text_data))
             return
         try:
             raw = json.loads(text_data)
         except (ValueError, RecursionError):  # not JSON, a number over 4,300 digits, or ~1,000 nested arrays
             await self._error("invalid_json", "That frame is not valid JSON.")
             return
+        frame_type = str(raw.get("type"))[:40] if isinstance(raw, dict) else ""
+        if size > (limit := frames.max_frame_bytes(frame_type)):
+            detail = f"A {frame_type or 'frame'!r} frame can be at most {limit} bytes."
+            await self._error("frame_too_large", detail, frames.client_id_of(raw))
+            return
         if has_forbidden_in(raw):  # NUL or a lone surrogate: no text column can store it
-            await self._error("invalid_input", "The frame contains characters that are not allowed.")
+            detail = "The frame contains characters that are not allowed."
+            await self._error("invalid_input", detail, frames.client_id_of(raw))
             return
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             await self._error("invalid_frame", 'A frame is a JSON object with a "type".')
@@ -222,7 +277,10 @@ class ConsoleConsumer(SocketConsumer):
             frame = frames.client_frame_adapter.validate_python(raw)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
-            await self._error("invalid_input", problems or "Invalid frame.")
+            await self._error("invalid_input", problems or "Invalid frame.", frames.client_id_of(raw))
+            return
+        if isinstance(frame, frames.Reply | frames.Claim):
+            await self._command(frame)  # checks the session itself, in the same database call
             return
         # Every command is answered only while the session would still sign the user in.
         if not await self._session_still_valid():

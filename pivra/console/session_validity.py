@@ -10,9 +10,10 @@ password hash stored at login still matches (a password change ends every other 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import import_module
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
@@ -26,6 +27,8 @@ class SessionValidity:
     valid: bool
     # When the session expires, for the database-backed engines (None: unknown, or not valid).
     expires_at: datetime | None = None
+    # The user as just loaded by the check (valid only): a socket command acts as this user, fresh.
+    user: Any = field(default=None, compare=False, repr=False)
 
 
 _INVALID = SessionValidity(valid=False)
@@ -65,4 +68,4 @@ def session_validity(*, session_key: str | None, user_id: int) -> SessionValidit
     hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
     if not any(constant_time_compare(stored_hash, current) for current in hashes):
         return _INVALID
-    return SessionValidity(valid=True, expires_at=expires_at)
+    return SessionValidity(valid=True, expires_at=expires_at, user=user)

@@ -25,14 +25,10 @@ from conversations.services import (
     visitor_touch,
 )
 from handoff.models import Handoff
-from handoff.services import (
-    conversation_start_new,
-    handoff_continue_with_ai,
-    handoff_offer_answer,
-    handoff_request,
-    lead_capture,
-)
 from handoff.state import conversation_state, state_snapshot, visitor_current_conversation
+from handoff.transitions.continue_ai import conversation_start_new, handoff_continue_with_ai
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.request import handoff_offer_answer, handoff_request
 from pivra.errors import Conflict, NotFound
 from pivra.inputs import MAX_SEQ, clean_client_id, parse_int
 from pivra.widget.ratelimit import RateLimited, page_report_limits, rate_limit_hit, visitor_action_limits

@@ -11,7 +11,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 
 from chatbots.models import Chatbot
 from chatbots.services import is_plain_origin, normalize_origin
-from handoff.services import handoff_available
+from handoff.transitions.shared import handoff_available
 from pivra.errors import DomainError
 
 

@@ -10,6 +10,19 @@
 const SOUND_KEY = "pivra.console.sound";
 const PING_MS = 25_000;
 const MAX_BACKOFF_MS = 15_000;
+// How long a reply or claim waits for its answer over the socket before it is sent over HTTP instead.
+const COMMAND_TIMEOUT_MS = 5_000;
+// Errors about the socket or the frame, not refusals of the command: it is sent over HTTP at once,
+// whose answer is the final word (the same client id: a reply is stored once).
+const SOCKET_ERROR_CODES = new Set([
+  "unavailable",
+  "server_error",
+  "frame_too_large",
+  "invalid_json",
+  "invalid_frame",
+  "invalid_input",
+  "unknown_type",
+]);
 const CLOSE_SESSION_ENDED = 4401;
 const CLOSE_NO_WORKSPACE = 4403; // the "revoked" frame before it reloads the page
 const SESSION_ENDED_TEXT = "Your session ended.";
@@ -107,6 +120,47 @@ export class ConsoleSocket extends EventTarget {
     if (!this.open) return false;
     this.ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  /**
+   * A reply or claim over the socket (no HTTP request: no parse, middleware, session load or CSRF).
+   * Resolves to the ``ack``; rejects with the server's ``{code, detail}`` (``error.refused``) or, when
+   * the socket is down, closes or stays silent, with ``error.refused`` false — the caller then sends
+   * the same command over HTTP with the same client id, which the server stores once.
+   */
+  command(frame, timeoutMs = COMMAND_TIMEOUT_MS) {
+    return new Promise((resolve, reject) => {
+      const ws = this.ws;
+      const down = (message) => Object.assign(new Error(message), { refused: false });
+      if (!this.open || !this.send(frame)) {
+        reject(down("The live connection is down."));
+        return;
+      }
+      const done = () => {
+        clearTimeout(timer);
+        this.removeEventListener("frame", onFrame);
+        this.removeEventListener("status", onStatus);
+      };
+      const onFrame = (event) => {
+        const answer = event.detail;
+        if (answer.client_id !== frame.client_id || (answer.type !== "ack" && answer.type !== "error")) return;
+        done();
+        if (answer.type === "ack") resolve(answer);
+        else reject(Object.assign(new Error(answer.detail), { code: answer.code, refused: !SOCKET_ERROR_CODES.has(answer.code) }));
+      };
+      const onStatus = () => {
+        if (this.ws !== ws || !this.open) {
+          done();
+          reject(down("The live connection dropped."));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(down("The live connection did not answer."));
+      }, timeoutMs);
+      this.addEventListener("frame", onFrame);
+      this.addEventListener("status", onStatus);
+    });
   }
 
   /** Follow one conversation; ``lastSeq`` is a function so a reconnect asks from where the page is. */

@@ -225,11 +225,25 @@ function showError(message) {
 
 // --- actions ---------------------------------------------------------------------------------
 
+// A claim or reply goes over the console socket while it is open (the page's own data: the server
+// skips the HTTP parse, middleware, session load and CSRF of a request); a socket that is down, drops
+// or stays silent sends it over HTTP instead, with the same client id — a reply is stored once.
+async function command(frame, path, body) {
+  if (consoleSocket.open) {
+    try {
+      return await consoleSocket.command(frame);
+    } catch (error) {
+      if (error.refused) throw error;
+    }
+  }
+  return await postJson(`${api}/${path}`, body);
+}
+
 claimButton.addEventListener("click", async () => {
   showError("");
   claimButton.disabled = true;
   try {
-    await postJson(`${api}/claim`, {});
+    await command({ type: "claim", conversation_id: conversationId, client_id: newClientId() }, "claim", {});
     await refreshState();
     textarea.focus();
   } catch (error) {
@@ -259,7 +273,8 @@ async function sendReply() {
   sendButton.disabled = true;
   showError("");
   try {
-    const ack = await postJson(`${api}/reply`, { client_id: pending.clientId, text });
+    const frame = { type: "reply", conversation_id: conversationId, text, client_id: pending.clientId };
+    const ack = await command(frame, "reply", { client_id: pending.clientId, text });
     addEvent({
       type: "event",
       seq: ack.seq,
@@ -275,7 +290,7 @@ async function sendReply() {
     scrollToEnd();
   } catch (error) {
     showError(error.message);
-    if (error.status === 403 || error.status === 409) refreshState();
+    if (error.status === 403 || error.status === 409 || error.refused) refreshState();
   } finally {
     sending = false;
     sendButton.disabled = textarea.disabled;

@@ -21,8 +21,12 @@ from chatbots.demo import demo_seed
 from chatbots.models import Chatbot
 from conversations.models import Conversation, Visitor
 from conversations.services import conversation_receive_visitor_message, visitor_create, visitor_touch
-from handoff.services import handoff_claim, handoff_expire, handoff_request, handoff_resolve, lead_capture
 from handoff.state import visitor_current_conversation
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.lead import lead_capture
+from handoff.transitions.request import handoff_request
+from handoff.transitions.resolve import handoff_resolve
+from handoff.transitions.timers import handoff_expire
 from tests.e2e.conftest import ARTIFACTS, screenshot
 from tests.e2e.widget_helpers import off_thread
 from tests.handoff_helpers import enable_handoff

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from chatbots.models import Chatbot
 from conversations.models import Conversation, Event
-from handoff.services import handoff_request
+from handoff.transitions.request import handoff_request
 from pivra.stack import AppProcesses
 from tests.e2e.conftest import screenshot
 from tests.e2e.console_helpers import (

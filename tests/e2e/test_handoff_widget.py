@@ -9,7 +9,9 @@ from chatbots.models import Chatbot
 from chatbots.services import chatbot_update_handoff_settings, subscription_set
 from conversations.models import Conversation
 from handoff.models import Handoff
-from handoff.services import handoff_claim, handoff_reply, handoff_resolve
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.reply import handoff_reply
+from handoff.transitions.resolve import handoff_resolve
 from pivra.stack import AppProcesses
 from tests.e2e.conftest import screenshot
 from tests.e2e.widget_helpers import AgentConsole, off_thread, open_widget, seed_demo, send

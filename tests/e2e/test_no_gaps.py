@@ -21,7 +21,8 @@ from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
 from conversations.models import Conversation, Event
 from handoff.models import Handoff
-from handoff.services import handoff_claim, handoff_reply
+from handoff.transitions.claim import handoff_claim
+from handoff.transitions.reply import handoff_reply
 from pivra import push_drop
 from pivra.realtime import console_group, conversation_group, visitor_group
 from pivra.stack import AppProcesses

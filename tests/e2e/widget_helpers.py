@@ -168,19 +168,19 @@ class _LLMHandler(_Quiet):
 
 @contextmanager
 def daphne_with(live_stack: AppProcesses, **overrides: str) -> Iterator[None]:
-    """Run the stack's daphne with extra settings (e.g. a low rate limit) for one test, then restore it.
-    The limits are checked in daphne, so the workers and beat keep running as they are."""
-    service = live_stack.service("daphne")
-    original = service.env
-    service.stop()
-    service.env = {**(original or os.environ), **overrides}
-    live_stack.start("daphne")
+    """Run the stack's daphne processes with extra settings (e.g. a low rate limit) for one test, then
+    restore them. The limits are checked in daphne, so the workers and beat keep running as they are."""
+    original = live_stack.service("daphne").env
+    for service in live_stack.web_services():
+        service.stop()
+        service.env = {**(original or os.environ), **overrides}
+    live_stack.start("daphne")  # every web process that is not running
     try:
         yield
     finally:
-        restarted = live_stack.service("daphne")
-        restarted.stop()
-        restarted.env = original
+        for restarted in live_stack.web_services():
+            restarted.stop()
+            restarted.env = original
         live_stack.start("daphne")
 
 

@@ -1,0 +1,81 @@
+"""What every handoff transition shares: the open statuses, whether handoff is offered at all, the
+after-commit state announcement, the outbox row of a transition, and the agent-side lookup of a handoff
+(the one guard that keeps an agent inside their own workspaces)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from actions.events import EventType
+from actions.outbox import outbox_write
+from chatbots.features import workspace_has_feature
+from chatbots.models import Chatbot, Membership
+from chatbots.plans import Feature
+from conversations.models import Conversation
+from handoff.models import Handoff
+from handoff.payloads import event_data
+from handoff.state import state_snapshot
+from pivra.errors import NotFound
+from pivra.ids import parse_uuid
+from pivra.queries import unique_row
+from pivra.realtime import console_group, send_on_commit, send_state_on_commit, visitor_group
+
+OPEN_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY)
+
+
+def handoff_available(*, chatbot: Chatbot) -> bool:
+    """Handoff is offered when the chatbot enables it and the workspace's plan includes it."""
+    return chatbot.handoff_enabled and workspace_has_feature(workspace=chatbot.workspace, feature=Feature.HANDOFF)
+
+
+def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> None:
+    """After commit: the widget's new state and the console's queue change."""
+    send_state_on_commit(
+        [visitor_group(conversation.visitor.public_id)],
+        {"type": "state", "state": state_snapshot(conversation=conversation, handoff=handoff)},
+        conversation_id=conversation.pk,
+        seq=conversation.last_seq,
+    )
+    if handoff is not None:
+        workspace_id = handoff.workspace_id
+        unclaimed = Handoff.objects.filter(workspace_id=workspace_id, status__in=OPEN_STATUSES).count()
+        send_on_commit(
+            [console_group(workspace_id)],
+            {
+                "type": "queue",
+                "conversation": str(conversation.public_id),
+                "status": handoff.status,
+                "unclaimed": unclaimed,
+            },
+        )
+
+
+def _outbox(event_type: EventType, conversation: Conversation, handoff: Handoff | None, **extra: Any) -> None:
+    data = event_data(conversation=conversation, handoff=handoff)
+    data.update(extra)
+    outbox_write(
+        event_type=event_type,
+        workspace_id=conversation.chatbot.workspace_id,
+        chatbot_id=conversation.chatbot_id,
+        data=data,
+    )
+
+
+def _agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
+    """The handoff of a conversation in one of the agent's workspaces; anything else is not found."""
+    workspace_ids = Membership.objects.filter(user=agent).values_list("workspace_id", flat=True)
+    key = parse_uuid(conversation_public_id)
+    handoff = (
+        unique_row(
+            Handoff.objects.select_related("claimed_by").filter(
+                conversation__public_id=key, workspace_id__in=workspace_ids
+            )
+        )
+        if key
+        else None
+    )
+    if handoff is None:
+        raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+    return handoff
