@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.httpclient import Agent, HttpConnection, Response
+from bench.httpclient import Agent, Response
 from bench.loadbase import WS_PATH, Client, bounded_gather, raise_nofile_limit
 from bench.wsclient import WebSocket, ws_connect
 
@@ -249,14 +249,7 @@ class Soak(Client):
 
     async def cmd_setup(self, *, conversations: int, usernames: list[str]) -> dict[str, Any]:
         started = time.monotonic()
-        conn = HttpConnection(self.host, self.port)
-        try:
-            for username in usernames:
-                agent = Agent(username)
-                await agent.login(conn, self.password)
-                self.agents.append(agent)
-        finally:
-            conn.close()
+        await self.cmd_login(usernames)
 
         async def make(index: int) -> Chat:
             body = {"public_key": self.public_key, "token": None, "locale": "en-US", "page": None}

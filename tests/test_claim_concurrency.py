@@ -4,8 +4,6 @@ wins, and "Continue with AI" never switches the visitor away from a claim that c
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from handoff.transitions.timers import handoff_expire
 from pivra.errors import Conflict
 from tests.factories import make_chatbot, make_user, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request
+from tests.pg_locks import wait_until, waiting_on_a_lock
 
 CLAIMERS = 24
 
@@ -81,24 +80,6 @@ def test_exactly_one_of_many_concurrent_claims_wins() -> None:
         assert conversation.events.filter(kind="handoff.claimed").count() == 1
 
 
-def _waiting_on_a_lock(pids: list[int]) -> bool:
-    """Whether the backend in ``pids`` waits for a lock right now (pg_locks is read live, not snapshotted)."""
-    if not pids:
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)", [pids[0]])
-        row = cursor.fetchone()
-    return bool(row and row[0])
-
-
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30  # generous: only a hang or a bug takes this long
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting until {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(monkeypatch) -> None:
     """A claim has updated the handoff but not committed when the visitor presses "Continue with AI".
@@ -124,8 +105,8 @@ def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(
     def conversation_lock(*, conversation_id: int) -> Conversation:
         if threading.current_thread().name == "claim":
             claim_updated.set()
-            _wait_until(
-                lambda: continue_locked.is_set() or _waiting_on_a_lock(continue_pid),
+            wait_until(
+                lambda: continue_locked.is_set() or waiting_on_a_lock(continue_pid),
                 "the continue holds the conversation or waits for a lock",
             )
             return real_lock(conversation_id=conversation_id)
@@ -151,7 +132,7 @@ def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 continue_pid.append(cursor.fetchone()[0])
-            _wait_until(claim_updated.is_set, "the claim updated the handoff")
+            wait_until(claim_updated.is_set, "the claim updated the handoff")
             outcome["continue"] = handoff_continue_with_ai(
                 visitor=visitor, conversation_public_id=str(conversation.public_id), client_id="c-1"
             )

@@ -8,7 +8,6 @@ would be as old as the statement's start (a resolve committed meanwhile would lo
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -25,6 +24,7 @@ from handoff.transitions.resolve import handoff_resolve
 from pivra.errors import Conflict
 from tests.factories import make_personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request
+from tests.pg_locks import backend_pid, wait_until, waiting_on_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,32 +45,6 @@ def _claimed() -> tuple[Any, str]:
     return personas.teammate, str(conversation.public_id)
 
 
-def _backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _waiting_on_a_lock(pids: list[int]) -> bool:
-    """Whether the backend in ``pids`` waits for a lock right now (pg_locks is read live)."""
-    if not pids:
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)", [pids[0]])
-        row = cursor.fetchone()
-    return bool(row and row[0])
-
-
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30  # generous: only a hang or a bug takes this long
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting until {what}")
-        time.sleep(0.01)
-
-
 def _hold_before_commit(
     monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, thread: str, waiter: list[int]
 ) -> threading.Event:
@@ -83,7 +57,7 @@ def _hold_before_commit(
         result = real(*args, **kwargs)
         if threading.current_thread().name == thread:
             holding.set()
-            _wait_until(lambda: _waiting_on_a_lock(waiter), "the other side waits for the conversation lock")
+            wait_until(lambda: waiting_on_a_lock(waiter), "the other side waits for the conversation lock")
         return result
 
     monkeypatch.setattr(module, name, held)
@@ -120,8 +94,8 @@ def test_a_reply_racing_a_resolve_is_refused_and_nothing_follows_the_resolve(mon
     resolve_holds = _hold_before_commit(monkeypatch, resolve_module, "_outbox", "resolve", reply_pid)
 
     def reply() -> Any:
-        reply_pid.append(_backend_pid())
-        _wait_until(resolve_holds.is_set, "the resolve holds the conversation")
+        reply_pid.append(backend_pid())
+        wait_until(resolve_holds.is_set, "the resolve holds the conversation")
         return handoff_reply(agent=agent, conversation_public_id=conversation, text="Too late?", client_id="late-1")
 
     outcome, errors = _run(
@@ -149,10 +123,10 @@ def test_two_copies_of_one_resend_at_once_are_stored_once_and_both_answered(monk
     def send(name: str) -> Callable[[], Any]:
         def go() -> Any:
             if name == "second":
-                second_pid.append(_backend_pid())
+                second_pid.append(backend_pid())
             barrier.wait(timeout=30)
             if name == "second":
-                _wait_until(first_holds.is_set, "the first copy holds the conversation")
+                wait_until(first_holds.is_set, "the first copy holds the conversation")
             return handoff_reply(agent=agent, conversation_public_id=conversation, text="Once", client_id="twice")
 
         return go
