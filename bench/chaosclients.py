@@ -88,7 +88,6 @@ class Soak(Client):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.rng = random.Random(config["seed"])
-        self.agents: list[Agent] = []
         self.chats: list[Chat] = []
         self.acked: dict[str, int] = {}  # conversation -> highest seq any request was answered with
         self.reply_acked_at: dict[str, float] = {}  # an agent reply's client id -> when its 201 came

@@ -75,6 +75,19 @@ class Client:
         self.public_key: str = config["public_key"]
         self.password: str = config["password"]
         self.pool = ConnectionPool(self.host, self.port, config.get("pool_size", 64))
+        self.agents: list[Agent] = []
+
+    async def cmd_login(self, usernames: list[str]) -> dict[str, Any]:
+        conn = HttpConnection(self.host, self.port)
+        started = time.monotonic()
+        try:
+            for username in usernames:
+                agent = Agent(username)
+                await agent.login(conn, self.password)
+                self.agents.append(agent)
+        finally:
+            conn.close()
+        return {"agents": len(self.agents), "seconds": round(time.monotonic() - started, 2)}
 
 
 class LoadBase(Client):
@@ -84,7 +97,6 @@ class LoadBase(Client):
         super().__init__(config)
         # Every web process of the app (idle-socket memory is their sum); one pid from older callers.
         self.daphne_pids: list[int] = list(config.get("daphne_pids") or [config["daphne_pid"]])
-        self.agents: list[Agent] = []
         self.source_index = 0
 
     @property
@@ -155,15 +167,3 @@ class LoadBase(Client):
         if conn is not None:
             return await conn.request("POST", path, headers=agent.headers())
         return await self.pool.request("POST", path, headers=agent.headers())
-
-    async def cmd_login(self, usernames: list[str]) -> dict[str, Any]:
-        conn = HttpConnection(self.host, self.port)
-        started = time.monotonic()
-        try:
-            for username in usernames:
-                agent = Agent(username)
-                await agent.login(conn, self.password)
-                self.agents.append(agent)
-        finally:
-            conn.close()
-        return {"agents": len(self.agents), "seconds": round(time.monotonic() - started, 2)}
