@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +18,21 @@ from pivra.env import env_bool, env_choice, env_float, env_int, env_list, env_st
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A checkout keeps the site-wide templates/ and static/ next to manage.py; `pip install .` ships them inside the
-# package as pivra/bundled/ (pyproject.toml maps them), and an installed copy keeps its data under the working dir.
+# package as pivra/bundled/ (pyproject.toml maps them). An installed copy keeps its data in the user's data
+# directory (XDG), never in site-packages and never in whatever directory a command happens to run from: two
+# processes started from different directories would otherwise make two secret keys and two databases.
 _BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 _INSTALLED = _BUNDLED_DIR.is_dir()
 SITE_DIR = _BUNDLED_DIR if _INSTALLED else BASE_DIR
-DATA_DIR = Path(env_str("PIVRA_DATA_DIR", str((Path.cwd() if _INSTALLED else BASE_DIR) / "var"))).resolve()
+
+
+def _default_data_dir() -> Path:
+    if not _INSTALLED:
+        return BASE_DIR / "var"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pivra"
+
+
+DATA_DIR = Path(env_str("PIVRA_DATA_DIR", str(_default_data_dir()))).resolve()
 
 DEBUG = env_bool("PIVRA_DEBUG", False)
 

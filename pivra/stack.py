@@ -481,6 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.pytest_args = [*unknown, *args.pytest_args]
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if not (ROOT / "manage.py").is_file():  # an installed copy (`pip install .`): no checkout to run or test
+        log('error: this launcher runs from a checkout; an installed copy runs each role itself (README "Deploying")')
+        return 1
     try:
         return command_run(args) if args.command == "run" else command_test(args)
     except StackError as exc:

@@ -19,7 +19,8 @@ def backend_pid() -> int:
 
 
 def waiting_on_a_lock(pids: list[int]) -> bool:
-    """Whether the backend in ``pids`` waits for a lock right now (pg_locks is read live, not snapshotted)."""
+    """Whether the backend in ``pids`` waits for a lock right now (pg_locks is read live, not snapshotted).
+    ``pids`` is a holder another thread fills with its backend's pid: empty until that thread has started."""
     if not pids:
         return False
     with connection.cursor() as cursor:

@@ -22,7 +22,7 @@ from handoff.transitions.timers import handoff_expire
 from pivra.errors import Conflict
 from tests.factories import make_chatbot, make_user, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request
-from tests.pg_locks import wait_until, waiting_on_a_lock
+from tests.pg_locks import backend_pid, wait_until, waiting_on_a_lock
 
 CLAIMERS = 24
 
@@ -129,9 +129,7 @@ def test_continue_with_ai_never_switches_away_from_a_claim_committing_meanwhile(
 
     def continue_with_ai() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                continue_pid.append(cursor.fetchone()[0])
+            continue_pid.append(backend_pid())
             wait_until(claim_updated.is_set, "the claim updated the handoff")
             outcome["continue"] = handoff_continue_with_ai(
                 visitor=visitor, conversation_public_id=str(conversation.public_id), client_id="c-1"

@@ -21,6 +21,10 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+# The first test that needs the installed copy builds the wheel, makes a venv and installs it (up to
+# 300 s of subprocess time limits) inside its own budget: more than pyproject's default 180 s.
+pytestmark = pytest.mark.timeout(400)
+
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PIP = (sys.executable, "-m", "pip", "--quiet", "--no-input")
@@ -156,7 +160,8 @@ def test_installed_copy_finds_its_templates_static_files_and_migrations(installe
     found = json.loads(result.stdout)
     site_packages = Path(found["pivra"]).parent.parent
     assert site_packages.is_relative_to(installed)
-    assert Path(found["data_dir"]) == tmp_path.resolve() / "var"  # data next to where it runs, not in site-packages
+    # The user's data directory (HOME is tmp_path here): not site-packages, not the working directory.
+    assert Path(found["data_dir"]) == tmp_path.resolve() / ".local" / "share" / "pivra"
     for name, origin in found["templates"].items():
         assert Path(origin).is_relative_to(site_packages), (name, origin)
     assert found["templates"]["404.html"] == str(site_packages / "pivra" / "bundled" / "templates" / "404.html")

@@ -36,8 +36,9 @@ RESERVED_CONNECTIONS = 2
 USER_COMMANDS_AT_ONCE = 2
 # A bound on what one socket can make the database write, not on how fast a person types (nobody
 # sends 30 replies a second): 60 commands in a burst, then 30 a second; the rest are refused
-# without touching the database. Lower, it would bind the bench's agents before the server does
-# (each answers several conversations: 10 conversations at 200 replies/s are 20 a second each).
+# without touching the database. Lower, it would bind the bench's agents before the server does:
+# its 50 agents share the load (600 replies/s are 12 a second per socket; 10 conversations at
+# 200 replies/s, 20 a second on each of their 10 agents), so it binds the bench only above 1,500/s.
 COMMAND_BURST = 60
 COMMAND_RATE_PER_SECOND = 30.0
 
