@@ -79,3 +79,15 @@ def test_the_run_command_names_the_port_it_serves_unless_a_public_url_is_set(
 ) -> None:
     env = {"PIVRA_PUBLIC_URL": public_url} if public_url else {}
     assert stack.served_public_url(host=host, port=port, env=env) == expected
+
+
+@pytest.mark.parametrize("command", ["run", "test"])
+def test_the_launcher_refuses_without_a_checkout(command, monkeypatch, tmp_path, capsys) -> None:
+    """An installed copy (`pip install .`) has no manage.py: the launcher says so before it starts anything."""
+    monkeypatch.setattr(stack, "ROOT", tmp_path)
+    started: list[str] = []
+    monkeypatch.setattr(stack, "command_run", lambda args: started.append("run") or 0)
+    monkeypatch.setattr(stack, "command_test", lambda args: started.append("test") or 0)
+    assert stack.main([command]) == 1
+    assert started == []
+    assert "runs from a checkout" in capsys.readouterr().err
