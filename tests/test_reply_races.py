@@ -91,7 +91,7 @@ def test_a_reply_racing_a_resolve_is_refused_and_nothing_follows_the_resolve(mon
     reply_pid: list[int] = []
     # The resolve has updated the handoff, closed the conversation and appended its event; it holds
     # the conversation's lock, uncommitted, until the reply waits for that lock.
-    resolve_holds = _hold_before_commit(monkeypatch, resolve_module, "_outbox", "resolve", reply_pid)
+    resolve_holds = _hold_before_commit(monkeypatch, resolve_module, "outbox_handoff_event", "resolve", reply_pid)
 
     def reply() -> Any:
         reply_pid.append(backend_pid())

@@ -86,8 +86,16 @@ def test_the_launcher_refuses_without_a_checkout(command, monkeypatch, tmp_path,
     """An installed copy (`pip install .`) has no manage.py: the launcher says so before it starts anything."""
     monkeypatch.setattr(stack, "ROOT", tmp_path)
     started: list[str] = []
-    monkeypatch.setattr(stack, "command_run", lambda args: started.append("run") or 0)
-    monkeypatch.setattr(stack, "command_test", lambda args: started.append("test") or 0)
+
+    def record(name: str):
+        def command(args: argparse.Namespace) -> int:
+            started.append(name)
+            return 0
+
+        return command
+
+    monkeypatch.setattr(stack, "command_run", record("run"))
+    monkeypatch.setattr(stack, "command_test", record("test"))
     assert stack.main([command]) == 1
     assert started == []
     assert "runs from a checkout" in capsys.readouterr().err

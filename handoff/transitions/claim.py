@@ -16,14 +16,14 @@ from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
 from handoff.state import agent_display_name
-from handoff.transitions.shared import OPEN_STATUSES, _agent_handoff, _outbox, announce_state
+from handoff.transitions.shared import OPEN_STATUSES, agent_handoff, announce_state, outbox_handoff_event
 from pivra.errors import Conflict
 
 
 def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | None = None) -> Handoff:
     """Exactly one concurrent caller wins; the others get 409 naming who holds it."""
     now = now or timezone.now()
-    handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
+    handoff = agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
     with transaction.atomic():
         won = Handoff.objects.filter(pk=handoff.pk, status__in=OPEN_STATUSES).update(
             status=Handoff.Status.ACTIVE,
@@ -55,6 +55,6 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
             data={"late": late},
             notify_console=True,
         )
-        _outbox(EventType.HANDOFF_CLAIMED, conversation, handoff, late=late)
+        outbox_handoff_event(EventType.HANDOFF_CLAIMED, conversation, handoff, late=late)
         announce_state(conversation=conversation, handoff=handoff)
     return handoff

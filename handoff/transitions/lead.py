@@ -12,7 +12,7 @@ from actions.events import EventType
 from conversations.models import Conversation, Event, Visitor
 from conversations.services import conversation_lock_for_visitor, event_append
 from handoff.models import Handoff
-from handoff.transitions.shared import _outbox, announce_state
+from handoff.transitions.shared import announce_state, outbox_handoff_event
 from pivra.errors import Conflict, DomainError
 
 
@@ -52,7 +52,7 @@ def lead_capture(
             data={"phone": e164},
             notify_console=True,
         )
-        _outbox(EventType.LEAD_CAPTURED, conversation, handoff)
+        outbox_handoff_event(EventType.LEAD_CAPTURED, conversation, handoff)
         announce_state(conversation=conversation, handoff=handoff)
     return conversation
 

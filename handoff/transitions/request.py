@@ -14,9 +14,9 @@ from actions.events import EventType
 from conversations.models import Conversation, Event, Visitor
 from conversations.services import conversation_lock_for_visitor, event_append
 from handoff.models import Handoff
-from handoff.transitions.resolve import _resolve_transition
-from handoff.transitions.shared import OPEN_STATUSES, _outbox, announce_state, handoff_available
-from handoff.transitions.timers import _schedule_expiry
+from handoff.transitions.resolve import resolve_transition
+from handoff.transitions.shared import OPEN_STATUSES, announce_state, handoff_available, outbox_handoff_event
+from handoff.transitions.timers import schedule_expiry
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.realtime import ai_silence_on_commit
 
@@ -72,9 +72,9 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         data={"trigger": trigger},
         notify_console=True,
     )
-    _outbox(EventType.CONVERSATION_ESCALATED, conversation, handoff)
+    outbox_handoff_event(EventType.CONVERSATION_ESCALATED, conversation, handoff)
     announce_state(conversation=conversation, handoff=handoff)
-    _schedule_expiry(handoff, now=now)
+    schedule_expiry(handoff, now=now)
     return handoff
 
 
@@ -85,7 +85,7 @@ def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> N
         conversation=conversation
     )
     for old in older:
-        _resolve_transition(
+        resolve_transition(
             handoff=old,
             guard=Q(status__in=OPEN_STATUSES),
             now=now,

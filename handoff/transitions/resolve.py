@@ -15,7 +15,7 @@ from conversations.models import Conversation, Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
 from handoff.state import agent_display_name
-from handoff.transitions.shared import OPEN_STATUSES, _agent_handoff, _outbox, announce_state
+from handoff.transitions.shared import OPEN_STATUSES, agent_handoff, announce_state, outbox_handoff_event
 from pivra.errors import Conflict, Forbidden
 
 
@@ -23,9 +23,9 @@ def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime |
     """Close the conversation with its thread whole. An active handoff is resolved by its assignee;
     an unclaimed one by anyone in the workspace."""
     now = now or timezone.now()
-    handoff = _agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
+    handoff = agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
     with transaction.atomic():
-        won = _resolve_transition(
+        won = resolve_transition(
             handoff=handoff,
             guard=Q(status=Handoff.Status.ACTIVE, claimed_by=agent) | Q(status__in=OPEN_STATUSES),
             now=now,
@@ -40,7 +40,7 @@ def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime |
     return handoff
 
 
-def _resolve_transition(
+def resolve_transition(
     *, handoff: Handoff, guard: Q, now: datetime, agent: User | None, text: str, reason: str | None = None
 ) -> bool:
     """The one resolve transition (an agent's Resolve, or a newer request superseding an old one):
@@ -67,6 +67,6 @@ def _resolve_transition(
         data=extra,
         notify_console=True,
     )
-    _outbox(EventType.HANDOFF_RESOLVED, conversation, handoff, **extra)
+    outbox_handoff_event(EventType.HANDOFF_RESOLVED, conversation, handoff, **extra)
     announce_state(conversation=conversation, handoff=handoff)
     return True

@@ -52,7 +52,10 @@ def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> No
         )
 
 
-def _outbox(event_type: EventType, conversation: Conversation, handoff: Handoff | None, **extra: Any) -> None:
+def outbox_handoff_event(
+    event_type: EventType, conversation: Conversation, handoff: Handoff | None, **extra: Any
+) -> None:
+    """Write a handoff's outbox event (Actions and webhooks) in the current transaction."""
     data = event_data(conversation=conversation, handoff=handoff)
     data.update(extra)
     outbox_write(
@@ -63,7 +66,7 @@ def _outbox(event_type: EventType, conversation: Conversation, handoff: Handoff 
     )
 
 
-def _agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
+def agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
     """The handoff of a conversation in one of the agent's workspaces; anything else is not found."""
     workspace_ids = Membership.objects.filter(user=agent).values_list("workspace_id", flat=True)
     key = parse_uuid(conversation_public_id)

@@ -13,7 +13,7 @@ from actions.events import EventType
 from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
-from handoff.transitions.shared import _outbox, announce_state
+from handoff.transitions.shared import announce_state, outbox_handoff_event
 
 # Celery's Redis transport hands a task with an ETA to a worker at once; the worker holds it unacked
 # until the ETA. Held longer than the broker's visibility timeout, it is redelivered — again and
@@ -27,7 +27,7 @@ def _timer_horizon() -> timedelta:
     return timedelta(seconds=float(visibility)) - ETA_MARGIN
 
 
-def _schedule_expiry(handoff: Handoff, *, now: datetime) -> None:
+def schedule_expiry(handoff: Handoff, *, now: datetime) -> None:
     """A timer at the deadline when it is safely short; the beat sweep (``handoff_expire_overdue``)
     expires every handoff in any case, so a long timeout, a lost task or a broker outage only
     delays Team busy by one sweep interval."""
@@ -81,7 +81,7 @@ def handoff_expire(*, handoff_id: int, now: datetime | None = None) -> bool:
             text=handoff.chatbot.handoff_busy_message,
             notify_console=True,
         )
-        _outbox(EventType.HANDOFF_TIMED_OUT, conversation, handoff)
+        outbox_handoff_event(EventType.HANDOFF_TIMED_OUT, conversation, handoff)
         announce_state(conversation=conversation, handoff=handoff)
     return True
 
