@@ -9,8 +9,8 @@ each claimed by an agent, then, for each ``--mode``:
 - ``claims``: the claim storm (``--claimers`` agents claim one fresh handoff at once, over HTTP and over the socket).
 
 It needs only ``pivra.stack`` and the bench's raw HTTP/WebSocket clients, so it also runs in an
-older tree (``git archive`` of a commit, with this file, ``bench/consoleclient.py`` and
-``bench/cpu.py`` copied in) for "before" figures.
+older tree (``git archive`` of a commit, with this file, ``bench/consoleclient.py``,
+``bench/loadbase.py`` and ``bench/cpu.py`` copied in) for "before" figures.
 
 Each open-loop run is ``--duration`` seconds; it runs ``--repeat`` times measured by daphne's CPU
 seconds from ``/proc/<pid>/stat`` (CPU ms per operation), then once more under ``py-spy record``
@@ -44,7 +44,8 @@ from typing import Any
 
 from bench.consoleclient import ConsoleSocket, console_connect
 from bench.cpu import group_cpu, process_cpu
-from bench.httpclient import Agent, ConnectionPool, HttpConnection, HttpError
+from bench.httpclient import Agent, HttpError
+from bench.loadbase import Client
 from bench.stats import summary_ms
 from bench.wsclient import WebSocket, ws_connect
 
@@ -64,29 +65,14 @@ class Chat:
     ws: WebSocket | None = None
 
 
-class HotpathLoad:
+class HotpathLoad(Client):
     def __init__(self, config: dict[str, Any]) -> None:
-        self.host, self.port = config["host"], config["port"]
-        self.origin = f"http://{self.host}:{self.port}"
-        self.public_key, self.password = config["public_key"], config["password"]
-        self.pool = ConnectionPool(self.host, self.port, 64)
-        self.agents: list[Agent] = []
+        super().__init__(config)
         self.chats: list[Chat] = []
         self.consoles: dict[str, ConsoleSocket] = {}
         self.expected: dict[str, float] = {}  # client id -> intended send time
         self.delivered: dict[str, float] = {}  # client id -> latency
         self.duplicates = 0
-
-    async def cmd_login(self, usernames: list[str]) -> int:
-        conn = HttpConnection(self.host, self.port)
-        try:
-            for username in usernames:
-                agent = Agent(username)
-                await agent.login(conn, self.password)
-                self.agents.append(agent)
-        finally:
-            conn.close()
-        return len(self.agents)
 
     def _on_widget_frame(self, ws: WebSocket, frame: dict[str, Any], received: float) -> None:
         client_id = frame.get("client_id")
