@@ -17,6 +17,8 @@ MIN_TIMEOUT_SECONDS = 5
 MAX_TIMEOUT_SECONDS = 86_400
 DEFAULT_GREETING = "Hi! Ask me anything, or talk to a human at any time."
 DEFAULT_FALLBACK = "Sorry, I don't have an answer to that yet. You can ask to talk to a human."
+DEFAULT_OFFLINE_MESSAGE = "We're not online right now. Leave your mobile number and we'll get back to you."
+MAX_IDLE_MINUTES = 7 * 24 * 60
 
 
 class Workspace(models.Model):
@@ -40,7 +42,19 @@ class Membership(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+
+    class Availability(models.TextChoices):
+        ONLINE = "online", "Online"
+        AWAY = "away", "Away"
+        OFFLINE = "offline", "Offline"
+
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.AGENT)
+    # The status the member chose in the sidebar. Their effective status is also derived from their
+    # open console sockets: "online" only counts while at least one is open (or within the grace period).
+    availability = models.CharField(max_length=10, choices=Availability.choices, default=Availability.ONLINE)
+    max_live_chats = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Most live chats at once; empty means unlimited."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -131,6 +145,28 @@ class Chatbot(models.Model):
         validators=[MinValueValidator(MIN_TIMEOUT_SECONDS), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
     )
     handoff_busy_message = models.CharField(max_length=500, default=DEFAULT_BUSY_MESSAGE)
+    handoff_offline_message = models.CharField(max_length=500, default=DEFAULT_OFFLINE_MESSAGE)
+    handoff_skip_wait_when_offline = models.BooleanField(
+        default=True, verbose_name="Don't make visitors wait when nobody is online"
+    )
+    office_hours_enabled = models.BooleanField(default=False, help_text="Off: always open.")
+    office_hours_timezone = models.CharField(max_length=64, default="UTC")
+    # {"mon": [["09:00", "17:00"]], ..., "sun": []}; a range may end at or before its start (crosses midnight).
+    office_hours = models.JSONField(default=dict, blank=True)
+    office_closed_dates = models.JSONField(default=list, blank=True, help_text='["2026-12-25", ...]')
+    hide_handoff_outside_hours = models.BooleanField(default=False)
+    handoff_idle_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_IDLE_MINUTES)],
+        help_text="Empty: PIVRA_HANDOFF_IDLE_MINUTES.",
+    )
+
+    class Routing(models.TextChoices):
+        FIRST_CLAIM = "first_claim", "Everyone, first claim wins"
+        ROUND_ROBIN = "round_robin", "Round robin"
+
+    handoff_routing = models.CharField(max_length=20, choices=Routing.choices, default=Routing.FIRST_CLAIM)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

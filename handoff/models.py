@@ -38,6 +38,23 @@ class Handoff(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Why a handoff is Team busy: "timeout", "offline" (nobody online) or "after_hours".
+    busy_reason = models.CharField(max_length=20, blank=True)
+    # Why it was resolved: "agent", "idle", "superseded", ...
+    resolve_reason = models.CharField(max_length=20, blank=True)
+    # An open offer of a pending handoff to one agent: a transfer ("transfer") or round robin ("route").
+    # While it runs only that agent may claim; when it expires the handoff goes to the next or to everyone.
+    offered_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    offered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    offer_kind = models.CharField(max_length=10, blank=True)
+    offer_expires_at = models.DateTimeField(null=True, blank=True)
+    routing_tried = models.JSONField(default=list, blank=True, help_text="User ids already offered by round robin.")
+    # The last visitor or agent message while active; the idle sweep resolves what has been silent too long.
+    last_message_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-requested_at"]
@@ -45,6 +62,10 @@ class Handoff(models.Model):
             # The sweep scans pending handoffs by deadline.
             models.Index(fields=["deadline_at"], condition=Q(status="pending"), name="handoff_pending_deadline"),
             models.Index(fields=["workspace_id", "status"], name="handoff_workspace_status"),
+            models.Index(
+                fields=["offer_expires_at"], condition=Q(offered_to__isnull=False), name="handoff_offer_expiry"
+            ),
+            models.Index(fields=["last_message_at"], condition=Q(status="active"), name="handoff_active_idle"),
         ]
 
     def __str__(self) -> str:
