@@ -13,6 +13,8 @@ class EventType(StrEnum):
     HANDOFF_TIMED_OUT = "handoff.timed_out"
     LEAD_CAPTURED = "lead.captured"
     HANDOFF_RESOLVED = "handoff.resolved"
+    HANDOFF_TRANSFERRED = "handoff.transferred"
+    HANDOFF_RELEASED = "handoff.released"
 
 
 # Events a visitor can trigger at will: their notifications are capped per chatbot, and the excess
@@ -29,7 +31,18 @@ EVENT_INFO: dict[str, tuple[str, str]] = {
         "A visitor asks for a person (button or trigger keyword).",
     ),
     EventType.HANDOFF_CLAIMED: ("Handoff claimed", "An agent claims the conversation."),
-    EventType.HANDOFF_TIMED_OUT: ("Handoff timed out", "No one claimed it in time; the visitor sees Team busy."),
+    EventType.HANDOFF_TIMED_OUT: (
+        "Handoff timed out",
+        "No one claimed it in time, or nobody was online / it was outside office hours; the visitor sees Team busy.",
+    ),
     EventType.LEAD_CAPTURED: ("Lead captured", "The visitor leaves a mobile number."),
     EventType.HANDOFF_RESOLVED: ("Conversation resolved", "An agent resolves the conversation."),
+    EventType.HANDOFF_TRANSFERRED: (
+        "Handoff transferred",
+        "An agent transfers a live chat to a colleague, or an owner or admin takes it over.",
+    ),
+    EventType.HANDOFF_RELEASED: (
+        "Handoff released",
+        "A live conversation goes back to the queue (released, transfer not accepted, or the agent left).",
+    ),
 }

@@ -18,6 +18,23 @@ from django.template.loader import render_to_string
 from actions.events import DIGEST_TYPE, EventType
 
 TRIGGERS = {"button": "“Talk to a human” button", "keyword": "Trigger keyword"}
+# handoff.timed_out without waiting: the request came outside office hours or with nobody online.
+SKIPPED_WAIT_INTROS = {
+    "after_hours": "The visitor asked for a person outside your office hours, so they saw your offline message "
+    "and were asked for a mobile number. A late claim still reaches them.",
+    "offline": "The visitor asked for a person while nobody on the team was online, so they saw your offline "
+    "message and were asked for a mobile number. A late claim still reaches them.",
+}
+# handoff.released: why the live conversation went back to the queue (the payload's ``reason``).
+RELEASE_INTROS = {
+    "released": "{agent} released the conversation; it is waiting for a team member again.",
+    "transfer_expired": "The transfer was not accepted in time; the conversation is waiting for a team member again.",
+    "transfer_declined": "The colleague declined the transfer; the conversation is waiting for a team member again.",
+    "member_removed": "{agent} was removed from the workspace; the conversation is waiting for a team member again.",
+    "agent_deactivated": "{agent}'s account was deactivated; the conversation is waiting for a team member again.",
+    "agent_deleted": "{agent}'s account was deleted; the conversation is waiting for a team member again.",
+    "agent_missing": "The agent is no longer in the workspace; the conversation is waiting for a team member again.",
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,9 @@ def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
             "Nobody claimed the conversation before the response timeout, so the visitor saw your "
             "Team busy message and was asked for a mobile number. A late claim still reaches them."
         )
+        if data.get("reason") in SKIPPED_WAIT_INTROS:
+            title = "Handoff request while nobody could answer"
+            intro = SKIPPED_WAIT_INTROS[str(data.get("reason"))]
         facts.append(("Timed out", _when(handoff.get("timed_out_at"))))
     elif event_type == EventType.LEAD_CAPTURED:
         title = "Lead captured"
@@ -95,6 +115,25 @@ def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
         if data.get("reason") == "superseded":
             intro = "The request was closed because the visitor asked again from a newer conversation."
         facts.append(("Resolved", _when(handoff.get("resolved_at"))))
+    elif event_type == EventType.HANDOFF_TRANSFERRED:
+        source = _text((data.get("from_agent") or {}).get("name"), 80)
+        target = _text((data.get("to_agent") or {}).get("name"), 80)
+        if data.get("take_over"):
+            title = f"{target or 'An admin'} took over a conversation"
+            intro = f"{target or 'An owner or admin'} took over the live conversation from {source or 'its agent'}."
+        else:
+            title = f"Conversation transferred to {target or 'a colleague'}"
+            intro = (
+                f"{source or 'An agent'} transferred the live conversation to {target or 'a colleague'}; "
+                "if they don't accept it in time, it goes back to the queue."
+            )
+        facts.extend([("From", source), ("To", target)])
+    elif event_type == EventType.HANDOFF_RELEASED:
+        previous = _text((data.get("previous_agent") or {}).get("name"), 80)
+        title = "Conversation back in the queue"
+        intro = RELEASE_INTROS.get(str(data.get("reason")), "The live conversation went back to the queue.")
+        intro = intro.format(agent=previous or "The agent")
+        facts.append(("Previous agent", previous))
     else:
         title = f"Event {_text(event_type, 40)}"
         intro = "Something happened in a conversation."

@@ -52,6 +52,18 @@ def sample_payload(*, event_type: str, chatbot: Chatbot) -> dict[str, Any]:
     }
     if event_type == EventType.HANDOFF_CLAIMED:
         data["late"] = False
+    elif event_type == EventType.HANDOFF_TIMED_OUT:
+        data["reason"] = "timeout"
+    elif event_type == EventType.HANDOFF_TRANSFERRED:
+        handoff.update(status="pending")
+        data.update(
+            take_over=False,
+            from_agent={"id": 0, "name": "Test agent"},
+            to_agent={"id": 1, "name": "Test colleague"},
+            accept_by=(now + timedelta(seconds=settings.TRANSFER_ACCEPT_SECONDS)).isoformat(),
+        )
+    elif event_type == EventType.HANDOFF_RELEASED:
+        data.update(reason="released", previous_agent={"id": 0, "name": "Test agent"})
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,

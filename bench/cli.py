@@ -37,6 +37,7 @@ from bench.phase_handoffs import phase_claims, phase_timeouts
 from bench.phase_idle import phase_idle
 from bench.phase_replies import phase_latency, phase_throughput
 from bench.profiles import PROFILES, TARGET_LOADER_GZIP_BYTES, Profile
+from bench.seeding import seed_waiting_flow
 from bench.table import table_rows
 from pivra.stack import AppProcesses, Service, StackError, free_port, manage, start_app, start_postgres, start_redis
 
@@ -174,6 +175,7 @@ class Bench:
 
         logins = demo_seed(password=PASSWORD)
         self.chatbot_key = logins.chatbot_key
+        seed_waiting_flow(chatbot_key=logins.chatbot_key)
         workspace = Workspace.objects.get(slug="demo")
         subscription_set(workspace=workspace, plan_code="business")  # seats for the bench's agents
         for index in range(self.profile.agents):

@@ -78,13 +78,20 @@ class Client:
         self.agents: list[Agent] = []
 
     async def cmd_login(self, usernames: list[str]) -> dict[str, Any]:
+        """Sign in each agent not signed in yet, in order. Idempotent: a second call (a soak's setup
+        after the bench's login, a retry after a failed login) signs in only who is missing, so
+        ``agents`` never holds one user twice — the claim storm's claimers must be distinct users."""
         conn = HttpConnection(self.host, self.port)
         started = time.monotonic()
+        signed_in = {agent.username for agent in self.agents}
         try:
-            for username in usernames:
+            for username in dict.fromkeys(usernames):  # a name listed twice is one agent
+                if username in signed_in:
+                    continue
                 agent = Agent(username)
                 await agent.login(conn, self.password)
                 self.agents.append(agent)
+                signed_in.add(username)
         finally:
             conn.close()
         return {"agents": len(self.agents), "seconds": round(time.monotonic() - started, 2)}

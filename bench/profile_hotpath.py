@@ -46,6 +46,7 @@ from bench.consoleclient import ConsoleSocket, console_connect
 from bench.cpu import group_cpu, process_cpu
 from bench.httpclient import Agent, HttpError
 from bench.loadbase import Client
+from bench.seeding import seed_waiting_flow
 from bench.stats import summary_ms
 from bench.wsclient import WebSocket, ws_connect
 
@@ -256,6 +257,7 @@ def _seed(env: dict[str, str], agents: int) -> str:
     from chatbots.services import membership_add, subscription_set
 
     key = demo_seed(password=PASSWORD).chatbot_key
+    seed_waiting_flow(chatbot_key=key)
     workspace = Workspace.objects.get(slug="demo")
     subscription_set(workspace=workspace, plan_code="business")
     for index in range(agents):

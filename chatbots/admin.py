@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -12,6 +13,7 @@ from django.http import HttpRequest
 from chatbots.features import workspace_has_feature
 from chatbots.forms import key_help, llm_api_key_field, llm_base_url_clean
 from chatbots.models import Chatbot, KnowledgeEntry, Membership, Plan, Subscription, Workspace
+from chatbots.office_hours import closed_dates_clean, timezone_clean, weekly_clean
 from chatbots.plans import Feature
 from chatbots.services import chatbot_llm_key_next, normalize_origin
 from pivra.errors import DomainError
@@ -72,8 +74,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "workspace", "role", "created_at"]
-    list_filter = ["role", "workspace"]
+    list_display = ["user", "workspace", "role", "availability", "max_live_chats", "created_at"]
+    list_filter = ["role", "availability", "workspace"]
     search_fields = ["user__username", "user__email", "workspace__name"]
     autocomplete_fields = ["user", "workspace"]
     readonly_fields = ["created_at"]
@@ -151,6 +153,23 @@ class ChatbotAdminForm(forms.ModelForm):
             raise forms.ValidationError(problems)
         return sorted(origins)
 
+    def _checked(self, name: str, check: Callable[[Any], Any]) -> Any:
+        """Office hours get the dashboard's checks here too (staff type raw JSON)."""
+        value = self.cleaned_data.get(name)
+        try:
+            return check(value)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.detail) from None
+
+    def clean_office_hours_timezone(self) -> str:
+        return str(self._checked("office_hours_timezone", timezone_clean))
+
+    def clean_office_hours(self) -> dict[str, list[list[str]]]:
+        return dict(self._checked("office_hours", lambda value: weekly_clean(value or {})))
+
+    def clean_office_closed_dates(self) -> list[str]:
+        return list(self._checked("office_closed_dates", lambda value: closed_dates_clean(value or [])))
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if "llm_api_key" in data:
@@ -219,6 +238,22 @@ class ChatbotAdmin(admin.ModelAdmin):
                     "handoff_waiting_message",
                     "handoff_timeout_seconds",
                     "handoff_busy_message",
+                    "handoff_offline_message",
+                    "handoff_skip_wait_when_offline",
+                    "handoff_idle_minutes",
+                    "handoff_routing",
+                ]
+            },
+        ),
+        (
+            "Office hours",
+            {
+                "fields": [
+                    "office_hours_enabled",
+                    "office_hours_timezone",
+                    "office_hours",
+                    "office_closed_dates",
+                    "hide_handoff_outside_hours",
                 ]
             },
         ),

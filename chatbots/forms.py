@@ -8,7 +8,17 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from chatbots.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Chatbot, KnowledgeEntry
+from chatbots.handoff_options import HandoffOptions
+from chatbots.models import MAX_IDLE_MINUTES, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Chatbot, KnowledgeEntry
+from chatbots.office_hours import (
+    DAYS,
+    closed_dates_parse,
+    day_ranges_parse,
+    timezone_clean,
+    timezone_names,
+    weekly_as_text,
+    weekly_clean,
+)
 from chatbots.services import normalize_origin
 from pivra.crypto import secret_unreadable
 from pivra.errors import DomainError
@@ -78,9 +88,82 @@ class HandoffSettingsForm(forms.Form):
         f"({MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS} s). Default 180.",
     )
     busy_message = forms.CharField(max_length=500, label="Team busy message")
+    # Issue 15: availability, office hours, idle and routing (saved by chatbot_update_handoff_options).
+    handoff_skip_wait_when_offline = forms.BooleanField(
+        required=False,
+        label="Don't make visitors wait when nobody is online",
+        help_text="With no team member Online, a request goes straight to the offline message and the "
+        "mobile-number form instead of waiting for the response timeout.",
+    )
+    handoff_offline_message = forms.CharField(
+        max_length=500,
+        label="Offline message",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Shown instead of the team busy message outside office hours or when nobody is online.",
+    )
+    handoff_idle_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_IDLE_MINUTES,
+        label="Resolve a silent live chat after (minutes)",
+        help_text="A live chat with no message from either side for this long is resolved. "
+        "Empty: the platform default (PIVRA_HANDOFF_IDLE_MINUTES).",
+    )
+    handoff_routing = forms.ChoiceField(
+        choices=Chatbot.Routing.choices,
+        label="Routing",
+        error_messages={"invalid_choice": "Choose first claim or round robin."},
+        help_text="Round robin offers each new request to the online agent with the fewest live chats "
+        "first (30 s each), then to everyone.",
+    )
+    office_hours_enabled = forms.BooleanField(required=False, label="Use office hours", help_text="Off: always open.")
+    office_hours_timezone = forms.ChoiceField(
+        choices=(),
+        label="Time zone",
+        error_messages={"invalid_choice": "Choose a time zone from the list, e.g. Europe/Paris."},
+    )
+    hours_mon = forms.CharField(required=False, max_length=200, label="Monday")
+    hours_tue = forms.CharField(required=False, max_length=200, label="Tuesday")
+    hours_wed = forms.CharField(required=False, max_length=200, label="Wednesday")
+    hours_thu = forms.CharField(required=False, max_length=200, label="Thursday")
+    hours_fri = forms.CharField(required=False, max_length=200, label="Friday")
+    hours_sat = forms.CharField(required=False, max_length=200, label="Saturday")
+    hours_sun = forms.CharField(required=False, max_length=200, label="Sunday")
+    office_closed_dates = forms.CharField(
+        required=False,
+        max_length=4000,
+        label="Closed dates",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "2026-12-25"}),
+        help_text="One date per line (YYYY-MM-DD), in the chatbot's time zone: closed all day.",
+    )
+    hide_handoff_outside_hours = forms.BooleanField(
+        required=False,
+        label="Hide \u201cTalk to a human\u201d outside office hours",
+        help_text="Outside hours the widget shows no button and trigger keywords do not offer a person.",
+    )
+
+    BASIC = ("keywords", "waiting_message", "timeout_seconds", "busy_message")
+    AVAILABILITY = ("handoff_offline_message", "handoff_idle_minutes", "handoff_routing")
+    DAY_FIELDS = tuple(f"hours_{day}" for day in DAYS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.week_error = ""
+        zone_field = self.fields["office_hours_timezone"]
+        assert isinstance(zone_field, forms.ChoiceField)
+        zone_field.choices = [(name, name) for name in timezone_names()]
+        default_idle = getattr(settings, "HANDOFF_IDLE_MINUTES", None)
+        if default_idle:
+            self.fields["handoff_idle_minutes"].help_text = (
+                "A live chat with no message from either side for this long is resolved. "
+                f"Empty: the platform default ({default_idle} minutes)."
+            )
+        for day in DAYS:
+            self.fields[f"hours_{day}"].widget.attrs.update({"placeholder": "Closed", "autocomplete": "off"})
 
     @classmethod
     def for_chatbot(cls, chatbot: Chatbot, data: Any = None) -> HandoffSettingsForm:
+        week = weekly_as_text(weekly=chatbot.office_hours)
         return cls(
             data=data,
             initial={
@@ -89,11 +172,77 @@ class HandoffSettingsForm(forms.Form):
                 "waiting_message": chatbot.handoff_waiting_message,
                 "timeout_seconds": chatbot.handoff_timeout_seconds,
                 "busy_message": chatbot.handoff_busy_message,
+                "handoff_skip_wait_when_offline": chatbot.handoff_skip_wait_when_offline,
+                "handoff_offline_message": chatbot.handoff_offline_message,
+                "handoff_idle_minutes": chatbot.handoff_idle_minutes,
+                "handoff_routing": chatbot.handoff_routing,
+                "office_hours_enabled": chatbot.office_hours_enabled,
+                "office_hours_timezone": chatbot.office_hours_timezone,
+                **{f"hours_{day}": week[day] for day in DAYS},
+                "office_closed_dates": "\n".join(str(d) for d in chatbot.office_closed_dates or []),
+                "hide_handoff_outside_hours": chatbot.hide_handoff_outside_hours,
             },
         )
 
+    def fields_named(self, names: tuple[str, ...]) -> list[forms.BoundField]:
+        return [self[name] for name in names]
+
+    def basic_fields(self) -> list[forms.BoundField]:
+        return self.fields_named(self.BASIC)
+
+    def availability_fields(self) -> list[forms.BoundField]:
+        return self.fields_named(self.AVAILABILITY)
+
+    def day_fields(self) -> list[forms.BoundField]:
+        return self.fields_named(self.DAY_FIELDS)
+
     def keyword_list(self) -> list[str]:
         return _lines(self.cleaned_data.get("keywords", ""))
+
+    def clean_office_hours_timezone(self) -> str:
+        try:
+            return timezone_clean(self.cleaned_data.get("office_hours_timezone"))
+        except DomainError as exc:
+            raise forms.ValidationError(exc.detail) from None
+
+    def clean_office_closed_dates(self) -> list[str]:
+        try:
+            return closed_dates_parse(text=self.cleaned_data.get("office_closed_dates") or "")
+        except DomainError as exc:
+            raise forms.ValidationError(exc.detail) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        weekly: dict[str, list[list[str]]] = {}
+        for day in DAYS:
+            name = f"hours_{day}"
+            if name not in data:
+                continue  # already refused (too long)
+            try:
+                weekly[day] = [list(pair) for pair in day_ranges_parse(day=day, text=data[name] or "")]
+            except DomainError as exc:
+                self.add_error(name, exc.detail)
+        if len(weekly) == len(DAYS):
+            try:
+                data["office_hours"] = weekly_clean(weekly)
+            except DomainError as exc:
+                self.add_error(None, f"Office hours: {exc.detail}")
+                self.week_error = exc.detail  # shown again beside the days
+        return data
+
+    def options(self) -> HandoffOptions:
+        data = self.cleaned_data
+        return HandoffOptions(
+            offline_message=data["handoff_offline_message"],
+            skip_wait_when_offline=data["handoff_skip_wait_when_offline"],
+            hide_outside_hours=data["hide_handoff_outside_hours"],
+            idle_minutes=data["handoff_idle_minutes"],
+            routing=data["handoff_routing"],
+            office_hours_enabled=data["office_hours_enabled"],
+            timezone=data["office_hours_timezone"],
+            weekly=data["office_hours"],
+            closed_dates=data["office_closed_dates"],
+        )
 
 
 class GeneralSettingsForm(forms.Form):

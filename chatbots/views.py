@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -11,8 +12,10 @@ from django.views.decorators.http import require_POST
 from chatbots.access import request_membership, workspace_required
 from chatbots.features import workspace_effective_plan, workspace_has_feature
 from chatbots.forms import GeneralSettingsForm, HandoffSettingsForm, KnowledgeEntryForm
+from chatbots.handoff_options import chatbot_update_handoff_options
 from chatbots.models import Chatbot, KnowledgeEntry
 from chatbots.plans import Feature
+from chatbots.presence import workspace_roster
 from chatbots.selectors import SESSION_WORKSPACE_KEY, chatbots_for_workspace, memberships_for_user
 from chatbots.services import (
     chatbot_update_general,
@@ -33,6 +36,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "subscription": getattr(workspace, "subscription", None),
         "chatbots": chatbots_for_workspace(workspace_id=workspace.pk).prefetch_related("knowledge_entries"),
         "members": workspace.memberships.select_related("user").order_by("role", "user__username"),
+        "roster": workspace_roster(workspace_id=workspace.pk),  # status, live chats and capacity per member
+        "can_manage": request_membership(request).can_manage,
         "nav": "home",
     }
     return render(request, "console/home.html", context)
@@ -76,14 +81,16 @@ def chatbot_settings(request: HttpRequest) -> HttpResponse:
             handoff = HandoffSettingsForm.for_chatbot(chatbot, data=request.POST)
             if handoff.is_valid():
                 try:
-                    chatbot_update_handoff_settings(
-                        chatbot=chatbot,
-                        enabled=handoff.cleaned_data["enabled"],
-                        keywords=handoff.keyword_list(),
-                        waiting_message=handoff.cleaned_data["waiting_message"],
-                        timeout_seconds=handoff.cleaned_data["timeout_seconds"],
-                        busy_message=handoff.cleaned_data["busy_message"],
-                    )
+                    with transaction.atomic():  # one section, saved whole or not at all
+                        chatbot_update_handoff_settings(
+                            chatbot=chatbot,
+                            enabled=handoff.cleaned_data["enabled"],
+                            keywords=handoff.keyword_list(),
+                            waiting_message=handoff.cleaned_data["waiting_message"],
+                            timeout_seconds=handoff.cleaned_data["timeout_seconds"],
+                            busy_message=handoff.cleaned_data["busy_message"],
+                        )
+                        chatbot_update_handoff_options(chatbot=chatbot, options=handoff.options())
                 except DomainError as exc:
                     handoff.add_error(None, exc.detail)
                 else:

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Path, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.security import django_auth
 
 from chatbots.models import Membership
@@ -21,8 +21,12 @@ from conversations.services import Received, conversation_events_after
 from handoff.models import Handoff
 from handoff.state import agent_display_name
 from handoff.transitions.claim import handoff_claim
+from handoff.transitions.offers import handoff_offer_decline, offers_for_agent
+from handoff.transitions.release import handoff_release
 from handoff.transitions.reply import handoff_reply
 from handoff.transitions.resolve import handoff_resolve
+from handoff.transitions.takeover import handoff_take_over
+from handoff.transitions.transfer import handoff_transfer, transfer_targets
 from pivra.api_schema import MAX_SEQ, UUID, ApiSchema, client_id_field, error_responses, text_field
 from pivra.errors import DomainError, NotFound
 from pivra.ids import parse_uuid
@@ -243,3 +247,76 @@ def reply(request: HttpRequest, conversation_id: ConversationId, payload: ReplyI
 def resolve(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
     handoff = handoff_resolve(agent=_agent(request), conversation_public_id=conversation_id)
     return handoff_out(handoff=handoffs_for_console().get(pk=handoff.pk))
+
+
+class OfferOut(Schema):
+    type: str
+    conversation: str
+    kind: str
+    by: str | None
+    chatbot: str
+    expires_at: str
+    url: str
+
+
+@router.get("/offers", response={200: list[OfferOut], **ERRORS}, summary="Conversations offered to you right now")
+def offers(request: HttpRequest) -> list[dict[str, Any]]:
+    """Transfers and round-robin offers waiting for your Accept (the console shows them as notices)."""
+    return offers_for_agent(agent=_agent(request))
+
+
+class TransferIn(ApiSchema):
+    to_user_id: int = Field(ge=1, le=MAX_SEQ, description="The colleague's user id (see `colleagues`).")
+
+
+class ColleagueOut(Schema):
+    id: int
+    name: str
+
+
+@router.get(
+    "/handoffs/{conversation_id}/colleagues",
+    response={200: list[ColleagueOut], **ERRORS},
+    summary="Online colleagues this conversation can be transferred to",
+)
+def colleagues(request: HttpRequest, conversation_id: ConversationId) -> list[dict[str, Any]]:
+    return transfer_targets(agent=_agent(request), conversation_public_id=conversation_id)
+
+
+@router.post(
+    "/handoffs/{conversation_id}/transfer",
+    response={200: HandoffOut, **ERRORS},
+    summary="Transfer to an online colleague (only the agent who claimed it); they must accept",
+)
+def transfer(request: HttpRequest, conversation_id: ConversationId, payload: TransferIn) -> dict[str, Any]:
+    handoff = handoff_transfer(
+        agent=_agent(request), conversation_public_id=conversation_id, to_user_id=payload.to_user_id
+    )
+    return claim_body(handoff)
+
+
+@router.post(
+    "/handoffs/{conversation_id}/release",
+    response={200: HandoffOut, **ERRORS},
+    summary="Release back to the queue (only the agent who claimed it)",
+)
+def release(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
+    return claim_body(handoff_release(agent=_agent(request), conversation_public_id=conversation_id))
+
+
+@router.post(
+    "/handoffs/{conversation_id}/take-over",
+    response={200: HandoffOut, **ERRORS},
+    summary="Take over a live conversation (owners and admins)",
+)
+def take_over(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
+    return claim_body(handoff_take_over(agent=_agent(request), conversation_public_id=conversation_id))
+
+
+@router.post(
+    "/handoffs/{conversation_id}/decline",
+    response={200: HandoffOut, **ERRORS},
+    summary="Decline a transfer or routing offer made to you (accepting is claiming)",
+)
+def decline(request: HttpRequest, conversation_id: ConversationId) -> dict[str, Any]:
+    return claim_body(handoff_offer_decline(agent=_agent(request), conversation_public_id=conversation_id))

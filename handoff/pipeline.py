@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
+from chatbots.office_hours import handoff_hidden_at
 from conversations.models import Conversation, Event
 from handoff.keywords import matching_keyword
+from handoff.transitions.idle import handoff_touch
 from handoff.transitions.request import handoff_offer
 from handoff.transitions.shared import handoff_available
 
 
 def silence_during_handoff(*, conversation: Conversation, event: Event) -> bool:
-    """In handoff (or closed) the AI says nothing: the message is stored and shown to agents only."""
+    """In handoff (or closed) the AI says nothing: the message is stored and shown to agents only.
+    A visitor's message in a live chat restarts its idle clock."""
+    if conversation.status == Conversation.Status.HANDOFF and event.author == Event.Author.VISITOR:
+        handoff_touch(conversation_id=conversation.pk, at=event.created_at)
     return conversation.status != Conversation.Status.OPEN
 
 
@@ -21,5 +28,8 @@ def offer_on_keyword(*, conversation: Conversation, event: Event) -> bool:
     keyword = matching_keyword(text=event.text, keywords=chatbot.handoff_keywords)
     if keyword is None or not handoff_available(chatbot=chatbot):
         return False
+    if handoff_hidden_at(chatbot=chatbot, at=timezone.now()):
+        return False  # the owner hides the button outside hours: no offer either, the AI answers
+
     handoff_offer(conversation=conversation, reply_to_seq=event.seq, keyword=keyword)
     return True

@@ -32,7 +32,16 @@ from pivra.realtime import (
 
 # The kinds after which handoff.transitions announce the conversation's new state.
 STATE_KINDS = frozenset(
-    {"handoff.requested", "handoff.claimed", "handoff.timed_out", "handoff.resolved", "lead.captured"}
+    {
+        "handoff.requested",
+        "handoff.claimed",
+        "handoff.timed_out",
+        "handoff.resolved",
+        "lead.captured",
+        "handoff.transferred",
+        "handoff.transfer_ended",
+        "handoff.taken_over",
+    }
 )
 # The kinds handoff.transitions append with notify_console=True: the console hears them too.
 CONSOLE_KINDS = frozenset(
@@ -43,6 +52,9 @@ CONSOLE_KINDS = frozenset(
         "handoff.resolved",
         "lead.captured",
         "conversation.continued",
+        "handoff.transferred",
+        "handoff.transfer_ended",
+        "handoff.taken_over",
     }
 )
 LOOK_BACK = timedelta(minutes=2)

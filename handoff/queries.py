@@ -7,6 +7,7 @@ import uuid
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from conversations.models import Conversation, Visitor
 
@@ -28,6 +29,15 @@ WHERE c.public_id = %(public_id)s
 # Second statement, under the lock: READ COMMITTED takes a fresh snapshot per statement, so the
 # handoff's status and assignee and a resend's stored event include everything committed before
 # the lock was granted (a claim, a resolve, the first copy of a resent reply).
+# The same statement starts the idle clock again (``last_message_at``, see handoff/transitions/idle.py)
+# when the replying agent holds the live handoff: no round trip of its own. SKIP LOCKED, because the
+# handoff row is locked before the conversation's everywhere else (the lock order): a transition that
+# holds it is changing the handoff anyway, and this statement must never wait for it.
+_TOUCH_SQL = """
+UPDATE handoff_handoff SET last_message_at = %(now)s
+WHERE id = (SELECT t.id FROM handoff_handoff t WHERE t.conversation_id = %(conversation)s
+            AND t.status = 'active' AND t.claimed_by_id = %(user)s{skip_locked})
+"""
 _STATE_SQL = """
 SELECT h.status, h.claimed_by_id,
        (SELECT e.id FROM conversations_event e WHERE e.conversation_id = h.conversation_id
@@ -35,6 +45,7 @@ SELECT h.status, h.claimed_by_id,
 FROM handoff_handoff h
 WHERE h.conversation_id = %(conversation)s
 """
+_TOUCH_AND_STATE_SQL = f"WITH touched AS ({_TOUCH_SQL.format(skip_locked=' FOR UPDATE SKIP LOCKED')}){_STATE_SQL}"
 
 
 def reply_target(
@@ -51,7 +62,12 @@ def reply_target(
         if locked is None:
             return None
         conv_id, conv_public, chatbot_id, conv_status, last_seq, visitor_id, visitor_public = locked
-        cursor.execute(_STATE_SQL, {"client_id": client_id, "conversation": conv_id})
+        params = {"client_id": client_id, "conversation": conv_id, "user": agent.pk, "now": timezone.now()}
+        if connection.vendor == "postgresql":  # one statement: the touch as a data-modifying WITH
+            cursor.execute(_TOUCH_AND_STATE_SQL, params)
+        else:  # SQLite has one writer at a time and no WITH … UPDATE: two statements
+            cursor.execute(_TOUCH_SQL.format(skip_locked=""), params)
+            cursor.execute(_STATE_SQL, params)
         state = cursor.fetchone()
     if state is None:  # the handoff row cannot go while its conversation exists; not found all the same
         return None

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
+from chatbots.office_hours import handoff_hidden_at
 from conversations.agent_names import agent_public_name
 from conversations.models import Conversation, Visitor
 from conversations.services import conversation_start
 from handoff.models import Handoff
+from handoff.queue_position import queue_snapshot
 
 
 def agent_display_name(user: Any) -> str | None:
@@ -20,7 +24,7 @@ def agent_display_name(user: Any) -> str | None:
 
 def conversation_state(conversation: Conversation) -> dict[str, Any]:
     """The widget's snapshot of a conversation, its handoff read fresh."""
-    handoff = Handoff.objects.select_related("claimed_by").filter(conversation=conversation).first()
+    handoff = Handoff.objects.select_related("claimed_by", "offered_to").filter(conversation=conversation).first()
     return state_snapshot(conversation=conversation, handoff=handoff)
 
 
@@ -31,17 +35,31 @@ def state_snapshot(*, conversation: Conversation, handoff: Handoff | None) -> di
         "conversation": str(conversation.public_id),
         "status": conversation.status,
         "last_seq": conversation.last_seq,
+        # Read when the widget loads or the state changes: hours that open meanwhile show it next time.
+        "handoff_hidden": handoff_hidden_at(chatbot=chatbot, at=timezone.now()),
         "handoff": None
         if handoff is None
         else {
             "status": handoff.status,
             "trigger": handoff.trigger,
             "agent": None if handoff.claimed_by is None else agent_public_name(handoff.claimed_by),
+            # A transfer waiting for the colleague to accept: the widget says who is coming.
+            "transfer_to": _transfer_to(handoff),
             "waiting_message": chatbot.handoff_waiting_message,
             "busy_message": chatbot.handoff_busy_message,
+            "busy_reason": handoff.busy_reason,
+            "offline_message": chatbot.handoff_offline_message,
             "lead_phone": conversation.lead.get("phone"),
+            # Where a waiting visitor stands and the usual wait (None outside the line / too little history).
+            **queue_snapshot(handoff=handoff),
         },
     }
+
+
+def _transfer_to(handoff: Handoff) -> str | None:
+    if handoff.offer_kind != "transfer" or handoff.offered_to_id is None or handoff.status != Handoff.Status.PENDING:
+        return None
+    return agent_public_name(handoff.offered_to)
 
 
 def visitor_current_conversation(*, visitor: Visitor) -> Conversation:

@@ -7,6 +7,8 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from handoff.pushes import conversation_pushes_repair
+from handoff.transitions.idle import handoff_idle_sweep
+from handoff.transitions.offers import handoff_offers_expire
 from handoff.transitions.timers import handoff_expire, handoff_expire_overdue, handoff_timers_rearm
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,18 @@ def expire_handoff(handoff_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def sweep_overdue_handoffs() -> int:
     return handoff_expire_overdue()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_expired_offers() -> int:
+    return handoff_offers_expire()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_idle_handoffs() -> None:
+    requeued, resolved = handoff_idle_sweep()
+    if requeued or resolved:
+        log.info("idle sweep: %d stranded live chats requeued, %d idle ones resolved", requeued, resolved)
 
 
 @shared_task(ignore_result=True)

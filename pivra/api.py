@@ -55,8 +55,8 @@ api = PivraAPI(
         "**Errors.** Every error is JSON `{code, detail}` — also an unknown path under /api/ (404 "
         "`not_found`), a wrong method (405 `method_not_allowed`), a body that is not a JSON object or not "
         "JSON (400 `invalid_input`), a field outside its constraints (422 `invalid_input`), a NUL "
-        "character anywhere (400 `invalid_input`), Redis or the task broker briefly out of reach (503 `unavailable` "
-        "with `Retry-After`: try again) and an unexpected failure (500 `server_error`, logged)."
+        "character anywhere (400 `invalid_input`), Redis, the task broker or PostgreSQL briefly out of reach "
+        "(503 `unavailable` with `Retry-After`: try again) and an unexpected failure (500 `server_error`, logged)."
     ),
     urls_namespace="api",
     parser=ObjectBodyParser(),
@@ -131,8 +131,8 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    """A bug: logged with its traceback (as Django logs a 500), answered without internals. Redis or
-    the broker out of reach is no bug: 503 ``unavailable`` with Retry-After (``pivra.unavailable``)."""
+    """A bug: logged with its traceback (as Django logs a 500), answered without internals. Redis, the
+    broker or PostgreSQL out of reach is no bug: 503 ``unavailable`` with Retry-After (``pivra.unavailable``)."""
     if is_unavailable(exc):
         return unavailable_response(request, exc)
     logger.error("Internal Server Error: %s", request.path, exc_info=exc)
@@ -142,11 +142,13 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 def _mount_routers() -> None:
     """Each app owns a router; mounting lives here so apps never import each other's API."""
+    from chatbots.api import router as availability_router
     from handoff.api import router as console_router
     from pivra.widget.api import router as widget_router
 
     api.add_router("/widget/", widget_router)
     api.add_router("/console/", console_router)
+    api.add_router("/console/", availability_router)
 
 
 _mount_routers()

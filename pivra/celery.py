@@ -40,6 +40,10 @@ def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
         every, signature("handoff.tasks.sweep_overdue_handoffs"), name="handoff-sweep", expires=every
     )
     sender.add_periodic_task(every, signature("handoff.tasks.repair_lost_pushes"), name="push-repair", expires=every)
+    # Live chats whose agent left go back to the queue; live chats silent past the idle limit are resolved.
+    sender.add_periodic_task(every, signature("handoff.tasks.sweep_idle_handoffs"), name="idle-sweep", expires=every)
+    # Transfer and round-robin offers nobody accepted in time go back to the queue (or to the next agent).
+    sender.add_periodic_task(every, signature("handoff.tasks.sweep_expired_offers"), name="offer-sweep", expires=every)
     # Half the grace period: a message whose task was lost is queued again at most 1.5 graces after it was stored.
     unanswered = max(1.0, settings.AI_UNANSWERED_GRACE_SECONDS / 2)
     sender.add_periodic_task(
@@ -51,6 +55,11 @@ def _periodic_tasks(sender: Celery, **kwargs: Any) -> None:
     sweep = settings.DELIVERY_SWEEP_SECONDS
     sender.add_periodic_task(
         sweep, signature("actions.tasks.sweep_deliveries"), name="actions-delivery-sweep", expires=sweep
+    )
+    # Members whose last console socket closed past the grace period are announced Offline this late at most.
+    presence = settings.PRESENCE_SWEEP_SECONDS
+    sender.add_periodic_task(
+        presence, signature("chatbots.tasks.sweep_presence"), name="presence-sweep", expires=presence
     )
     # Digests of capped notifications go out within half a minute of their window's end.
     sender.add_periodic_task(

@@ -95,6 +95,26 @@ async def _send_all(layer: BaseChannelLayer, groups: list[str], message: dict[st
     return sent
 
 
+def send_frames_now(frames: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Send a different frame to each group in one publish round (the queue's position frames:
+    one per waiting visitor). Only after commit; True when every group got its frame."""
+    layer = get_channel_layer()
+    if layer is None or not frames:
+        return layer is not None
+
+    async def send() -> bool:
+        results = [await _send_all(layer, [group], {"type": EVENT_TYPE, "frame": frame}) for group, frame in frames]
+        return all(results)
+
+    future = asyncio.run_coroutine_threadsafe(send(), _publisher_loop())
+    try:
+        return future.result(timeout=PUBLISH_TIMEOUT)
+    except TimeoutError:
+        future.cancel()
+        logger.error("broadcast of %d frames timed out", len(frames))
+        return False
+
+
 def send_on_commit(groups: Iterable[str], frame: dict[str, Any]) -> None:
     """Send once the current transaction commits; nothing is sent for a rolled-back one."""
     targets = list(groups)

@@ -104,6 +104,7 @@ class Service:
     log_file: Path | None = None
     quiet: bool = False
     pass_fds: tuple[int, ...] = ()  # inherited open, e.g. a web process's shared listening socket
+    user: str | None = None  # run as this user (PostgreSQL refuses root)
 
     def terminate(self) -> None:
         """SIGTERM to the process group, if it still runs (``stop`` then waits for it)."""
@@ -194,6 +195,7 @@ def spawn(
         handle.close()
     service = Service(name=name, process=process, argv=list(argv), env=env, log_file=log_file, quiet=quiet)
     service.pass_fds = tuple(pass_fds)
+    service.user = user
     return service
 
 

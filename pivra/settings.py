@@ -137,7 +137,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out login (page or admin) into the lockout page
-    "pivra.unavailable.UnavailableAs503",  # Redis / the broker out of reach: 503 + Retry-After, never a 500
+    "pivra.unavailable.UnavailableAs503",  # Redis / broker / PostgreSQL out of reach: 503 + Retry-After, never 500
     "pivra.middleware.SyncMiddlewareChain",  # keep last: see its docstring
 ]
 
@@ -359,6 +359,18 @@ RATE_VISITOR_PER_MINUTE = env_int("PIVRA_RATE_VISITOR_PER_MINUTE", 30, min_value
 RATE_IP_PER_MINUTE = env_int("PIVRA_RATE_IP_PER_MINUTE", 300, min_value=1)
 WIDGET_MAX_FRAME_BYTES = 16_384
 HANDOFF_SWEEP_SECONDS = env_float("PIVRA_HANDOFF_SWEEP_SECONDS", 2.0)
+# A live (active) handoff with no visitor or agent message this long is resolved with reason "idle"
+# (per chatbot: Chatbot.handoff_idle_minutes). Checked every PIVRA_HANDOFF_SWEEP_SECONDS by the idle sweep,
+# which also returns to the queue any live chat whose agent can no longer act (handoff/transitions/idle.py).
+HANDOFF_IDLE_MINUTES = env_int("PIVRA_HANDOFF_IDLE_MINUTES", 30, min_value=1, max_value=10_080)
+# How long a member stays Online after their last console socket closed (a reload is not a departure).
+PRESENCE_GRACE_SECONDS = env_int("PIVRA_PRESENCE_GRACE_SECONDS", 60, min_value=0, max_value=3600)
+# How often beat drops dead presence leases and announces who went Offline (chatbots/presence.py).
+PRESENCE_SWEEP_SECONDS = 5.0
+# How long a colleague has to accept a transferred conversation before it goes back to the queue.
+TRANSFER_ACCEPT_SECONDS = env_int("PIVRA_TRANSFER_ACCEPT_SECONDS", 60, min_value=5, max_value=3600)
+# Round robin (Chatbot.handoff_routing): how long the offered agent has to accept before the next one is asked.
+ROUTING_OFFER_SECONDS = env_int("PIVRA_ROUTING_OFFER_SECONDS", 30, min_value=5, max_value=3600)
 # Actions: webhook / Slack / email deliveries. Private and loopback destinations are refused
 # unless allowed (local development and tests only).
 # Every tenant-chosen URL (webhooks, Slack, AI endpoint) goes through pivra.outbound; this opens

@@ -30,13 +30,15 @@ class Restartable(Protocol):
 
 
 def respawn_in_place(service: Service, *, timeout: float = 20) -> None:
-    """Start an exited server (the private Redis) again with its original command line, in place: every
-    holder of the Service object (the code that stops it at exit) then stops the new process."""
+    """Start an exited server (the private Redis or PostgreSQL) again with its original command line and
+    user, in place: every holder of the Service object (the code that stops it at exit) then stops the
+    new process."""
     new = spawn(
         service.name,
         service.argv,
         env=service.env,
         quiet=service.quiet,
+        user=service.user,
         log_file=service.log_file,
         pass_fds=service.pass_fds,
     )

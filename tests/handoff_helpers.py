@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 
 from actions.models import OutboxEvent
+from chatbots.handoff_options import HandoffOptions, chatbot_update_handoff_options
 from chatbots.models import Chatbot
 from chatbots.services import chatbot_update_handoff_settings
 from conversations.models import Conversation, Visitor
@@ -24,6 +26,13 @@ def enable_handoff(bot: Chatbot, *, keywords: list[str] | None = None, timeout: 
         timeout_seconds=timeout,
         busy_message=bot.handoff_busy_message,
     )
+
+
+def wait_for_agents(bot: Chatbot) -> Chatbot:
+    """The brief's classic flow: a request waits for the response timeout even with no agent console
+    open (the product default skips the wait when nobody is online)."""
+    options = dataclasses.replace(HandoffOptions.of(bot), skip_wait_when_offline=False)
+    return chatbot_update_handoff_options(chatbot=bot, options=options)
 
 
 def new_visitor(bot: Chatbot, *, locale: str = "en-GB") -> tuple[Visitor, Conversation]:

@@ -20,6 +20,13 @@ def _handoff_form(**overrides: str) -> dict[str, str]:
         "waiting_message": "Connecting you with the team now…",
         "timeout_seconds": "120",
         "busy_message": "Our team is currently busy…",
+        # The issue-15 fields the page always posts (defaults: always open, skip the wait when offline).
+        "handoff_skip_wait_when_offline": "on",
+        "handoff_offline_message": "We're not online right now.",
+        "handoff_idle_minutes": "",
+        "handoff_routing": "first_claim",
+        "office_hours_timezone": "UTC",
+        "office_closed_dates": "",
     }
     form.update(overrides)
     return form

@@ -290,6 +290,10 @@ def test_an_unclaimed_handoff_offers_claim_and_explains_the_reply_box(acme: Pers
         "can_reply": False,
         "can_resolve": True,
         "note": "Claim this conversation to reply to the visitor.",
+        "can_release": False,
+        "can_transfer": False,
+        "can_take_over": False,
+        "offered_to_me": False,
     }
     assert state["handoff"]["trigger"] == "Button"
 

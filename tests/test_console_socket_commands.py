@@ -24,6 +24,7 @@ from chatbots.models import Membership
 from conversations.models import Event
 from handoff.models import Handoff
 from handoff.transitions.claim import handoff_claim
+from handoff.transitions.resolve import handoff_resolve
 from pivra.asgi import application
 from pivra.console import command_pool, frames
 from pivra.widget.tokens import visitor_token
@@ -152,6 +153,33 @@ async def test_only_the_assignee_may_reply_and_refusals_say_code_and_detail() ->
     lost = await _answer(socket, _claim(conversation, "c-owner"))
     assert (lost["type"], lost["code"]) == ("error", "already_claimed")
     assert not await sync_to_async(Event.objects.filter(client_id__in=["r-early", "r-owner"]).exists)()
+    await socket.disconnect()
+
+
+def _http_reply(user: Any, conversation: str, client_id: str) -> tuple[int, dict[str, Any]]:
+    client = Client()
+    client.force_login(user)
+    response = client.post(
+        f"/api/console/handoffs/{conversation}/reply",
+        data={"text": "Hello from the agent", "client_id": client_id},
+        content_type="application/json",
+    )
+    return response.status_code, response.json()
+
+
+async def test_a_reply_to_a_resolved_conversation_is_refused_as_resolved_over_socket_and_http() -> None:
+    world, conversation, _ = await sync_to_async(_world)()
+    await sync_to_async(handoff_claim)(agent=world.teammate, conversation_public_id=conversation)
+    await sync_to_async(handoff_resolve)(agent=world.teammate, conversation_public_id=conversation)
+    socket = await _console(world.teammate)
+    refused = await _answer(socket, _reply(conversation, "r-late"))
+    status, body = await sync_to_async(_http_reply)(world.teammate, conversation, "r-late-http")
+    # "Claim it first" would send the agent to a claim the resolved handoff refuses: both say resolved.
+    assert (refused["type"], refused["code"], refused["client_id"]) == ("error", "handoff_resolved", "r-late")
+    assert (status, body) == (409, {"code": "handoff_resolved", "detail": refused["detail"]})
+    claim = await _answer(socket, _claim(conversation, "c-late"))
+    assert claim["code"] == "handoff_resolved"  # what a claim of it says too
+    assert not await sync_to_async(Event.objects.filter(client_id__in=["r-late", "r-late-http"]).exists)()
     await socket.disconnect()
 
 

@@ -3,8 +3,10 @@
 One visitor of one chatbot with two agents. Rules cover every transition (request by button or by
 keyword, claim, reply, resolve, timeout, lead capture, continue with AI, start a new conversation),
 an AI reply that starts before a request and finishes after it, and actions on the visitor's older
-conversations (a late claim of the one they left). The invariants are checked against the database
-after every step.
+conversations (a late claim of the one they left). Issue 15 adds release, transfer (and its decline
+or expiry), the owner's take-over, the second agent's removal or deactivation (and return), and idle
+auto-resolve. The invariants are checked against the database after every step: among them, the
+thread's handoff events replay to the handoff's state, and no live handoff has an agent who cannot act.
 """
 
 from __future__ import annotations
@@ -31,19 +33,39 @@ from conversations.ai import conversation_reply_with_ai
 from conversations.models import Conversation, Event
 from handoff.models import Handoff
 from handoff.state import visitor_current_conversation
+from handoff.transitions import request as request_module
+from handoff.transitions import transfer as transfer_module
 from handoff.transitions.claim import handoff_claim
 from handoff.transitions.continue_ai import conversation_start_new, handoff_continue_with_ai
+from handoff.transitions.idle import handoff_idle_sweep
 from handoff.transitions.lead import lead_capture
+from handoff.transitions.offers import handoff_offer_decline, handoff_offers_expire
+from handoff.transitions.release import handoff_release
 from handoff.transitions.reply import handoff_reply
 from handoff.transitions.request import handoff_offer_answer
+from handoff.transitions.requeue import stranded_handoffs
 from handoff.transitions.resolve import handoff_resolve
+from handoff.transitions.takeover import handoff_take_over
 from handoff.transitions.timers import handoff_expire_overdue
+from handoff.transitions.transfer import handoff_transfer
 from pivra.errors import DomainError
 from tests.factories import make_chatbot, make_workspace
 from tests.handoff_helpers import enable_handoff, new_visitor, request, say
 
 _names = itertools.count()
 KEYWORD = "human please"
+IDLE = timedelta(minutes=31)  # past the default idle limit (PIVRA_HANDOFF_IDLE_MINUTES, 30)
+
+# What each thread event does to a handoff: (the statuses it may follow, the status after).
+TRANSITIONS = {
+    "handoff.claimed": ({"pending", "busy"}, "active"),
+    "handoff.released": ({"active"}, "pending"),
+    "handoff.transferred": ({"active"}, "pending"),
+    "handoff.transfer_ended": ({"pending", "busy"}, None),  # None: the status stays
+    "handoff.taken_over": ({"active"}, "active"),
+    "handoff.resolved": ({"pending", "busy", "active"}, "resolved"),
+    "handoff.timed_out": ({"pending"}, "busy"),
+}
 
 
 class _Responder:
@@ -225,6 +247,15 @@ class HandoffMachine(RuleBasedStateMachine):
                 handoff_claim, agent=self.agents[agent], conversation_public_id=str(handoff.conversation.public_id)
             )
 
+    @rule(pick=st.integers(0, 7), then=st.sampled_from(["stays", "removed", "deactivated"]))
+    def second_agent_claims(self, pick: int, then: str) -> None:
+        """The agent who may leave claims too — and may then leave at once, while the chat is live
+        (by chance alone a leave rarely meets a live chat of theirs)."""
+        self.agent_claims(1, pick)
+        live = Handoff.objects.filter(chatbot=self.bot, status=Handoff.Status.ACTIVE, claimed_by=self.agents[1])
+        if then != "stays" and live.exists():
+            self.second_agent_leaves(then)
+
     @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
     def agent_replies(self, agent: int, pick: int) -> None:
         handoff: Handoff | None = _pick(self._handoffs(), pick)
@@ -252,6 +283,70 @@ class HandoffMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: int) -> None:
         self.clock += timedelta(seconds=seconds)
         handoff_expire_overdue(now=self.clock)
+        handoff_offers_expire(now=self.clock)
+
+    @rule()
+    def a_live_chat_falls_silent(self) -> None:
+        """Past the idle limit: the idle sweep resolves every live chat nobody wrote in since."""
+        self.clock += IDLE
+        handoff_expire_overdue(now=self.clock)
+        handoff_offers_expire(now=self.clock)
+        handoff_idle_sweep(now=self.clock)
+
+    @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
+    def agent_releases(self, agent: int, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is not None:
+            self._try(
+                handoff_release, agent=self.agents[agent], conversation_public_id=str(handoff.conversation.public_id)
+            )
+
+    @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
+    def agent_transfers_to_the_other(self, agent: int, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is not None:
+            self._try(
+                handoff_transfer,
+                agent=self.agents[agent],
+                conversation_public_id=str(handoff.conversation.public_id),
+                to_user_id=self.agents[1 - agent].pk,
+            )
+
+    @rule(agent=st.integers(0, 1), pick=st.integers(0, 7))
+    def agent_declines_an_offer(self, agent: int, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is not None:
+            self._try(
+                handoff_offer_decline,
+                agent=self.agents[agent],
+                conversation_public_id=str(handoff.conversation.public_id),
+            )
+
+    @rule(pick=st.integers(0, 7))
+    def owner_takes_over(self, pick: int) -> None:
+        handoff: Handoff | None = _pick(self._handoffs(), pick)
+        if handoff is not None:
+            self._try(
+                handoff_take_over, agent=self.agents[0], conversation_public_id=str(handoff.conversation.public_id)
+            )
+
+    @rule(how=st.sampled_from(["removed", "deactivated"]))
+    def second_agent_leaves(self, how: str) -> None:
+        agent = self.agents[1]
+        if how == "removed":
+            Membership.objects.filter(workspace=self.workspace, user=agent).delete()
+        else:
+            agent.is_active = False
+            agent.save()
+
+    @rule()
+    def second_agent_returns(self) -> None:
+        agent = self.agents[1]
+        if not agent.is_active:
+            agent.is_active = True
+            agent.save()
+        if not Membership.objects.filter(workspace=self.workspace, user=agent).exists():
+            membership_add(workspace=self.workspace, user=agent, role=Membership.Role.AGENT)
 
     # --- invariants ------------------------------------------------------------------------
 
@@ -278,25 +373,32 @@ class HandoffMachine(RuleBasedStateMachine):
             assert kinds.count("handoff.requested") == 1
             requested = log[kinds.index("handoff.requested")].seq
             assert not [e for e in log if e.author == Event.Author.AI and e.seq > requested]
-            # At most one assignee, named by the one claim event; agent replies only from them,
-            # only after the claim and before the resolve.
-            claims = [e for e in log if e.kind == "handoff.claimed"]
-            assert len(claims) <= 1
-            assert (claims[0].agent_id if claims else None) == handoff.claimed_by_id
+            # The handoff's events replay, each legal where it stands, to the handoff's state; an
+            # agent message comes only from the agent holding the live chat at that point.
+            status, holder = "pending", None
+            for event in log[kinds.index("handoff.requested") + 1 :]:
+                if event.author == Event.Author.AGENT:
+                    assert status == "active" and event.agent_id == holder, (event.seq, kinds)
+                if event.kind not in TRANSITIONS:
+                    continue
+                before, after = TRANSITIONS[event.kind]
+                assert status in before, (event.kind, status, kinds)
+                status = after or status
+                holder = event.agent_id if event.kind in ("handoff.claimed", "handoff.taken_over") else holder
+            assert status == handoff.status, (status, handoff.status, kinds)
+            if status == "active":
+                assert holder == handoff.claimed_by_id
             agent_messages = [e for e in log if e.author == Event.Author.AGENT]
-            assert {e.agent_id for e in agent_messages} <= ({handoff.claimed_by_id} - {None})
             assert self.replies_by.get(handoff.pk, set()) <= {e.agent_id for e in agent_messages}
-            resolved = [e.seq for e in log if e.kind == "handoff.resolved"]
+            resolved = [e for e in log if e.kind == "handoff.resolved"]
             assert len(resolved) <= 1
-            for message in agent_messages:
-                assert claims[0].seq < message.seq < (resolved[0] if resolved else message.seq + 1)
-            # The conversation follows its handoff; timeouts happen at most once, never after a claim.
+            # The conversation follows its handoff, and the resolve records why.
             assert conversation.status == ("closed" if handoff.status == "resolved" else "handoff")
             assert bool(resolved) == (handoff.status == "resolved")
-            timed_out = [e.seq for e in log if e.kind == "handoff.timed_out"]
-            assert len(timed_out) <= 1
-            if timed_out and claims:
-                assert timed_out[0] < claims[0].seq
+            if resolved:
+                assert handoff.resolve_reason == resolved[0].data.get("reason", "agent")
+        # Nobody stranded: every live handoff's agent is an active member of the workspace.
+        assert not stranded_handoffs().filter(chatbot=self.bot).exists()
 
         # Exactly one conversation.escalated per handoff, matching it, and none for anything else.
         escalations = [
@@ -313,7 +415,15 @@ class HandoffMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.django_db
-def test_the_handoff_state_machine_keeps_its_invariants() -> None:
+def test_the_handoff_state_machine_keeps_its_invariants(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every active member counts as Online (presence has its own tests): requests wait in the queue
+    # rather than skipping to Team busy, and a transfer finds its colleague.
+    def members_online(*, workspace_id: int) -> set[int]:
+        members = Membership.objects.filter(workspace_id=workspace_id, user__is_active=True)
+        return set(members.values_list("user_id", flat=True))
+
+    monkeypatch.setattr(request_module, "online_agent_ids", members_online)
+    monkeypatch.setattr(transfer_module, "online_agent_ids", members_online)
     run_state_machine_as_test(
         HandoffMachine,
         settings=settings(

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PIP = (sys.executable, "-m", "pip", "--quiet", "--no-input")
 APPS = ("pivra", "actions", "chatbots", "conversations", "handoff")
-# What a build reads: the install's sources, and the two files pyproject.toml names.
+# What a build reads: the install's sources, and the files pyproject.toml names.
 BUILD_INPUTS = (*APPS, "templates", "static")
-BUILD_FILES = ("pyproject.toml", "README.md")
+BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE")
 
 # Run inside the installed copy: where Django finds the app code, templates, static files and migrations.
 PROBE = """
@@ -138,6 +138,17 @@ def test_the_wheel_ships_every_package_migration_template_and_static_file(wheel:
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = sorted(_shipped_files() - names)
     assert not missing, f"not in the wheel (pyproject.toml [tool.setuptools]): {missing[:10]}"
+
+
+def test_the_wheel_carries_the_license_text_and_its_spdx_expression(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (metadata,) = (name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+    dist_info = metadata.rsplit("/", 1)[0]
+    assert archive.read(f"{dist_info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+    headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: AGPL-3.0-or-later" in headers
+    assert "License-File: LICENSE" in headers
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("GNU AFFERO GENERAL PUBLIC LICENSE\n")
 
 
 def test_pyproject_lists_every_package_of_the_checkout() -> None:

@@ -105,7 +105,7 @@ def test_a_reply_racing_a_resolve_is_refused_and_nothing_follows_the_resolve(mon
     assert not errors, errors
     assert outcome["resolve"].status == "resolved"
     refused = outcome["reply"]
-    assert isinstance(refused, Conflict) and refused.code == "not_claimed", refused
+    assert isinstance(refused, Conflict) and refused.code == "handoff_resolved", refused
     kinds = list(
         Event.objects.filter(conversation__public_id=conversation).order_by("seq").values_list("kind", flat=True)
     )

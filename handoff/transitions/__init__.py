@@ -5,9 +5,14 @@ One module per concern; callers import each transition from its module (nothing 
 - ``shared``: open statuses, availability, the state announcement, outbox rows, the agent-side lookup;
 - ``request``: the visitor's request and the keyword offer;
 - ``timers``: the expiry timer, its re-arming, expiry (pending → Team busy) and the sweep;
-- ``claim``: an agent claims a handoff;
+- ``claim``: an agent claims a handoff (while an offer runs, only its agent: accepting is claiming);
+- ``offers``: an offer of a waiting handoff to one agent (transfer, round robin), its decline and expiry sweep;
+- ``transfer``, ``release``, ``takeover``: the holder hands a live chat to an online colleague or back to the
+  queue; an owner or admin takes one over;
+- ``requeue``: THE way back to the queue (release, an agent removed / deactivated / deleted, the stranded sweep);
 - ``reply``: the assignee's replies;
-- ``resolve``: closing a handoff (an agent's Resolve, or a newer request superseding it);
+- ``resolve``: closing a handoff (an agent's Resolve, a newer request superseding it, the idle sweep);
+- ``idle``: the idle clock of a live chat and the sweep that resolves silent ones (and requeues stranded ones);
 - ``lead``: the visitor's mobile number (Team busy form);
 - ``continue_ai``: the visitor leaves for the AI ("Continue with AI", "Start new conversation").
 
@@ -15,11 +20,17 @@ Each transition runs in one transaction: a guarded update (``… WHERE status IN
 wins, the conversation log gets the next event, the domain event goes to the outbox, and the
 broadcasts leave only after commit.
 
-Lock order. Every transition on an existing handoff — claim, resolve, expire, continue with AI —
+Lock order. Every transition on an existing handoff — claim, resolve, expire, continue with AI,
+transfer, take-over, the end of an offer, release (through requeue) —
 locks the handoff row (by its guarded update or ``select_for_update``) before the conversation row.
 A request is the one exception: it starts under its own conversation's lock (its handoff does not
 exist yet) and then supersedes the visitor's other waiting handoffs, each handoff row before that
 conversation's row. That cannot deadlock, because no transaction that holds another handoff or
 conversation waits for the requesting conversation's lock. Reply and lead capture lock only the
-conversation and read the handoff.
+conversation and read the handoff; a reply (and a visitor's message) also moves the live handoff's idle
+clock, with ``FOR UPDATE SKIP LOCKED`` — under the conversation's lock it never waits for a handoff row.
+A claim then share-locks the agent's membership and user rows
+(``agent_can_act_locked``), after the handoff row: a member's removal or deactivation locks those rows
+first and the handoff rows after, but only rows already claimed by that agent, which the waiting claim
+does not hold — so a claim waits for a removal's commit, or a removal for the claim's, never both.
 """

@@ -55,7 +55,10 @@ def _reply_locked(*, agent: User, key: uuid.UUID | None, text: str, client_id: s
         conversation, status, claimed_by_id, existing_id = target
         if existing_id is not None:
             return _resent(Event.objects.get(pk=existing_id), agent=agent, text=text)
-        if status != Handoff.Status.ACTIVE or conversation.status == Conversation.Status.CLOSED:
+        if status == Handoff.Status.RESOLVED or conversation.status == Conversation.Status.CLOSED:
+            # The code claim and resolve give for it too: "claim first" cannot help here.
+            raise Conflict("handoff_resolved", "This conversation is resolved: it takes no more replies.")
+        if status != Handoff.Status.ACTIVE:
             raise Conflict("not_claimed", "Claim this conversation before replying.")
         if claimed_by_id != agent.pk:
             holder = agent_display_name(User.objects.filter(pk=claimed_by_id or 0).first())

@@ -11,12 +11,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from actions.events import EventType
+from chatbots.models import Chatbot
+from chatbots.office_hours import office_open_at
+from chatbots.presence import online_agent_ids
 from conversations.models import Conversation, Event, Visitor
 from conversations.services import conversation_lock_for_visitor, event_append
 from handoff.models import Handoff
 from handoff.transitions.resolve import resolve_transition
+from handoff.transitions.routing import route_on_commit
 from handoff.transitions.shared import OPEN_STATUSES, announce_state, handoff_available, outbox_handoff_event
-from handoff.transitions.timers import schedule_expiry
+from handoff.transitions.timers import BUSY_AFTER_HOURS, BUSY_OFFLINE, handoff_expire, schedule_expiry
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.realtime import ai_silence_on_commit
 
@@ -51,6 +55,7 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
     if not handoff_available(chatbot=chatbot):
         raise Forbidden("handoff_unavailable", "Talking to a team member is not available in this chat.")
     _supersede_older_requests(conversation, now=now)
+    skip = _skip_wait_reason(chatbot, now=now)
     handoff = Handoff.objects.create(
         conversation=conversation,
         chatbot=chatbot,
@@ -58,7 +63,8 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         status=Handoff.Status.PENDING,
         trigger=trigger,
         requested_at=now,
-        deadline_at=now + timedelta(seconds=chatbot.handoff_timeout_seconds),
+        # Skipping the wait: due at once, so the one expiry transition takes it to Team busy below.
+        deadline_at=now if skip else now + timedelta(seconds=chatbot.handoff_timeout_seconds),
     )
     Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.HANDOFF)
     conversation.status = Conversation.Status.HANDOFF
@@ -73,9 +79,27 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         notify_console=True,
     )
     outbox_handoff_event(EventType.CONVERSATION_ESCALATED, conversation, handoff)
+    if skip:
+        # Recorded (Handoff tab, analytics, a late claim still upgrades the visitor) but nobody is
+        # waited for: straight to Team busy with the offline message. No pending state is announced
+        # and no timer armed, so the widget never shows the spinner.
+        handoff_expire(handoff_id=handoff.pk, now=now, reason=skip)
+        handoff.refresh_from_db()
+        return handoff
     announce_state(conversation=conversation, handoff=handoff)
     schedule_expiry(handoff, now=now)
+    route_on_commit(handoff=handoff)  # round robin, when on: an offer to one agent after commit
     return handoff
+
+
+def _skip_wait_reason(chatbot: Chatbot, *, now: datetime) -> str | None:
+    """Why a request skips the wait, if it does: outside office hours ("after_hours") whoever is online;
+    else nobody effectively Online while the owner chose not to make visitors wait ("offline")."""
+    if not office_open_at(chatbot=chatbot, at=now):
+        return BUSY_AFTER_HOURS
+    if chatbot.handoff_skip_wait_when_offline and not online_agent_ids(workspace_id=chatbot.workspace_id):
+        return BUSY_OFFLINE
+    return None
 
 
 def _supersede_older_requests(conversation: Conversation, *, now: datetime) -> None:

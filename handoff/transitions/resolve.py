@@ -43,13 +43,15 @@ def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime |
 def resolve_transition(
     *, handoff: Handoff, guard: Q, now: datetime, agent: User | None, text: str, reason: str | None = None
 ) -> bool:
-    """The one resolve transition (an agent's Resolve, or a newer request superseding an old one):
-    a guarded update, then the closed conversation, its event, the outbox row and the broadcasts.
+    """The one resolve transition (an agent's Resolve, a newer request superseding an old one, the
+    idle sweep): a guarded update, then the closed conversation, its event, the outbox row and the
+    broadcasts. ``reason`` (None: an agent's Resolve, stored as "agent") goes to
+    ``Handoff.resolve_reason``, and to the event and the payload when given.
     Runs inside the caller's transaction; False, with ``handoff`` refreshed, when the guard refused."""
     won = (
         Handoff.objects.filter(pk=handoff.pk)
         .filter(guard)
-        .update(status=Handoff.Status.RESOLVED, resolved_at=now, resolved_by=agent)
+        .update(status=Handoff.Status.RESOLVED, resolved_at=now, resolved_by=agent, resolve_reason=reason or "agent")
     )
     handoff.refresh_from_db()
     if not won:

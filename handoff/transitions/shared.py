@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db import connection
 
 from actions.events import EventType
 from actions.outbox import outbox_write
@@ -16,6 +17,7 @@ from chatbots.plans import Feature
 from conversations.models import Conversation
 from handoff.models import Handoff
 from handoff.payloads import event_data
+from handoff.queue_position import queue_positions_announce_on_commit
 from handoff.state import state_snapshot
 from pivra.errors import NotFound
 from pivra.ids import parse_uuid
@@ -50,6 +52,8 @@ def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> No
                 "unclaimed": unclaimed,
             },
         )
+        # The visitors still waiting whose place in line moved hear it (one query, after commit).
+        queue_positions_announce_on_commit(workspace_id=workspace_id)
 
 
 def outbox_handoff_event(
@@ -82,3 +86,21 @@ def agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
     if handoff is None:
         raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
     return handoff
+
+
+def agent_can_act_locked(*, user_id: int, workspace_id: int) -> bool:
+    """Whether the user is an active member of the workspace, holding their membership and user rows
+    (FOR SHARE) until the transaction ends. A transition that gives a handoff to someone (claim,
+    take-over) calls it after its guarded update: a removal or deactivation that commits first makes
+    it refuse; one that comes later waits for it, and then finds the handoff and returns it to the
+    queue (``handoffs_requeue_for_member``). So no active handoff is left with an agent who cannot act."""
+    member = Membership._meta.db_table
+    user = User._meta.db_table
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {member} m JOIN {user} u ON u.id = m.user_id"  # table names, not input
+            f" WHERE m.user_id = %s AND m.workspace_id = %s AND u.is_active{lock}",
+            [user_id, workspace_id],
+        )
+        return cursor.fetchone() is not None

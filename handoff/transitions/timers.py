@@ -63,25 +63,36 @@ def handoff_timers_rearm(*, now: datetime | None = None) -> int:
     return armed
 
 
-def handoff_expire(*, handoff_id: int, now: datetime | None = None) -> bool:
-    """Pending past its deadline → Team busy. Idempotent, never after a claim, never twice."""
+# Why a handoff goes Team busy: its deadline passed, or the request skipped the wait because nobody
+# was online or it came outside office hours (handoff.transitions.request).
+BUSY_TIMEOUT = "timeout"
+BUSY_OFFLINE = "offline"
+BUSY_AFTER_HOURS = "after_hours"
+SKIPPED_WAIT = (BUSY_OFFLINE, BUSY_AFTER_HOURS)
+
+
+def handoff_expire(*, handoff_id: int, now: datetime | None = None, reason: str = BUSY_TIMEOUT) -> bool:
+    """Pending past its deadline → Team busy. Idempotent, never after a claim, never twice. The one
+    way into Team busy: a request that skips the wait comes here too, with its deadline set to now."""
     now = now or timezone.now()
     with transaction.atomic():
         won = Handoff.objects.filter(pk=handoff_id, status=Handoff.Status.PENDING, deadline_at__lte=now).update(
-            status=Handoff.Status.BUSY, timed_out_at=now
+            status=Handoff.Status.BUSY, timed_out_at=now, busy_reason=reason
         )
         if not won:
             return False
         handoff = Handoff.objects.select_related("chatbot").get(pk=handoff_id)
+        chatbot = handoff.chatbot
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
         event_append(
             conversation=conversation,
             kind="handoff.timed_out",
             author=Event.Author.SYSTEM,
-            text=handoff.chatbot.handoff_busy_message,
+            text=chatbot.handoff_offline_message if reason in SKIPPED_WAIT else chatbot.handoff_busy_message,
+            data={"reason": reason},
             notify_console=True,
         )
-        outbox_handoff_event(EventType.HANDOFF_TIMED_OUT, conversation, handoff)
+        outbox_handoff_event(EventType.HANDOFF_TIMED_OUT, conversation, handoff, reason=reason)
         announce_state(conversation=conversation, handoff=handoff)
     return True
 

@@ -23,14 +23,20 @@ no successful check for ``SESSION_UNVERIFIED_MAX_SECONDS``, closes the socket wi
 reaches the page while its session has gone unverified that long. 4503 is not final for the page: it
 reconnects later, and the new handshake authenticates it again.
 
-Client → server commands ``reply`` and ``claim`` do what the console API does (``pivra.console.commands``:
+Client → server commands ``reply``, ``claim``, ``release``, ``transfer``, ``take_over``, ``accept`` (a claim)
+and ``decline`` do what the console API does (``pivra.console.commands``:
 the same services and answers) and are answered with ``ack`` or ``error``, each with the frame's
 ``client_id``; they spare the HTTP parse, middleware, session load and CSRF check of a request.
 Where they run and how many may (a flood is answered ``rate_limited``): ``pivra.console.command_pool``.
 
 Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``revoked``,
-``session.ended``, ``pong``, ``ack``, ``error``. Frames about a conversation carry its ``workspace`` id, so a
-page of one workspace can ignore another's.
+``session.ended``, ``pong``, ``ack``, ``error``; in the user's own group, ``offer``, ``offer.ended`` and
+``taken_over`` (``handoff.transitions.offers`` / ``takeover``); ``presence`` when a member's status in a
+workspace may have changed (``chatbots.availability``). Frames about a conversation carry its
+``workspace`` id, so a page of one workspace can ignore another's.
+
+Each socket also holds a presence lease per workspace (``pivra.console.presence_leases``): opened at
+connect, refreshed while it lives, released at close; it is what makes its agent Online.
 """
 
 from __future__ import annotations
@@ -52,13 +58,14 @@ from conversations.frames import event_frame
 from conversations.models import Conversation, Event
 from pivra.console import frames
 from pivra.console.command_pool import command_bucket, run_command, user_command_slot
+from pivra.console.presence_leases import PresenceLeases
 from pivra.console.revocation import RECHECK_FRAME, SESSION_ENDED_FRAME, console_user_group
 from pivra.console.selectors import unclaimed_counts
 from pivra.console.session_validity import SessionValidity, session_digest, session_validity
 from pivra.inputs import has_forbidden_in
 from pivra.realtime import console_group, conversation_group
 from pivra.sockets import SocketConsumer
-from pivra.unavailable import is_unavailable
+from pivra.unavailable import UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, is_unavailable, log_unavailable
 
 logger = logging.getLogger(__name__)
 # Events a reconnecting page may get in one go; a longer gap asks it to reload instead.
@@ -126,6 +133,7 @@ class ConsoleConsumer(SocketConsumer):
     _session_timer: asyncio.Task[None] | None = None
     _failed_checks = 0
     _verified_at = 0.0  # time.monotonic() of the last successful session check
+    _presence: PresenceLeases | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -149,6 +157,10 @@ class ConsoleConsumer(SocketConsumer):
             return
         counts = await database_sync_to_async(_workspaces)(user.pk)
         self.workspace_ids = frozenset(counts)
+        # Presence (chatbots/presence.py): this socket keeps the agent Online in each of their workspaces.
+        # Opened before joining the console groups, so the socket does not hear its own arrival.
+        self._presence = PresenceLeases(layer=self.channel_layer, user_id=user.pk, socket_id=self.channel_name)
+        await self._presence.open(self.workspace_ids)
         for workspace_id in self.workspace_ids:
             await self.channel_layer.group_add(console_group(workspace_id), self.channel_name)
         await self.accept()
@@ -222,7 +234,12 @@ class ConsoleConsumer(SocketConsumer):
                 outcome = await run_command(session_key=self.session_key, user_id=self.user_id, frame=frame)
         except Exception as exc:
             if is_unavailable(exc):
-                raise
+                # PostgreSQL out of reach mid-command (or restarting): a pause, answered as HTTP answers
+                # it (503 ``unavailable``). The socket stays; the page sends the command again with the
+                # same client_id, and a reply that did commit is found by it, stored once.
+                log_unavailable("console command", exc)
+                await self._error(UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, frame.client_id)
+                return
             logger.exception("console %s failed", frame.type)
             await self._error("server_error", "Something went wrong. Please try again.", frame.client_id)
             return
@@ -231,7 +248,7 @@ class ConsoleConsumer(SocketConsumer):
             if self._unverified_too_long():
                 await self._end_unverified()
             else:  # the command did not run: the page re-sends it with the same client_id
-                await self._error("unavailable", "Pivra is reconnecting. Try again.", frame.client_id)
+                await self._error(UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, frame.client_id)
             return
         self._failed_checks = 0
         self._verified_at = time.monotonic()
@@ -279,7 +296,7 @@ class ConsoleConsumer(SocketConsumer):
             problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
             await self._error("invalid_input", problems or "Invalid frame.", frames.client_id_of(raw))
             return
-        if isinstance(frame, frames.Reply | frames.Claim):
+        if isinstance(frame, frames.COMMANDS):
             await self._command(frame)  # checks the session itself, in the same database call
             return
         # Every command is answered only while the session would still sign the user in.
@@ -380,6 +397,8 @@ class ConsoleConsumer(SocketConsumer):
             return False
         self.ended = True
         self._stop_session_timer()
+        if self._presence is not None:
+            await self._presence.close()
         if self.user_id is not None:
             await self.channel_layer.group_discard(console_user_group(self.user_id), self.channel_name)
         for workspace_id in self.workspace_ids:
@@ -400,6 +419,8 @@ class ConsoleConsumer(SocketConsumer):
         self.workspace_ids = self.workspace_ids & current
         for workspace_id in gone:
             await self.channel_layer.group_discard(console_group(workspace_id), self.channel_name)
+        if self._presence is not None:
+            await self._presence.drop(gone)
         if self.watching_workspace in gone:
             await self._unwatch()
         await self._send({"type": "revoked", "workspaces": sorted(gone)})

@@ -91,7 +91,57 @@ class Claim(_Frame):
     client_id: str = Field(min_length=1, max_length=64)
 
 
-Command = Reply | Claim
-ClientFrame = Annotated[Watch | Unwatch | Ping | Reply | Claim, Field(discriminator="type")]
-client_frame_adapter: TypeAdapter[Watch | Unwatch | Ping | Reply | Claim] = TypeAdapter(ClientFrame)
-KNOWN_TYPES = frozenset({"watch", "unwatch", "ping", "reply", "claim"})
+class Release(_Frame):
+    """As ``POST /api/console/handoffs/{id}/release``."""
+
+    type: Literal["release"]
+    conversation_id: UUID
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class Transfer(_Frame):
+    """As ``POST /api/console/handoffs/{id}/transfer`` with ``{"to_user_id"}``."""
+
+    type: Literal["transfer"]
+    conversation_id: UUID
+    to_user_id: int = Field(ge=1, le=MAX_SEQ)
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class TakeOver(_Frame):
+    """As ``POST /api/console/handoffs/{id}/take-over``."""
+
+    type: Literal["take_over"]
+    conversation_id: UUID
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class Accept(_Frame):
+    """Accept a transfer or routing offer: a claim (``POST …/claim``), answered as the claim is."""
+
+    type: Literal["accept"]
+    conversation_id: UUID
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class Decline(_Frame):
+    """As ``POST /api/console/handoffs/{id}/decline``."""
+
+    type: Literal["decline"]
+    conversation_id: UUID
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+# The frames that run a service (``pivra.console.commands``), as a tuple for isinstance.
+COMMANDS = (Reply, Claim, Release, Transfer, TakeOver, Accept, Decline)
+Command = Reply | Claim | Release | Transfer | TakeOver | Accept | Decline
+ClientFrame = Annotated[
+    Watch | Unwatch | Ping | Reply | Claim | Release | Transfer | TakeOver | Accept | Decline,
+    Field(discriminator="type"),
+]
+client_frame_adapter: TypeAdapter[
+    Watch | Unwatch | Ping | Reply | Claim | Release | Transfer | TakeOver | Accept | Decline
+] = TypeAdapter(ClientFrame)
+KNOWN_TYPES = frozenset(
+    {"watch", "unwatch", "ping", "reply", "claim", "release", "transfer", "take_over", "accept", "decline"}
+)

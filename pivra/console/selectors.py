@@ -19,10 +19,11 @@ from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Que
 from django.http import QueryDict
 from django.utils import timezone
 
-from chatbots.models import Chatbot
+from chatbots.models import Chatbot, Membership
 from conversations.models import Conversation, Event, Visitor
 from handoff.models import Handoff
 from handoff.state import agent_display_name
+from handoff.transitions.offers import offer_blocks_claim
 from pivra.inputs import MAX_ID, InvalidInput, clean_text, parse_date, parse_int
 
 TAB_OPEN = "open"
@@ -212,7 +213,11 @@ def conversation_for_workspace(*, workspace_id: int, public_id: uuid.UUID | str)
 
 
 def handoff_of(conversation: Conversation) -> Handoff | None:
-    return Handoff.objects.select_related("claimed_by", "resolved_by").filter(conversation_id=conversation.pk).first()
+    return (
+        Handoff.objects.select_related("claimed_by", "resolved_by", "offered_to", "offered_by")
+        .filter(conversation_id=conversation.pk)
+        .first()
+    )
 
 
 def workspace_chatbots(*, workspace_id: int) -> QuerySet[Chatbot]:
@@ -238,16 +243,22 @@ def visitor_label(conversation: Conversation) -> str:
     return f"Visitor {str(conversation.visitor.public_id)[:8]}"
 
 
+BUSY_BADGES = {"offline": "Team busy · nobody online", "after_hours": "Team busy · after hours"}
+
+
 def handoff_badge(handoff: Handoff | None, *, conversation_status: str) -> tuple[str, str]:
     """(text, tone) of the status badge: "Waiting", "Team busy", "Claimed by Alice", "Resolved"…"""
     if handoff is None:
         if conversation_status == Conversation.Status.CLOSED:
             return "Closed", "muted"
         return "With AI", "info"
+    if handoff.status == Handoff.Status.PENDING and handoff.offer_kind == "transfer" and handoff.offered_to_id:
+        return f"Transferring to {agent_display_name(handoff.offered_to) or 'a colleague'}", "warn"
     if handoff.status == Handoff.Status.PENDING:
         return "Waiting", "warn"
     if handoff.status == Handoff.Status.BUSY:
-        return "Team busy", "danger"
+        # A request that skipped the wait says why: agents see it came after hours or with nobody online.
+        return BUSY_BADGES.get(handoff.busy_reason, "Team busy"), "danger"
     if handoff.status == Handoff.Status.ACTIVE:
         return f"Claimed by {agent_display_name(handoff.claimed_by) or 'a former teammate'}", "ok"
     return "Resolved", "muted"
@@ -307,9 +318,18 @@ class Controls:
     can_reply: bool
     can_resolve: bool
     note: str
+    # Transfer, release and take-over (handoff/transitions): what this user may do besides claim and reply.
+    can_release: bool = False
+    can_transfer: bool = False
+    can_take_over: bool = False
+    offered_to_me: bool = False  # a transfer or routing offer to this user: Claim reads "Accept", with Decline
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "can_release": self.can_release,
+            "can_transfer": self.can_transfer,
+            "can_take_over": self.can_take_over,
+            "offered_to_me": self.offered_to_me,
             "badge": self.badge,
             "tone": self.tone,
             "handoff_status": self.handoff_status,
@@ -332,13 +352,31 @@ def conversation_controls(*, conversation: Conversation, handoff: Handoff | None
         return Controls(badge, tone, None, None, False, False, False, note)
     holder = agent_display_name(handoff.claimed_by)
     if handoff.status in UNCLAIMED_STATUSES:
+        offer = _offer_controls(handoff=handoff, user=user, badge=badge, tone=tone)
+        if offer is not None:
+            return offer
         return Controls(
             badge, tone, handoff.status, None, True, False, True, "Claim this conversation to reply to the visitor."
         )
     if handoff.status == Handoff.Status.ACTIVE:
         mine = handoff.claimed_by_id == user.pk
         note = "" if mine else f"{holder or 'Another agent'} claimed this conversation, so only they can reply."
-        return Controls(badge, tone, handoff.status, holder, False, mine, mine, note)
+        manager = not mine and _is_manager(user=user, workspace_id=handoff.workspace_id)
+        if manager:
+            note += " As an owner or admin you can take it over."
+        return Controls(
+            badge,
+            tone,
+            handoff.status,
+            holder,
+            False,
+            mine,
+            mine,
+            note.strip(),
+            can_release=mine,
+            can_transfer=mine,
+            can_take_over=manager,
+        )
     return Controls(
         badge,
         tone,
@@ -349,6 +387,29 @@ def conversation_controls(*, conversation: Conversation, handoff: Handoff | None
         False,
         "This conversation is resolved. Its full thread is kept here and can be exported.",
     )
+
+
+def _is_manager(*, user: User, workspace_id: int) -> bool:
+    return Membership.objects.filter(
+        user=user, workspace_id=workspace_id, role__in=(Membership.Role.OWNER, Membership.Role.ADMIN)
+    ).exists()
+
+
+def _offer_controls(*, handoff: Handoff, user: User, badge: str, tone: str) -> Controls | None:
+    """A waiting handoff offered to one agent (a transfer, round robin): only they may claim it."""
+    if not offer_blocks_claim(handoff=handoff, agent=user, now=timezone.now()):
+        if handoff.offered_to_id != user.pk or handoff.status != Handoff.Status.PENDING:
+            return None
+        by = agent_display_name(handoff.offered_by)
+        note = (
+            f"{by} transferred this conversation to you. Accept to reply to the visitor, or decline."
+            if by and handoff.offer_kind == "transfer"
+            else "This conversation is offered to you. Accept to reply to the visitor, or decline."
+        )
+        return Controls(badge, tone, handoff.status, None, True, False, True, note, offered_to_me=True)
+    offered = agent_display_name(handoff.offered_to) or "a colleague"
+    note = f"Offered to {offered} right now; anyone can claim it if they don't accept in time."
+    return Controls(badge, tone, handoff.status, None, False, False, True, note)
 
 
 _BROWSERS = (
@@ -407,6 +468,9 @@ SYSTEM_LABELS = {
     "handoff.resolved": "Resolved",
     "lead.captured": "Mobile number left",
     "conversation.continued": "Continued with AI",
+    "handoff.transferred": "Transferred",
+    "handoff.transfer_ended": "Transfer not accepted",
+    "handoff.taken_over": "Taken over",
 }
 
 

@@ -18,9 +18,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chatbots.access import request_membership, workspace_required
+from chatbots.presence import workspace_roster
 from conversations.export import ExportResponse, export_response
 from conversations.models import Conversation
 from handoff.models import Handoff
+from handoff.queue_position import workspace_queue_positions
 from handoff.state import agent_display_name
 from pivra.console import analytics, selectors
 from pivra.inputs import MAX_ID, parse_int
@@ -51,6 +53,17 @@ def _row(conversation: Conversation, *, now: datetime) -> dict[str, Any]:
         row["ticking"] = handoff.status in selectors.UNCLAIMED_STATUSES
         row["claimed_by"] = agent_display_name(handoff.claimed_by)
     return row
+
+
+def _with_queue_positions(rows: list[dict[str, Any]], workspace_id: int, tab: str) -> list[dict[str, Any]]:
+    """The Handoff tab shows each waiting visitor's place in line, as their widget does (one query)."""
+    if tab != selectors.TAB_HANDOFF or not any(row.get("ticking") for row in rows):
+        return rows
+    positions = workspace_queue_positions(workspace_id=workspace_id)
+    for row in rows:
+        handoff = row.get("handoff")
+        row["position"] = positions.get(handoff.pk) if handoff is not None else None
+    return rows
 
 
 def _pager(page: Page[Conversation], filters: selectors.ConversationFilters) -> dict[str, Any] | None:
@@ -88,7 +101,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
         "nav": "conversations",
         "filters": filters,
         "page": page,
-        "rows": [_row(c, now=now) for c in page.object_list],
+        "rows": _with_queue_positions([_row(c, now=now) for c in page.object_list], workspace_id, filters.tab),
         "counts": selectors.tab_counts(workspace_id=workspace_id),
         "chatbots": selectors.workspace_chatbots(workspace_id=workspace_id),
         "status_choices": selectors.STATUS_CHOICES[filters.tab],
@@ -102,6 +115,8 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     }
     # The live list refreshes itself by asking for just this part of the page.
     template = "console/conversations_list.html" if request.GET.get("fragment") else "console/conversations.html"
+    if not request.GET.get("fragment"):
+        context["roster"] = workspace_roster(workspace_id=workspace_id)  # "Online now" (chatbots/presence.py)
     # A refused filter still shows the page, with the problem named above the list.
     return render(request, template, context, status=400 if filters.problems else 200)
 
@@ -168,6 +183,7 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
         "state": _state(request, conversation),
         "me": agent_display_name(request.user),
         "max_length": settings.MESSAGE_MAX_LENGTH,
+        "transfer_seconds": settings.TRANSFER_ACCEPT_SECONDS,
     }
     return render(request, "console/conversation.html", context)
 

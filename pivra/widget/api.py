@@ -56,8 +56,12 @@ class HandoffStateOut(Schema):
     status: str
     trigger: str
     agent: str | None
+    transfer_to: str | None = None  # the colleague a transfer waits on (pending only)
     waiting_message: str
     busy_message: str
+    # "timeout", or "offline" / "after_hours" when the request skipped the wait (then offline_message shows).
+    busy_reason: str = ""
+    offline_message: str = ""
     lead_phone: str | None
 
 
@@ -65,6 +69,8 @@ class StateOut(Schema):
     conversation: str
     status: str
     last_seq: int
+    # True while the owner hides "Talk to a human" outside office hours and it is outside them.
+    handoff_hidden: bool = False
     handoff: HandoffStateOut | None
 
 

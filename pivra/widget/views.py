@@ -7,9 +7,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_exempt
 
 from chatbots.models import Chatbot
+from chatbots.office_hours import handoff_hidden_at
 from chatbots.services import is_plain_origin, normalize_origin
 from handoff.transitions.shared import handoff_available
 from pivra.errors import DomainError
@@ -55,6 +57,8 @@ def frame(request: HttpRequest, public_key: str) -> HttpResponse:
             "accentColor": chatbot.accent_color,
             "greeting": chatbot.greeting,
             "handoffEnabled": handoff_available(chatbot=chatbot),
+            # Outside office hours with the owner's "hide" setting; the state frames keep it current.
+            "handoffHidden": handoff_hidden_at(chatbot=chatbot, at=timezone.now()),
             "parentOrigin": parent,
             "maxLength": settings.MESSAGE_MAX_LENGTH,
             "apiBase": "/api/widget",

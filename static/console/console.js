@@ -145,6 +145,9 @@ export class ConsoleSocket extends EventTarget {
         const answer = event.detail;
         if (answer.client_id !== frame.client_id || (answer.type !== "ack" && answer.type !== "error")) return;
         done();
+        // "unavailable" (Redis or PostgreSQL away): the banner says "reconnecting" while the page
+        // sends it over HTTP, same client id; an answered command means the server is whole again.
+        if (answer.type === "ack" || answer.code === "unavailable") noteApiReachable(answer.type === "ack");
         if (answer.type === "ack") resolve(answer);
         else reject(Object.assign(new Error(answer.detail), { code: answer.code, refused: !SOCKET_ERROR_CODES.has(answer.code) }));
       };
@@ -236,10 +239,10 @@ consoleSocket.addEventListener("ended", (event) => {
 });
 
 // --- "Connection lost — reconnecting…" ------------------------------------------------------------
-// Shown while the socket is down (past a short blip) or after an API call could not reach Pivra or
-// answered 503 (Redis away: the server's "unavailable"); hidden once a socket says welcome again —
-// which needs Redis, so the server is whole — or an API call works. Not after a final close: the
-// session-ended message says what to do instead.
+// Shown while the socket is down (past a short blip), or after an API call could not reach Pivra or
+// answered 503 or a socket command was answered "unavailable" (Redis or PostgreSQL away); hidden once a
+// socket says welcome again (which needs both, so the server is whole), answers a command, or an API
+// call works. Not after a final close: the session-ended message says what to do instead.
 
 const CONNECTION_LOST_TEXT = "Connection lost — reconnecting…";
 const BANNER_BLIP_MS = 1500;

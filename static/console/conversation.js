@@ -1,4 +1,6 @@
-// One conversation: live thread, Claim, Reply to visitor, Resolve (with a confirmation dialog).
+// One conversation: live thread, Claim (Accept / Decline when it is offered to me), Reply to visitor,
+// Transfer to… (a dialog listing the colleagues online now), Release, Take over (owners and admins),
+// Resolve (with a confirmation dialog).
 //
 // The page is rendered by the server; this script follows the conversation over the console socket
 // (watch with the contiguous seq it has, so a reconnect replays what it missed; a hole in the seqs
@@ -19,6 +21,15 @@ const thread = page.querySelector("[data-thread]");
 const errorBox = page.querySelector("[data-error]");
 const claimButton = page.querySelector("[data-claim]");
 const resolveButton = page.querySelector("[data-resolve]");
+const declineButton = page.querySelector("[data-decline]");
+const takeOverButton = page.querySelector("[data-take-over]");
+const transferButton = page.querySelector("[data-transfer]");
+const releaseButton = page.querySelector("[data-release]");
+const transferDialog = document.querySelector("[data-transfer-dialog]");
+const transferSelect = transferDialog.querySelector("[data-transfer-select]");
+const transferEmpty = transferDialog.querySelector("[data-transfer-empty]");
+const transferError = transferDialog.querySelector("[data-transfer-error]");
+const confirmTransfer = transferDialog.querySelector("[data-confirm-transfer]");
 const composer = page.querySelector("[data-composer]");
 const textarea = composer.querySelector("textarea");
 const sendButton = composer.querySelector("[data-send]");
@@ -53,6 +64,9 @@ const SYSTEM_LABELS = {
   "handoff.resolved": "Resolved",
   "lead.captured": "Mobile number left",
   "conversation.continued": "Continued with AI",
+  "handoff.transferred": "Transferred",
+  "handoff.transfer_ended": "Transfer not accepted",
+  "handoff.taken_over": "Taken over",
 };
 
 // --- the thread ------------------------------------------------------------------------------
@@ -70,6 +84,8 @@ function systemLabel(frame) {
     return trigger ? `Handoff requested · ${trigger[0].toUpperCase()}${trigger.slice(1)}` : "Handoff requested";
   }
   if (frame.kind === "handoff.claimed" && frame.data && frame.data.late) return "Claimed late";
+  if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "offline") return "Team busy · nobody online";
+  if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "after_hours") return "Team busy · after hours";
   return SYSTEM_LABELS[frame.kind] || frame.kind;
 }
 
@@ -155,6 +171,11 @@ function applyState(next) {
   badge.textContent = c.badge;
   badge.className = `badge badge-${c.tone}`;
   claimButton.hidden = !c.can_claim;
+  claimButton.textContent = c.offered_to_me ? "Accept" : "Claim";
+  declineButton.hidden = !c.offered_to_me;
+  takeOverButton.hidden = !c.can_take_over;
+  transferButton.hidden = !c.can_transfer;
+  releaseButton.hidden = !c.can_release;
   resolveButton.hidden = !c.can_resolve;
   textarea.disabled = !c.can_reply;
   sendButton.disabled = !c.can_reply;
@@ -239,18 +260,77 @@ async function command(frame, path, body) {
   return await postJson(`${api}/${path}`, body);
 }
 
-claimButton.addEventListener("click", async () => {
+/** One handoff command from a button (claim, accept, decline, release, take over): the button is
+ *  disabled while it runs, a refusal is shown as the server wrote it. */
+async function handoffCommand(button, type, path, extra = {}) {
   showError("");
-  claimButton.disabled = true;
+  button.disabled = true;
   try {
-    await command({ type: "claim", conversation_id: conversationId, client_id: newClientId() }, "claim", {});
+    await command({ type, conversation_id: conversationId, client_id: newClientId(), ...extra }, path, extra);
     await refreshState();
-    textarea.focus();
+    if (!textarea.disabled) textarea.focus();
+    return true;
   } catch (error) {
     showError(error.message);
     refreshState();
+    return false;
   } finally {
-    claimButton.disabled = false;
+    button.disabled = false;
+  }
+}
+
+// Accepting a transfer (or a routing offer) is claiming it.
+claimButton.addEventListener("click", () =>
+  handoffCommand(claimButton, state.controls.offered_to_me ? "accept" : "claim", "claim"),
+);
+declineButton.addEventListener("click", () => handoffCommand(declineButton, "decline", "decline"));
+releaseButton.addEventListener("click", () => handoffCommand(releaseButton, "release", "release"));
+takeOverButton.addEventListener("click", () => handoffCommand(takeOverButton, "take_over", "take-over"));
+
+// Transfer: the dialog lists the colleagues online now (asked when it opens, so the list is fresh).
+transferButton.addEventListener("click", async () => {
+  transferError.hidden = true;
+  transferSelect.replaceChildren();
+  transferEmpty.hidden = true;
+  confirmTransfer.disabled = true;
+  transferDialog.showModal();
+  try {
+    const response = await fetch(`${api}/colleagues`, { credentials: "same-origin", cache: "no-store" });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+    for (const colleague of body) {
+      const option = el("option", "", colleague.name);
+      option.value = String(colleague.id);
+      transferSelect.append(option);
+    }
+    transferEmpty.hidden = body.length > 0;
+    transferSelect.hidden = body.length === 0;
+    confirmTransfer.disabled = body.length === 0;
+    if (body.length) transferSelect.focus();
+  } catch (error) {
+    transferError.textContent = error.message;
+    transferError.hidden = false;
+  }
+});
+
+confirmTransfer.addEventListener("click", async (event) => {
+  event.preventDefault(); // stay open until the server agrees
+  const toUserId = Number(transferSelect.value);
+  if (!toUserId) return;
+  confirmTransfer.disabled = true;
+  transferError.hidden = true;
+  try {
+    const body = { to_user_id: toUserId };
+    await command({ type: "transfer", conversation_id: conversationId, client_id: newClientId(), ...body }, "transfer", body);
+    transferDialog.close();
+    showError("");
+    await refreshState();
+  } catch (error) {
+    transferError.textContent = error.message;
+    transferError.hidden = false;
+    refreshState();
+  } finally {
+    confirmTransfer.disabled = false;
   }
 });
 
@@ -368,6 +448,7 @@ consoleSocket.addEventListener("ended", () => {
   sendButton.disabled = true;
   claimButton.disabled = true;
   resolveButton.disabled = true;
+  for (const button of [declineButton, takeOverButton, transferButton, releaseButton]) button.disabled = true;
 });
 
 consoleSocket.watch(conversationId, () => gaps.position); // a reconnect replays from the contiguous seq

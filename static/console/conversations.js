@@ -55,3 +55,35 @@ consoleSocket.addEventListener("event", (event) => {
 consoleSocket.addEventListener("status", (event) => {
   if (event.detail.connected && event.detail.resumed) schedule(); // catch up after a reconnect
 });
+
+// "Online now": who is Online / Away / Offline and their live chats. Re-read (server-side HTML) when
+// presence changes (a status chosen, a first console opened, a last one gone past the grace) and on
+// the workspace's events, since a claim or a resolve changes someone's "2 / 3 chats".
+const presenceRegion = document.querySelector("[data-presence-list]");
+
+async function refreshPresence() {
+  try {
+    const response = await fetch(presenceRegion.dataset.url, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+      cache: "no-store",
+    });
+    if (response.redirected || !response.ok) return;
+    presenceRegion.innerHTML = await response.text(); // our own server-rendered, escaped template
+  } catch {
+    /* offline: the next frame or reconnect refreshes again */
+  }
+}
+
+if (presenceRegion) {
+  const schedulePresence = coalesce(refreshPresence, { delay: 150 });
+  consoleSocket.addEventListener("presence", (event) => {
+    if (event.detail.workspace === workspaceId) schedulePresence();
+  });
+  consoleSocket.addEventListener("event", (event) => {
+    if (event.detail.workspace === workspaceId && String(event.detail.kind || "").startsWith("handoff.")) schedulePresence();
+  });
+  consoleSocket.addEventListener("status", (event) => {
+    if (event.detail.connected && event.detail.resumed) schedulePresence();
+  });
+}

@@ -29,7 +29,7 @@ from handoff.transitions.resolve import handoff_resolve
 from handoff.transitions.timers import handoff_expire
 from tests.e2e.conftest import ARTIFACTS, screenshot
 from tests.e2e.widget_helpers import off_thread
-from tests.handoff_helpers import enable_handoff
+from tests.handoff_helpers import enable_handoff, wait_for_agents
 
 PASSWORD = "agent-pass-123"
 LIVE = 10_000  # ms: a generous wait for "within a second" on a loaded CI machine; never a speed check
@@ -68,6 +68,7 @@ def _seed_data() -> Chatbot:
     demo_seed(password=PASSWORD)  # alice and bob, agents of "Demo"
     bot = Chatbot.objects.get(workspace__slug="demo", name="Demo bot")
     bot = enable_handoff(bot, keywords=bot.handoff_keywords, timeout=3600)  # nothing times out meanwhile
+    bot = wait_for_agents(bot)  # requests made before the console opens still wait
     alice, bob = User.objects.get(username="alice"), User.objects.get(username="bob")
     _seed_history(bot, alice, bob)
     _seed_queue(bot, bob)

@@ -15,14 +15,17 @@ from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 from chatbots.demo import demo_seed
 from chatbots.models import Chatbot
 from pivra.stack import AppProcesses
+from tests.handoff_helpers import wait_for_agents
 
 T = TypeVar("T")
 DEMO_PASSWORD = "e2e-pass-1"
 
 
 def seed_demo() -> Chatbot:
+    """The demo bot, with the brief's classic waiting flow: these tests ask for a person before (or
+    without) any agent console being open. tests/e2e/test_office_hours.py covers skip-the-wait."""
     demo_seed(password=DEMO_PASSWORD)
-    return Chatbot.objects.get(workspace__slug="demo", name="Demo bot")
+    return wait_for_agents(Chatbot.objects.get(workspace__slug="demo", name="Demo bot"))
 
 
 def open_widget(page: Page) -> FrameLocator:

@@ -80,6 +80,15 @@ export function applyState(state, force = false) {
   renderView();
 }
 
+// A `position` frame: the visitor's place in line moved (someone ahead was claimed, left or timed
+// out). Only for the conversation on screen while it is still waiting; a state frame decides the rest.
+export function applyPosition(f) {
+  const h = S.state && S.state.conversation === f.conversation ? S.state.handoff : null;
+  if (!h || h.status !== "pending") return;
+  S.state = { ...S.state, handoff: { ...h, position: f.position, wait_seconds: f.wait_seconds } };
+  renderView();
+}
+
 // Show another conversation: a `switch` frame, a welcome for a different one, or a late claim.
 export function switchTo(state) {
   if (!state) return;
@@ -132,11 +141,19 @@ export function renderView() {
   renderPanel(vs);
   renderComposer(vs);
   renderOffers();
-  ui.actions.hidden = !(CONFIG.handoffEnabled && vs === "ai");
+  ui.actions.hidden = !(handoffOffered() && vs === "ai");
   if (vs !== S.lastView) {
     ui.human.disabled = false;
     S.lastView = vs;
   }
+}
+
+// "Talk to a human" is offered when the chatbot has handoff and the owner does not hide it now
+// (outside office hours); the latest state says which, the frame's config until one arrives.
+function handoffOffered() {
+  if (!CONFIG.handoffEnabled) return false;
+  const hidden = S.state && typeof S.state.handoff_hidden === "boolean" ? S.state.handoff_hidden : CONFIG.handoffHidden;
+  return !hidden;
 }
 
 function renderHeader(vs) {

@@ -90,7 +90,7 @@ export function buildUI() {
   ui.human = el("button", "pv-chip");
   ui.human.type = "button";
   ui.human.append(icon(ICONS.person, 16), el("span", "", T.talkToHuman));
-  ui.actions.hidden = !CONFIG.handoffEnabled;
+  ui.actions.hidden = !CONFIG.handoffEnabled || Boolean(CONFIG.handoffHidden);
   ui.human.addEventListener("click", requestHuman);
   ui.actions.append(ui.human);
 

@@ -81,11 +81,22 @@ export function renderEvent(ev) {
       return systemLine(T.lineRequested);
     case "handoff.claimed":
       return systemLine(fmt(T.lineClaimed, { agent: ev.agent || T.teamMember }));
-    case "handoff.timed_out":
-      return systemLine(T.lineTimedOut);
+    case "handoff.timed_out": {
+      const reason = ev.data && ev.data.reason;
+      return systemLine(reason === "after_hours" ? T.lineAfterHours : reason === "offline" ? T.lineOffline : T.lineTimedOut);
+    }
+    case "handoff.transferred":
+      return systemLine(fmt(T.lineTransferred, { agent: ev.agent || T.teamMember, to: (ev.data && ev.data.to) || T.teamMember }));
+    case "handoff.transfer_ended":
+      return systemLine(fmt(T.lineTransferEnded, { agent: (ev.data && ev.data.to) || T.teamMember }));
+    case "handoff.taken_over":
+      return systemLine(fmt(T.lineTakenOver, { agent: ev.agent || T.teamMember }));
     case "lead.captured":
       return systemLine(T.lineLead);
+    case "handoff.released":
+      return systemLine(fmt(T.lineReleased, { agent: ev.agent || T.teamMember }));
     case "handoff.resolved":
+      if (ev.data && ev.data.reason === "idle") return systemLine(T.lineResolvedIdle);
       return systemLine(ev.agent ? fmt(T.lineResolvedBy, { agent: ev.agent }) : T.lineResolved);
     case "conversation.continued":
       return systemLine(T.lineContinued);

@@ -13,7 +13,7 @@ import { el } from "./util.js";
 
 export function renderPanel(vs) {
   const h = (S.state && S.state.handoff) || {};
-  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.lead_phone]);
+  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.busy_reason, h.offline_message, h.lead_phone, h.position, h.wait_seconds, h.transfer_to]);
   if (key === S.panelKey) return;
   S.panelKey = key;
   const focusWasInside = ui.panel.contains(document.activeElement);
@@ -42,14 +42,43 @@ function pendingCard(h) {
   const spinner = el("span", "pv-spinner");
   spinner.setAttribute("aria-hidden", "true");
   const body = el("div", "pv-card-body");
+  // A transfer waiting for the colleague to accept says who is coming (and no place in line: it is theirs).
+  if (h.transfer_to) {
+    body.append(el("p", "pv-card-title", fmt(T.transferTitle, { agent: h.transfer_to })), el("p", "pv-card-text", T.transferText));
+    card.append(spinner, body);
+    return card;
+  }
   body.append(el("p", "pv-card-title", T.waitingTitle), el("p", "pv-card-text", h.waiting_message || T.waitingDefault));
+  if (Number(h.position) > 0) {
+    const line = el("p", "pv-card-text pv-queue", queueText(Number(h.position), h.wait_seconds));
+    line.dataset.position = String(h.position);
+    body.append(line);
+  }
   card.append(spinner, body);
   return card;
 }
 
+// "You are number 3 in line · usually under 2 minutes" (the wait is the workspace's median time to
+// claim; null means too little history).
+export function queueText(position, waitSeconds) {
+  const where = position === 1 ? T.queueNext : fmt(T.queuePosition, { n: position });
+  return `${where} · ${waitText(waitSeconds)}`;
+}
+
+function waitText(seconds) {
+  if (typeof seconds !== "number" || !(seconds >= 0)) return T.waitFew;
+  if (seconds < 60) return T.waitUnderOne;
+  const minutes = Math.floor(seconds / 60) + 1;
+  return minutes > 60 ? T.waitOverHour : fmt(T.waitUnder, { n: minutes });
+}
+
 function busyCard(h, typedPhone) {
   const card = el("div", "pv-card pv-card-busy");
-  card.append(el("p", "pv-card-text pv-busy-message", h.busy_message || T.busyDefault));
+  // A request that skipped the wait (nobody online, or outside office hours) shows the offline message.
+  const skipped = h.busy_reason === "offline" || h.busy_reason === "after_hours";
+  const text = skipped ? h.offline_message || T.offlineDefault : h.busy_message || T.busyDefault;
+  card.append(el("p", "pv-card-text pv-busy-message", text));
+  if (skipped) card.classList.add("pv-card-offline");
 
   if (h.lead_phone) {
     const thanks = el("p", "pv-thanks", fmt(T.phoneThanks, { phone: h.lead_phone }));

@@ -7,7 +7,7 @@
 
 import { api, loadHistory, renewSession, renewSessionAndReconnect } from "./api.js";
 import { MAX_LEN, T, fmt } from "./config.js";
-import { applyState, onEvent, switchTo } from "./conversation.js";
+import { applyPosition, applyState, onEvent, switchTo } from "./conversation.js";
 import { PAST_GAP_DELAY, noteServerSeq } from "./gaps.js";
 import { setConnected, setDegraded, showNotice, showRateLimit } from "./layout.js";
 import { setPhoneBusy, showPhoneError } from "./panels.js";
@@ -27,6 +27,9 @@ export function handleFrame(f) {
       break;
     case "state":
       applyState(f.state);
+      break;
+    case "position":
+      applyPosition(f);
       break;
     case "switch":
       for (const [clientId, entry] of S.pending) {

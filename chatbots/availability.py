@@ -1,0 +1,89 @@
+"""A member's chosen status and capacity, and the live announcement of presence changes.
+
+The chosen status is per membership: the sidebar control sets it for the workspace the console is
+showing (someone in two teams may be Online for one and Away for the other). Every change is told to
+the workspace's console sockets after commit, as ``{"type": "presence", "workspace": id}``; the
+Conversations page re-reads its "Online now" list on it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from chatbots.models import Membership
+from chatbots.presence import presence_sweep_workspace, presence_workspaces
+from pivra.errors import DomainError, Forbidden, NotFound
+from pivra.realtime import console_group, send_now_rollback_unsafe, send_on_commit
+
+logger = logging.getLogger(__name__)
+
+MAX_LIVE_CHATS_LIMIT = 100  # a sanity bound: nobody holds more live chats than this at once
+PRESENCE_FRAME = "presence"
+
+
+def presence_frame(*, workspace_id: int) -> dict[str, object]:
+    return {"type": PRESENCE_FRAME, "workspace": workspace_id}
+
+
+def presence_announce_on_commit(*, workspace_id: int) -> None:
+    send_on_commit([console_group(workspace_id)], presence_frame(workspace_id=workspace_id))
+
+
+def _membership(*, user_id: int, workspace_id: int) -> Membership:
+    membership = Membership.objects.select_for_update().filter(user_id=user_id, workspace_id=workspace_id).first()
+    if membership is None:
+        raise NotFound("not_found", "You are not a member of that workspace.")
+    return membership
+
+
+def membership_set_availability(*, user: User, workspace_id: int, availability: str) -> Membership:
+    """Set the user's chosen status in one workspace: online, away or offline."""
+    if availability not in Membership.Availability.values:
+        choices = ", ".join(Membership.Availability.values)
+        raise DomainError("invalid_availability", f"Availability must be one of: {choices}.")
+    with transaction.atomic():
+        membership = _membership(user_id=user.pk, workspace_id=workspace_id)
+        if membership.availability != availability:
+            membership.availability = availability
+            membership.save(update_fields=["availability"])
+            presence_announce_on_commit(workspace_id=workspace_id)
+    return membership
+
+
+def membership_set_max_live_chats(
+    *, actor: User, workspace_id: int, membership_id: int, max_live_chats: int | None
+) -> Membership:
+    """An owner or admin sets a member's most simultaneous live chats (None: unlimited)."""
+    if max_live_chats is not None and not 1 <= max_live_chats <= MAX_LIVE_CHATS_LIMIT:
+        raise DomainError(
+            "invalid_capacity", f"Max live chats must be between 1 and {MAX_LIVE_CHATS_LIMIT}, or empty for unlimited."
+        )
+    with transaction.atomic():
+        acting = Membership.objects.filter(user=actor, workspace_id=workspace_id).first()
+        if acting is None:
+            raise NotFound("not_found", "You are not a member of that workspace.")
+        if not acting.can_manage:
+            raise Forbidden("forbidden", "Only workspace owners and admins can change a member's capacity.")
+        membership = Membership.objects.select_for_update().filter(pk=membership_id, workspace_id=workspace_id).first()
+        if membership is None:
+            raise NotFound("not_found", "No such member in this workspace.")
+        if membership.max_live_chats != max_live_chats:
+            membership.max_live_chats = max_live_chats
+            membership.save(update_fields=["max_live_chats"])
+            presence_announce_on_commit(workspace_id=workspace_id)
+    return membership
+
+
+def presence_sweep(*, now: float | None = None) -> int:
+    """Drop dead console leases in every workspace and announce the ones someone left (beat runs it
+    every ``settings.PRESENCE_SWEEP_SECONDS``). The number of members who went Offline."""
+    departed = 0
+    for workspace_id in presence_workspaces():
+        gone = presence_sweep_workspace(workspace_id=workspace_id, now=now)
+        if gone:
+            departed += len(gone)
+            send_now_rollback_unsafe([console_group(workspace_id)], presence_frame(workspace_id=workspace_id))
+    return departed

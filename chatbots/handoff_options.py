@@ -1,0 +1,86 @@
+"""The handoff options of issue 15 on a chatbot: office hours, the offline message, skipping the wait
+when nobody is online, hiding the button outside hours, the idle auto-resolve override and routing.
+Saved by one service that checks every value (the dashboard form parses; this decides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatbots.models import MAX_IDLE_MINUTES, Chatbot
+from chatbots.office_hours import closed_dates_clean, timezone_clean, weekly_clean
+from pivra.errors import DomainError
+
+MAX_MESSAGE_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class HandoffOptions:
+    offline_message: str
+    skip_wait_when_offline: bool = True
+    hide_outside_hours: bool = False
+    idle_minutes: int | None = None
+    routing: str = Chatbot.Routing.FIRST_CLAIM
+    office_hours_enabled: bool = False
+    timezone: str = "UTC"
+    weekly: dict[str, list[list[str]]] = field(default_factory=dict)
+    closed_dates: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, chatbot: Chatbot) -> HandoffOptions:
+        """The chatbot's options as saved (a starting point for changing one of them)."""
+        return cls(
+            offline_message=chatbot.handoff_offline_message,
+            skip_wait_when_offline=chatbot.handoff_skip_wait_when_offline,
+            hide_outside_hours=chatbot.hide_handoff_outside_hours,
+            idle_minutes=chatbot.handoff_idle_minutes,
+            routing=chatbot.handoff_routing,
+            office_hours_enabled=chatbot.office_hours_enabled,
+            timezone=chatbot.office_hours_timezone,
+            weekly=dict(chatbot.office_hours or {}),
+            closed_dates=list(chatbot.office_closed_dates or []),
+        )
+
+
+def chatbot_update_handoff_options(*, chatbot: Chatbot, options: HandoffOptions) -> Chatbot:
+    """Save the options, each checked (bounded sizes, known zone, valid non-overlapping ranges, ISO dates)."""
+    message = options.offline_message.strip()
+    if not message:
+        raise DomainError("invalid_message", "The offline message cannot be empty.")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise DomainError("invalid_message", f"Keep the offline message under {MAX_MESSAGE_LENGTH} characters.")
+    idle = options.idle_minutes
+    if idle is not None and (isinstance(idle, bool) or not 1 <= idle <= MAX_IDLE_MINUTES):
+        raise DomainError("invalid_idle_minutes", f"Idle minutes must be between 1 and {MAX_IDLE_MINUTES}, or empty.")
+    if options.routing not in Chatbot.Routing.values:
+        raise DomainError("invalid_routing", "Routing must be first claim or round robin.")
+    zone = timezone_clean(options.timezone)
+    weekly = weekly_clean(options.weekly)
+    closed = closed_dates_clean(options.closed_dates)
+    if options.office_hours_enabled and not any(weekly.values()):
+        raise DomainError(
+            "invalid_office_hours", "Office hours are on but no day has hours: add hours, or turn office hours off."
+        )
+    chatbot.handoff_offline_message = message
+    chatbot.handoff_skip_wait_when_offline = bool(options.skip_wait_when_offline)
+    chatbot.hide_handoff_outside_hours = bool(options.hide_outside_hours)
+    chatbot.handoff_idle_minutes = idle
+    chatbot.handoff_routing = options.routing
+    chatbot.office_hours_enabled = bool(options.office_hours_enabled)
+    chatbot.office_hours_timezone = zone
+    chatbot.office_hours = weekly
+    chatbot.office_closed_dates = closed
+    chatbot.save(
+        update_fields=[
+            "handoff_offline_message",
+            "handoff_skip_wait_when_offline",
+            "hide_handoff_outside_hours",
+            "handoff_idle_minutes",
+            "handoff_routing",
+            "office_hours_enabled",
+            "office_hours_timezone",
+            "office_hours",
+            "office_closed_dates",
+            "updated_at",
+        ]
+    )
+    return chatbot
