@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from django.contrib.auth.models import User
 from django.db import transaction
 
@@ -17,11 +18,24 @@ from chatbots.models import Membership
 from chatbots.presence import presence_sweep_workspace, presence_workspaces
 from pivra.errors import DomainError, Forbidden, NotFound
 from pivra.realtime import console_group, send_now_rollback_unsafe, send_on_commit
+from pivra.widget.ratelimit import RateLimited, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
 MAX_LIVE_CHATS_LIMIT = 100  # a sanity bound: nobody holds more live chats than this at once
 PRESENCE_FRAME = "presence"
+# Each change is announced to every console of the workspace, and each of those pages re-reads its
+# "Online now" list: a script (or a stuck key) flipping the status in a loop must not make every
+# agent's page fetch. Counted per user, across workspaces; a person never needs more.
+AVAILABILITY_CHANGES_PER_MINUTE = 20
+
+
+class AvailabilityRateLimited(DomainError):
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate_limited", f"You're changing your status too often. Try again in {retry_after} s.")
+        self.retry_after = retry_after
 
 
 def presence_frame(*, workspace_id: int) -> dict[str, object]:
@@ -39,11 +53,25 @@ def _membership(*, user_id: int, workspace_id: int) -> Membership:
     return membership
 
 
+def _count_availability_change(*, user_id: int) -> None:
+    """Raise ``AvailabilityRateLimited`` past ``AVAILABILITY_CHANGES_PER_MINUTE``. Redis (the counter's
+    store) out of reach lets the change through: it is stored in PostgreSQL, and a lost limit for a
+    while costs less than refusing everyone their status."""
+    try:
+        rate_limit_hit(bucket=f"availability:u:{user_id}", limit=AVAILABILITY_CHANGES_PER_MINUTE)
+    except RateLimited as exc:
+        raise AvailabilityRateLimited(exc.retry_after) from None
+    except redis.RedisError:
+        logger.warning("availability change not rate-limited (Redis out of reach)")
+
+
 def membership_set_availability(*, user: User, workspace_id: int, availability: str) -> Membership:
-    """Set the user's chosen status in one workspace: online, away or offline."""
+    """Set the user's chosen status in one workspace: online, away or offline. At most
+    ``AVAILABILITY_CHANGES_PER_MINUTE`` calls a minute per user (429 ``rate_limited``)."""
     if availability not in Membership.Availability.values:
         choices = ", ".join(Membership.Availability.values)
         raise DomainError("invalid_availability", f"Availability must be one of: {choices}.")
+    _count_availability_change(user_id=user.pk)
     with transaction.atomic():
         membership = _membership(user_id=user.pk, workspace_id=workspace_id)
         if membership.availability != availability:

@@ -6,13 +6,17 @@ short network blip is not a departure. Away (chosen, with a socket open) takes n
 with no socket left past the grace is Offline whatever they chose.
 
 Sockets are kept in Redis as leases, not a counter: several daphne processes hold sockets and one
-may be SIGKILLed without running ``disconnect``, so a count would drift for ever. Each workspace has
-a sorted set ``<prefix>:presence:<workspace id>`` whose members are ``<user id>:<socket id>``,
-scored with the time until which that socket is known alive: an open socket refreshes its score to
+may be SIGKILLed without running ``disconnect``, so a count would drift for ever. Each (workspace,
+user) has a sorted set ``<prefix>:presence:<workspace id>:<user id>`` of that user's socket ids,
+scored with the time until which the socket is known alive: an open socket refreshes its score to
 now + ``LEASE_SECONDS`` every ``REFRESH_SECONDS``; a closing socket sets it to now. A lease counts
 while ``score + grace > now``: a closed socket for the grace, a killed one for its lease and the grace.
+Each workspace has a sorted set ``<prefix>:presence:<workspace id>`` of user ids scored with their
+latest lease end, kept by the same scripts: "who is present" reads one entry per member, and a
+refresh touches only its own user's sets — its cost does not grow with the workspace's sockets.
 A beat sweep (``chatbots.availability.presence_sweep``, every ``PRESENCE_SWEEP_SECONDS``) drops dead
-leases and announces who went Offline.
+users and announces who went Offline. A user holds at most ``MAX_SOCKETS_PER_USER`` console sockets
+(``presence_admit``; ``<prefix>:presence:sockets:<user id>``), so one client cannot grow the sets.
 
 Redis out of reach: presence is *unknown*, never "nobody". The reads then fall back to the chosen
 status alone (unknown → assume online), so skip-the-wait does not turn every visitor away and
@@ -44,34 +48,63 @@ ONLINE = Membership.Availability.ONLINE
 AWAY = Membership.Availability.AWAY
 OFFLINE = Membership.Availability.OFFLINE
 
-# KEYS: the workspace's lease set, the set of workspaces with leases. ARGV: member, score, cutoff,
-# the user's member prefix, key ttl, workspace id. 1 when the user had no live lease before (arrived).
-_TOUCH = """
-local arrived = 1
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf')) do
-  if string.sub(m, 1, string.len(ARGV[4])) == ARGV[4] then arrived = 0 break end
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[6])
-return arrived
+# Console sockets one user may hold at once (every tab of every browser). Past it a new socket is
+# closed with a code the page explains (pivra.console.consumers.CLOSE_TOO_MANY_SOCKETS).
+MAX_SOCKETS_PER_USER = 20
+
+# The user's latest lease end (the top of their set) into the workspace set; {mode} "'XX', " when only
+# an existing entry may move.
+_USER_SCORE = """
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #top == 2 then redis.call('ZADD', KEYS[2], {mode}top[2], ARGV[2]) end
 """
 
-# KEYS: the workspace's lease set, the set of workspaces. ARGV: cutoff, workspace id.
-# Drops the dead leases; returns the user ids left with none (departed).
+# KEYS: the user's lease set in the workspace, the workspace's user set, the set of workspaces.
+# ARGV: socket id, user id, lease end, cutoff, key ttl, workspace id.
+# 1 when the user had no live lease before (arrived): their own set alone says so.
+_TOUCH = (
+    """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+local arrived = 0
+if redis.call('ZCARD', KEYS[1]) == 0 then arrived = 1 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+"""
+    + _USER_SCORE.format(mode="")
+    + """
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[6])
+return arrived
+"""
+)
+
+# KEYS: the user's lease set, the workspace's user set. ARGV: socket id, user id, now, key ttl.
+# Only an existing lease moves (XX), and only a user still listed: one the sweep dropped stays gone.
+_RELEASE = """
+redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+""" + _USER_SCORE.format(mode="'XX', ")
+
+# KEYS: the workspace's user set, the set of workspaces. ARGV: cutoff, workspace id.
+# Drops the users whose latest lease is dead and returns them (departed).
 _SWEEP = """
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
-if #dead == 0 then return {} end
-local live = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do live[string.match(m, '^(%d+):')] = true end
-local gone, seen = {}, {}
-for _, m in ipairs(dead) do
-  local uid = string.match(m, '^(%d+):')
-  if uid and not live[uid] and not seen[uid] then seen[uid] = true table.insert(gone, uid) end
-end
 return gone
+"""
+
+# KEYS: the user's socket set. ARGV: socket id, now, lease end, cap, key ttl.
+# 1 when the socket may stay (already admitted, or under the cap); a closed socket is removed at
+# once, a killed one stops counting when its lease runs out.
+_ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
 """
 
 
@@ -83,32 +116,55 @@ def _key(workspace_id: int) -> str:
     return f"{settings.CHANNEL_PREFIX}:presence:{workspace_id}"
 
 
+def _user_key(workspace_id: int, user_id: int) -> str:
+    return f"{settings.CHANNEL_PREFIX}:presence:{workspace_id}:{user_id}"
+
+
 def _workspaces_key() -> str:
     return f"{settings.CHANNEL_PREFIX}:presence:workspaces"
 
 
-def _member(user_id: int, socket_id: str) -> str:
-    return f"{user_id}:{socket_id}"
+def _sockets_key(user_id: int) -> str:
+    return f"{settings.CHANNEL_PREFIX}:presence:sockets:{user_id}"
+
+
+def _ttl() -> int:
+    return int(LEASE_SECONDS + _grace()) + 60
 
 
 # --- leases (called by the console socket, on its own thread: they block on Redis) -----------------
+
+
+def presence_admit(*, user_id: int, socket_id: str, now: float | None = None) -> bool:
+    """Count one console socket of the user (at connect, and again at each refresh); False when they
+    already hold ``MAX_SOCKETS_PER_USER`` others. Raises ``redis.RedisError`` when Redis is out of reach."""
+    now = time.time() if now is None else now
+    admitted = shared_redis().eval(
+        _ADMIT, 1, _sockets_key(user_id), socket_id, repr(now), repr(now + LEASE_SECONDS), MAX_SOCKETS_PER_USER, _ttl()
+    )
+    return bool(admitted)
+
+
+def presence_dismiss(*, user_id: int, socket_id: str) -> None:
+    """The socket closed: it no longer counts against the user's cap (its leases keep their grace)."""
+    shared_redis().zrem(_sockets_key(user_id), socket_id)
 
 
 def presence_touch(*, workspace_id: int, user_id: int, socket_id: str, now: float | None = None) -> bool:
     """Open or refresh one socket's lease. True when the user was not present before (they arrived:
     announce it). Raises ``redis.RedisError`` when Redis is out of reach."""
     now = time.time() if now is None else now
-    grace = _grace()
     arrived = shared_redis().eval(
         _TOUCH,
-        2,
+        3,
+        _user_key(workspace_id, user_id),
         _key(workspace_id),
         _workspaces_key(),
-        _member(user_id, socket_id),
+        socket_id,
+        user_id,
         repr(now + LEASE_SECONDS),
-        repr(now - grace),
-        f"{user_id}:",
-        int(LEASE_SECONDS + grace) + 60,
+        repr(now - _grace()),
+        _ttl(),
         workspace_id,
     )
     return bool(arrived)
@@ -118,11 +174,13 @@ def presence_release(*, workspace_id: int, user_id: int, socket_id: str, now: fl
     """The socket closed: its lease now ends after the grace period (a reload reconnects well within it).
     Only an existing lease is moved (XX): one the sweep already dropped stays gone."""
     now = time.time() if now is None else now
-    shared_redis().zadd(_key(workspace_id), {_member(user_id, socket_id): now}, xx=True)
+    shared_redis().eval(
+        _RELEASE, 2, _user_key(workspace_id, user_id), _key(workspace_id), socket_id, user_id, repr(now), _ttl()
+    )
 
 
 def presence_sweep_workspace(*, workspace_id: int, now: float | None = None) -> set[int]:
-    """Drop the workspace's dead leases; the user ids that have none left (they went Offline)."""
+    """Drop the workspace's users whose every lease is dead; their ids (they went Offline)."""
     now = time.time() if now is None else now
     gone = shared_redis().eval(_SWEEP, 2, _key(workspace_id), _workspaces_key(), repr(now - _grace()), workspace_id)
     return {int(uid) for uid in gone}
@@ -142,8 +200,7 @@ def present_user_ids(*, workspace_id: int, now: float | None = None) -> set[int]
 
 
 def _user_of(member: object) -> int:
-    text = member.decode() if isinstance(member, bytes) else str(member)
-    return int(text.split(":", 1)[0])
+    return int(member.decode() if isinstance(member, bytes) else str(member))
 
 
 # --- reads (the contract other modules use) ----------------------------------------------------------

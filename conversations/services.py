@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -110,8 +111,11 @@ def event_append(
     client_id: str | None = None,
     data: dict[str, Any] | None = None,
     notify_console: bool = False,
+    touch_live_handoff: bool = False,
 ) -> Event:
-    """Append the next event to a conversation locked by ``conversation_lock``; broadcast after commit."""
+    """Append the next event to a conversation locked by ``conversation_lock``; broadcast after commit.
+    ``touch_live_handoff``: a visitor wrote during a handoff — the same statement restarts a live
+    handoff's idle clock (``_TOUCH_HANDOFF``)."""
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("event_append needs the conversation locked in a transaction")
@@ -127,18 +131,26 @@ def event_append(
         created_at=timezone.now(),
     )
     if connection.vendor == "postgresql":
-        _append_in_one_statement(connection, conversation, event)
+        _append_in_one_statement(connection, conversation, event, touch_live_handoff=touch_live_handoff)
     else:
+        if touch_live_handoff:  # SQLite: one writer at a time, no data-modifying WITH
+            with connection.cursor() as cursor:
+                cursor.execute(_TOUCH_HANDOFF.format(skip_locked=""), _touch_params(conversation, event))
         conversation.last_seq += 1
         Conversation.objects.filter(pk=conversation.pk).update(
             last_seq=conversation.last_seq, updated_at=event.created_at
         )
         event.seq = conversation.last_seq
         event.save(force_insert=True)
-    groups = [visitor_group(conversation.visitor.public_id), conversation_group(conversation.public_id)]
+    # The widget gets the visitor's frame; agents (watching it, or the whole console) get the team's,
+    # in one publish when they are the same (most events: nothing in their data is internal).
+    visitor, team = [visitor_group(conversation.visitor.public_id)], [conversation_group(conversation.public_id)]
     if notify_console:
-        groups.append(console_group(conversation.chatbot.workspace_id))
-    send_event_on_commit(groups, event_frame(event, conversation), conversation_id=conversation.pk)
+        team.append(console_group(conversation.chatbot.workspace_id))
+    visitor_frame, team_frame = event_frame(event, conversation), event_frame(event, conversation, team=True)
+    split = team_frame != visitor_frame
+    batches = [(visitor, visitor_frame), (team, team_frame)] if split else [(visitor + team, team_frame)]
+    send_event_on_commit(batches, conversation_id=conversation.pk, seq=event.seq)
     return event
 
 
@@ -157,10 +169,38 @@ FROM bumped RETURNING id, seq
 """
 
 
-def _append_in_one_statement(connection: Any, conversation: Conversation, event: Event) -> None:
+# A visitor's message in a live handoff restarts its idle clock (``handoff_handoff.last_message_at``,
+# see handoff/transitions/idle.py) in the append's own statement: no round trip of its own, and
+# nothing to do while the handoff is pending or Team busy (it matches no row). Written at most once a
+# minute (the idle limit is in minutes): most messages write nothing, so the indexed column costs no
+# index update on every message. SKIP LOCKED: the handoff row is locked before the conversation's
+# everywhere else; a transition holding it is changing the handoff anyway (resolve, requeue).
+_TOUCH_HANDOFF = """
+UPDATE handoff_handoff SET last_message_at = %(now)s
+WHERE id = (SELECT t.id FROM handoff_handoff t WHERE t.conversation_id = %(conversation)s AND t.status = 'active'
+            AND (t.last_message_at IS NULL OR t.last_message_at <= %(stale)s){skip_locked})
+"""
+# The handoff's idle clock moves in steps of this much at most (as handoff.queries.IDLE_CLOCK_STEP;
+# conversations never imports handoff).
+_IDLE_CLOCK_STEP = timedelta(seconds=60)
+
+
+def _touch_params(conversation: Conversation, event: Event) -> dict[str, Any]:
+    return {"now": event.created_at, "stale": event.created_at - _IDLE_CLOCK_STEP, "conversation": conversation.pk}
+
+
+_TOUCH_AND_APPEND_SQL = (
+    f"WITH touched AS ({_TOUCH_HANDOFF.format(skip_locked=' FOR UPDATE SKIP LOCKED')}),"
+    + _APPEND_SQL.replace("WITH bumped AS", " bumped AS", 1)
+)
+
+
+def _append_in_one_statement(
+    connection: Any, conversation: Conversation, event: Event, *, touch_live_handoff: bool = False
+) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            _APPEND_SQL,
+            _TOUCH_AND_APPEND_SQL if touch_live_handoff else _APPEND_SQL,
             {
                 "now": event.created_at,
                 "conversation": conversation.pk,
@@ -171,6 +211,7 @@ def _append_in_one_statement(connection: Any, conversation: Conversation, event:
                 "agent_name": event.agent_name,
                 "client_id": event.client_id,
                 "data": Jsonb(event.data),
+                "stale": event.created_at - _IDLE_CLOCK_STEP,
             },
         )
         row = cursor.fetchone()
@@ -240,6 +281,7 @@ def conversation_receive_visitor_message(
             text=text,
             client_id=client_id,
             notify_console=conversation.status == Conversation.Status.HANDOFF,
+            touch_live_handoff=conversation.status == Conversation.Status.HANDOFF,
         )
         for step in _pipeline():
             if step(conversation=conversation, event=event):

@@ -146,7 +146,7 @@ def get_conversation(request: HttpRequest, conversation_id: ConversationId) -> d
         },
         "lead": conversation.lead,
         "handoff": handoff_out(handoff=handoff) if handoff else None,
-        "events": [event_frame(e, conversation) for e in conversation.events.order_by("seq")],
+        "events": [event_frame(e, conversation, team=True) for e in conversation.events.order_by("seq")],
     }
 
 
@@ -183,7 +183,7 @@ def conversation_events(
         "conversation": str(conversation.public_id),
         "last_seq": conversation.last_seq,
         "has_more": len(events) > EVENTS_PAGE,
-        "events": [event_frame(e, conversation) for e in events[:EVENTS_PAGE]],
+        "events": [event_frame(e, conversation, team=True) for e in events[:EVENTS_PAGE]],
     }
 
 

@@ -28,6 +28,9 @@ class Handoff(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     requested_at = models.DateTimeField()
+    # When it last started waiting in line: the request, a requeue (release, agent removed), a
+    # transfer nobody accepted. The expected wait is measured from it (handoff/queue_position.py).
+    queued_at = models.DateTimeField()
     deadline_at = models.DateTimeField(help_text="When a still-pending handoff turns to Team busy.")
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_handoffs"
@@ -66,6 +69,16 @@ class Handoff(models.Model):
                 fields=["offer_expires_at"], condition=Q(offered_to__isnull=False), name="handoff_offer_expiry"
             ),
             models.Index(fields=["last_message_at"], condition=Q(status="active"), name="handoff_active_idle"),
+            # The line in order (queue positions read at most the first 50 of it) and the recent claims
+            # (the median wait reads the newest 50).
+            models.Index(
+                fields=["workspace_id", "requested_at", "id"], condition=Q(status="pending"), name="handoff_line"
+            ),
+            models.Index(
+                fields=["workspace_id", "claimed_at"],
+                condition=Q(claimed_at__isnull=False),
+                name="handoff_workspace_claimed",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,16 +7,14 @@ from django.utils import timezone
 from chatbots.office_hours import handoff_hidden_at
 from conversations.models import Conversation, Event
 from handoff.keywords import matching_keyword
-from handoff.transitions.idle import handoff_touch
 from handoff.transitions.request import handoff_offer
 from handoff.transitions.shared import handoff_available
 
 
 def silence_during_handoff(*, conversation: Conversation, event: Event) -> bool:
     """In handoff (or closed) the AI says nothing: the message is stored and shown to agents only.
-    A visitor's message in a live chat restarts its idle clock."""
-    if conversation.status == Conversation.Status.HANDOFF and event.author == Event.Author.VISITOR:
-        handoff_touch(conversation_id=conversation.pk, at=event.created_at)
+    (A visitor's message in a live chat restarts its idle clock in the statement that stored it:
+    ``conversations.services.event_append(touch_live_handoff=True)``.)"""
     return conversation.status != Conversation.Status.OPEN
 
 

@@ -30,7 +30,8 @@ from pivra.realtime import (
     visitor_group,
 )
 
-# The kinds after which handoff.transitions announce the conversation's new state.
+# The kinds after which handoff.transitions announce the conversation's new state
+# (tests/test_push_repair.py reads the transitions' code to keep both lists complete).
 STATE_KINDS = frozenset(
     {
         "handoff.requested",
@@ -41,6 +42,7 @@ STATE_KINDS = frozenset(
         "handoff.transferred",
         "handoff.transfer_ended",
         "handoff.taken_over",
+        "handoff.released",
     }
 )
 # The kinds handoff.transitions append with notify_console=True: the console hears them too.
@@ -55,6 +57,7 @@ CONSOLE_KINDS = frozenset(
         "handoff.transferred",
         "handoff.transfer_ended",
         "handoff.taken_over",
+        "handoff.released",
     }
 )
 LOOK_BACK = timedelta(minutes=2)
@@ -93,12 +96,17 @@ def _handoff(conversation: Conversation) -> Handoff | None:
 
 def _republish(conversation: Conversation, *, after_seq: int) -> None:
     events = list(Event.objects.filter(conversation=conversation, seq__gt=after_seq).order_by("seq")[:MAX_EVENTS])
-    groups = [visitor_group(conversation.visitor.public_id), conversation_group(conversation.public_id)]
+    visitor, watching = [visitor_group(conversation.visitor.public_id)], [conversation_group(conversation.public_id)]
     console = [console_group(conversation.chatbot.workspace_id)]
     delivered = True
     for event in events:
-        targets = groups + console if event.kind in CONSOLE_KINDS else groups
-        delivered = send_now_rollback_unsafe(targets, event_frame(event, conversation)) and delivered
+        team = watching + console if event.kind in CONSOLE_KINDS else watching
+        # As event_append sends it: the visitor's frame to the widget, the team's to the console.
+        for groups, frame in (
+            (visitor, event_frame(event, conversation)),
+            (team, event_frame(event, conversation, team=True)),
+        ):
+            delivered = send_now_rollback_unsafe(groups, frame) and delivered
     announce_state(conversation=conversation, handoff=_handoff(conversation))
     if delivered and events:
         push_receipt_record(conversation_id=conversation.pk, seq=events[-1].seq)

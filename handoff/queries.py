@@ -4,12 +4,16 @@ agent's reply that compilation cost more CPU than PostgreSQL's work)."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from conversations.models import Conversation, Visitor
+
+# The idle clock moves in steps of this much at most (see handoff/transitions/idle.py).
+IDLE_CLOCK_STEP = timedelta(seconds=60)
 
 # First statement: the conversation locked (as ``conversation_lock`` locks it), only when its handoff
 # is in one of the agent's workspaces. Only the locked row is re-read once a waited-for lock is
@@ -32,11 +36,14 @@ WHERE c.public_id = %(public_id)s
 # The same statement starts the idle clock again (``last_message_at``, see handoff/transitions/idle.py)
 # when the replying agent holds the live handoff: no round trip of its own. SKIP LOCKED, because the
 # handoff row is locked before the conversation's everywhere else (the lock order): a transition that
-# holds it is changing the handoff anyway, and this statement must never wait for it.
+# holds it is changing the handoff anyway, and this statement must never wait for it. Written at most
+# once a minute (the idle limit is in minutes): most replies write nothing, and the indexed column
+# then costs no index update per reply.
 _TOUCH_SQL = """
 UPDATE handoff_handoff SET last_message_at = %(now)s
 WHERE id = (SELECT t.id FROM handoff_handoff t WHERE t.conversation_id = %(conversation)s
-            AND t.status = 'active' AND t.claimed_by_id = %(user)s{skip_locked})
+            AND t.status = 'active' AND t.claimed_by_id = %(user)s
+            AND (t.last_message_at IS NULL OR t.last_message_at <= %(stale)s){skip_locked})
 """
 _STATE_SQL = """
 SELECT h.status, h.claimed_by_id,
@@ -62,7 +69,9 @@ def reply_target(
         if locked is None:
             return None
         conv_id, conv_public, chatbot_id, conv_status, last_seq, visitor_id, visitor_public = locked
-        params = {"client_id": client_id, "conversation": conv_id, "user": agent.pk, "now": timezone.now()}
+        now = timezone.now()
+        stale = now - IDLE_CLOCK_STEP
+        params = {"client_id": client_id, "conversation": conv_id, "user": agent.pk, "now": now, "stale": stale}
         if connection.vendor == "postgresql":  # one statement: the touch as a data-modifying WITH
             cursor.execute(_TOUCH_AND_STATE_SQL, params)
         else:  # SQLite has one writer at a time and no WITH … UPDATE: two statements

@@ -7,6 +7,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from handoff.pushes import conversation_pushes_repair
+from handoff.queue_position import queue_positions_announce_task
 from handoff.transitions.idle import handoff_idle_sweep
 from handoff.transitions.offers import handoff_offers_expire
 from handoff.transitions.timers import handoff_expire, handoff_expire_overdue, handoff_timers_rearm
@@ -35,6 +36,12 @@ def sweep_idle_handoffs() -> None:
     requeued, resolved = handoff_idle_sweep()
     if requeued or resolved:
         log.info("idle sweep: %d stranded live chats requeued, %d idle ones resolved", requeued, resolved)
+
+
+@shared_task(ignore_result=True)
+def announce_queue_positions(workspace_id: int, trailing: bool = False) -> int:
+    # Enqueued by name (handoff.queue_position.ANNOUNCE_TASK), coalesced to one a second per workspace.
+    return queue_positions_announce_task(workspace_id=workspace_id, trailing=trailing)
 
 
 @shared_task(ignore_result=True)

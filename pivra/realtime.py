@@ -96,14 +96,18 @@ async def _send_all(layer: BaseChannelLayer, groups: list[str], message: dict[st
 
 
 def send_frames_now(frames: list[tuple[str, dict[str, Any]]]) -> bool:
-    """Send a different frame to each group in one publish round (the queue's position frames:
-    one per waiting visitor). Only after commit; True when every group got its frame."""
+    """Send a different frame to each group in one publish round (the queue's position frames: one
+    per numbered visitor, at most 50). Only after commit; True when every group got its frame (the
+    caller forgets what it sent otherwise, so the next announcement sends it again)."""
     layer = get_channel_layer()
     if layer is None or not frames:
         return layer is not None
 
     async def send() -> bool:
-        results = [await _send_all(layer, [group], {"type": EVENT_TYPE, "frame": frame}) for group, frame in frames]
+        # Concurrently: one round trip's latency for the batch instead of one per visitor.
+        results = await asyncio.gather(
+            *(_send_all(layer, [group], {"type": EVENT_TYPE, "frame": frame}) for group, frame in frames)
+        )
         return all(results)
 
     future = asyncio.run_coroutine_threadsafe(send(), _publisher_loop())
@@ -157,25 +161,30 @@ def push_receipts(conversation_ids: Iterable[int], *, state: bool = False) -> di
     return {pk: int(value) if value is not None else 0 for pk, value in zip(ids, values, strict=True)}
 
 
-def send_event_on_commit(groups: Iterable[str], frame: dict[str, Any], *, conversation_id: int) -> None:
-    """Publish a conversation event after commit, then record its receipt."""
-    _send_with_receipt_on_commit(groups, frame, conversation_id=conversation_id, seq=int(frame["seq"]), state=False)
+# One frame and the groups that get it. An event goes out as two: the visitor's frame to the widget,
+# the team's (with all of its data) to the console (``conversations.frames.event_frame``).
+FrameBatch = tuple[Iterable[str], dict[str, Any]]
+
+
+def send_event_on_commit(batches: Iterable[FrameBatch], *, conversation_id: int, seq: int) -> None:
+    """Publish a conversation event ``seq`` after commit, each batch's frame to its groups, then record
+    its receipt (only when every group got its frame)."""
+    _send_with_receipt_on_commit(batches, conversation_id=conversation_id, seq=seq, state=False)
 
 
 def send_state_on_commit(groups: Iterable[str], frame: dict[str, Any], *, conversation_id: int, seq: int) -> None:
     """Publish a conversation's new state (as of its event ``seq``) after commit, then record a
     state receipt. Its own receipt, because a process can die between a transaction's event push
     and its state push: the event then has its receipt, and only this one says the state is missing."""
-    _send_with_receipt_on_commit(groups, frame, conversation_id=conversation_id, seq=seq, state=True)
+    _send_with_receipt_on_commit([(groups, frame)], conversation_id=conversation_id, seq=seq, state=True)
 
 
-def _send_with_receipt_on_commit(
-    groups: Iterable[str], frame: dict[str, Any], *, conversation_id: int, seq: int, state: bool
-) -> None:
-    targets = list(groups)
+def _send_with_receipt_on_commit(batches: Iterable[FrameBatch], *, conversation_id: int, seq: int, state: bool) -> None:
+    targets = [(list(groups), frame) for groups, frame in batches]
 
     def push() -> None:
-        if send_now_rollback_unsafe(targets, frame):
+        sent = [send_now_rollback_unsafe(groups, frame) for groups, frame in targets if groups]
+        if all(sent):
             push_receipt_record(conversation_id=conversation_id, seq=seq, state=state)
 
     transaction.on_commit(push)

@@ -182,7 +182,9 @@ def test_the_schema_documents_the_csrf_header_and_every_error() -> None:
                 assert content == {"$ref": "#/components/schemas/ErrorOut"}, (path, method, status)
             if path.startswith("/api/console/"):
                 expected: list[dict[str, list[str]]] = (
-                    [{"SessionAuth": [], "CSRFToken": []}] if method == "post" else [{"SessionAuth": []}]
+                    [{"SessionAuth": [], "CSRFToken": []}]
+                    if method in ("post", "put", "patch", "delete")  # unsafe methods need the CSRF header
+                    else [{"SessionAuth": []}]
                 )
                 assert operation["security"] == expected, (path, method)
             body = operation.get("requestBody")

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
-from django.db import connections
+from django.db import connection, connections
 from django.test import Client
 
 from chatbots.models import Membership
@@ -286,11 +286,18 @@ async def test_a_session_deleted_since_the_handshake_is_refused_and_nothing_is_s
     assert not await sync_to_async(Event.objects.filter(client_id="r-signed-out").exists)()
 
 
+def _delete_memberships_raw(user_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Membership._meta.db_table} WHERE user_id = %s", [user_id])
+
+
 async def test_a_removed_membership_refuses_reply_and_claim_as_http_does() -> None:
     world, conversation, _ = await sync_to_async(_world)()
     socket = await _console(world.teammate)
-    # A queryset delete sends no signal: the socket is not told, the command's own reads must refuse.
-    await sync_to_async(lambda: Membership.objects.filter(user=world.teammate).delete())()
+    # Removed behind Django's back (raw SQL: no signal, so no revocation frame closes the socket first):
+    # the command's own reads must refuse. An ORM delete would signal, and the socket could close
+    # before it answered.
+    await sync_to_async(_delete_memberships_raw)(world.teammate.pk)
     for frame in (_claim(conversation, "c-gone"), _reply(conversation, "r-gone")):
         answer = await _answer(socket, frame)
         assert (answer["type"], answer["code"]) == ("error", "handoff_not_found")

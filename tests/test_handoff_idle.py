@@ -37,6 +37,9 @@ def test_messages_on_both_sides_restart_the_idle_clock(bot, personas) -> None:
     handoff.refresh_from_db()
     first = handoff.last_message_at
     assert first is not None and first >= handoff.claimed_at
+    # The clock moves at most once a minute (idle.py): a minute later, the agent's reply moves it.
+    first -= timedelta(seconds=61)
+    Handoff.objects.filter(pk=handoff.pk).update(last_message_at=first)
     handoff_reply(agent=personas.owner, conversation_public_id=str(conversation.public_id), text="Hi", client_id="r1")
     handoff.refresh_from_db()
     assert handoff.last_message_at is not None and handoff.last_message_at > first
@@ -128,3 +131,34 @@ def test_the_beat_schedule_has_the_idle_sweep(settings) -> None:
     assert entry["task"] == "handoff.tasks.sweep_idle_handoffs"
     assert entry["schedule"] == settings.HANDOFF_SWEEP_SECONDS
     assert "handoff.tasks.sweep_idle_handoffs" in app.tasks
+
+
+def test_the_idle_query_is_one_statement_with_each_chatbots_limit_and_the_cap(bot, personas, settings) -> None:
+    """Chats under three limits (the default and two overrides) are found by one query, oldest id
+    first, capped in SQL; each with the cutoff of its own limit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from handoff.transitions.idle import idle_handoffs
+    from tests.factories import make_chatbot
+    from tests.handoff_helpers import enable_handoff
+
+    settings.HANDOFF_IDLE_MINUTES = 30
+    short = enable_handoff(make_chatbot(personas.workspace, name="Short", handoff_idle_minutes=5))
+    medium = enable_handoff(make_chatbot(personas.workspace, name="Medium", handoff_idle_minutes=10))
+    chats = {name: _live(chatbot, personas.owner)[2] for name, chatbot in (("d", bot), ("s", short), ("m", medium))}
+    now = timezone.now()
+    Handoff.objects.filter(pk__in=[h.pk for h in chats.values()]).update(last_message_at=now - timedelta(minutes=7))
+    with CaptureQueriesContext(connection) as captured:
+        found = idle_handoffs(now=now)
+    assert len(captured.captured_queries) == 1
+    assert found == [(chats["s"].pk, now - timedelta(minutes=5))]  # 7 min: past 5, not 10 nor 30
+    Handoff.objects.filter(pk__in=[h.pk for h in chats.values()]).update(last_message_at=now - timedelta(minutes=31))
+    assert [pk for pk, _ in idle_handoffs(now=now)] == sorted(h.pk for h in chats.values())
+    assert idle_handoffs(now=now, limit=2) == [
+        (pk, now - timedelta(minutes={"d": 30, "s": 5, "m": 10}[name]))
+        for name, pk in sorted(((n, h.pk) for n, h in chats.items()), key=lambda item: item[1])[:2]
+    ]
+    # Nobody wrote yet: the claim time counts.
+    Handoff.objects.filter(pk=chats["d"].pk).update(last_message_at=None, claimed_at=now - timedelta(minutes=29))
+    assert chats["d"].pk not in [pk for pk, _ in idle_handoffs(now=now)]

@@ -252,14 +252,17 @@ def test_a_claim_after_the_removal_committed_is_refused(monkeypatch: pytest.Monk
     assert not conversation.events.filter(kind="handoff.claimed").exists()
 
 
+@pytest.mark.parametrize("departure", ["deleted", "moved"])
 def test_a_removal_racing_the_acceptance_of_a_transfer_to_the_removed_agent_does_not_deadlock(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, departure: str
 ) -> None:
-    """Alice accepts Bob's transfer (her claim holds the handoff row) just as she is removed. The
-    removal ends offers to her, so it needs that row; the claim then needs her membership. Unless the
-    removal locks her handoffs before deleting the membership, each waits for the other: PostgreSQL
-    aborts one with a deadlock. Instead the removal waits, and returns the accepted chat to the queue."""
+    """Alice accepts Bob's transfer (her claim holds the handoff row) just as she is removed — her
+    membership deleted, or moved to another workspace. The removal ends offers to her, so it needs that
+    row; the claim then needs her membership. Unless the removal locks her handoffs before it changes the
+    membership, each waits for the other: PostgreSQL aborts one with a deadlock. Instead the removal
+    waits, and returns the accepted chat to the queue."""
     workspace, bot, _owner, alice, bob = _team()
+    elsewhere = make_workspace("Elsewhere")
     visitor, conversation = new_visitor(bot)
     request(visitor, conversation)
     public_id = str(conversation.public_id)
@@ -282,7 +285,12 @@ def test_a_removal_racing_the_acceptance_of_a_transfer_to_the_removed_agent_does
         remover_pid.append(backend_pid())
         wait_until(claim_updated.is_set, "the claim holds the handoff")
         with transaction.atomic():
-            return Membership.objects.filter(workspace=workspace, user=alice).delete()[0]
+            if departure == "deleted":
+                return Membership.objects.filter(workspace=workspace, user=alice).delete()[0]
+            membership = Membership.objects.get(workspace=workspace, user=alice)
+            membership.workspace = elsewhere
+            membership.save()
+            return 1
 
     outcome, errors = _run(
         {"claim": lambda: handoff_claim(agent=alice, conversation_public_id=public_id), "remove": remove}

@@ -14,6 +14,7 @@ from handoff.models import Handoff
 from handoff.state import conversation_state
 from handoff.transitions.claim import handoff_claim
 from handoff.transitions.requeue import handoff_requeue
+from handoff.transitions.timers import handoff_expire
 from tests.handoff_helpers import event_kinds, new_visitor, outbox_events, request
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +188,22 @@ def test_removing_a_member_ends_a_transfer_offered_to_them(bot, personas, monkey
     handoff.refresh_from_db()
     assert handoff.status == Handoff.Status.PENDING and handoff.offered_to_id is None
     assert event_kinds(conversation)[-1] == "handoff.transfer_ended"
+
+
+def test_a_requeued_chat_that_once_timed_out_is_not_claimed_late_again(bot, personas) -> None:
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+    key = str(conversation.public_id)
+    assert handoff_claim(agent=personas.teammate, conversation_public_id=key).timed_out_at is not None
+    assert conversation.events.get(kind="handoff.claimed").data == {"late": True}
+
+    assert handoff_requeue(handoff_id=handoff.pk, reason="released", actor=personas.teammate)
+    handoff.refresh_from_db()
+    assert handoff.timed_out_at is None and handoff.busy_reason == ""
+    assert conversation_state(conversation)["handoff"]["busy_reason"] == ""
+
+    handoff_claim(agent=personas.owner, conversation_public_id=key)
+    claims = list(conversation.events.filter(kind="handoff.claimed").order_by("seq").values_list("data", flat=True))
+    assert claims == [{"late": True}, {"late": False}]
+    assert [e.payload["data"]["late"] for e in outbox_events("handoff.claimed")] == [True, False]

@@ -23,6 +23,7 @@ from handoff.transitions.release import handoff_release
 from handoff.transitions.reply import handoff_reply
 from handoff.transitions.resolve import handoff_resolve
 from handoff.transitions.takeover import handoff_take_over
+from handoff.transitions.timers import handoff_expire
 from handoff.transitions.transfer import handoff_transfer, transfer_targets
 from pivra.console.revocation import console_user_group
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
@@ -302,3 +303,60 @@ def test_the_sweep_task_ends_due_offers(bot, team) -> None:
     Handoff.objects.filter(pk=handoff.pk).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
     assert sweep_expired_offers() == 1
     assert Handoff.objects.get(pk=handoff.pk).offered_to is None
+
+
+def test_a_colleague_at_their_limit_of_live_chats_is_not_offered_a_transfer(bot, team) -> None:
+    alice, bob = team.owner, team.teammate
+    _live(bot, bob)  # Bob already has one live chat…
+    Membership.objects.filter(user=bob, workspace=team.workspace).update(max_live_chats=1)  # …his limit
+    conversation, key = _live(bot, alice)
+    assert transfer_targets(agent=alice, conversation_public_id=key) == []
+    with pytest.raises(DomainError) as refused:
+        handoff_transfer(agent=alice, conversation_public_id=key, to_user_id=bob.pk)
+    assert (refused.value.code, refused.value.status) == ("over_capacity", 409) and "Bob" in refused.value.detail
+    handoff = Handoff.objects.get(conversation=conversation)
+    assert (handoff.status, handoff.claimed_by, handoff.offered_to) == ("active", alice, None)
+    assert outbox_events("handoff.transferred") == []
+
+    Membership.objects.filter(user=bob, workspace=team.workspace).update(max_live_chats=2)
+    assert transfer_targets(agent=alice, conversation_public_id=key) == [{"id": bob.pk, "name": "Bob"}]
+    assert handoff_transfer(agent=alice, conversation_public_id=key, to_user_id=bob.pk).offered_to == bob
+
+
+def test_accepting_a_transfer_of_a_chat_that_once_timed_out_is_not_a_late_claim(bot, team) -> None:
+    alice, bob = team.owner, team.teammate
+    visitor, conversation = new_visitor(bot)
+    handoff = request(visitor, conversation)
+    assert handoff_expire(handoff_id=handoff.pk, now=handoff.deadline_at)
+    key = str(conversation.public_id)
+    handoff_claim(agent=alice, conversation_public_id=key)  # late
+    transferred = handoff_transfer(agent=alice, conversation_public_id=key, to_user_id=bob.pk)
+    assert transferred.timed_out_at is None and transferred.busy_reason == ""
+    handoff_claim(agent=bob, conversation_public_id=key)  # accepting
+    claims = list(conversation.events.filter(kind="handoff.claimed").order_by("seq").values_list("data", flat=True))
+    assert claims == [{"late": True}, {"late": False}]
+
+
+def test_a_take_over_by_an_admin_demoted_meanwhile_is_refused(bot, team, monkeypatch) -> None:
+    """The role read before the transaction said admin; the demotion committed before the take-over's
+    update. The role is read again under the membership's lock, so nothing changes hands."""
+    from handoff.transitions import takeover as takeover_module
+
+    bob = team.teammate
+    conversation, key = _live(bot, bob)
+    carol = _admin(team)
+    real = takeover_module._is_manager
+
+    def read_then_demoted(**kwargs) -> bool:
+        was = real(**kwargs)
+        Membership.objects.filter(user=carol, workspace=team.workspace).update(role=Membership.Role.AGENT)
+        return was
+
+    monkeypatch.setattr(takeover_module, "_is_manager", read_then_demoted)
+    with pytest.raises(DomainError) as refused:
+        handoff_take_over(agent=carol, conversation_public_id=key)
+    assert (refused.value.code, refused.value.status) == ("not_admin", 403)
+    handoff = Handoff.objects.get(conversation=conversation)
+    assert (handoff.status, handoff.claimed_by) == ("active", bob)
+    assert "handoff.taken_over" not in event_kinds(conversation)
+    assert outbox_events("handoff.transferred") == []

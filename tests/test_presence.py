@@ -288,3 +288,47 @@ def test_the_beat_schedule_runs_the_presence_sweep(settings) -> None:
     assert entry["schedule"] == settings.PRESENCE_SWEEP_SECONDS
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery of <app>.tasks
     assert "chatbots.tasks.sweep_presence" in app.tasks
+
+
+def test_a_user_holds_at_most_the_cap_of_console_sockets(personas: Personas) -> None:
+    uid = personas.teammate.pk
+    for n in range(presence.MAX_SOCKETS_PER_USER):
+        assert presence.presence_admit(user_id=uid, socket_id=f"s{n}", now=T0) is True
+    assert presence.presence_admit(user_id=uid, socket_id="extra", now=T0) is False
+    assert presence.presence_admit(user_id=uid, socket_id="s0", now=T0 + 5) is True  # a refresh keeps its place
+    assert presence.presence_admit(user_id=personas.owner.pk, socket_id="extra", now=T0) is True  # per user
+    presence.presence_dismiss(user_id=uid, socket_id="s1")  # a closed tab frees its place at once
+    assert presence.presence_admit(user_id=uid, socket_id="extra", now=T0 + 6) is True
+    # A killed socket (never dismissed) stops counting when its lease runs out without a refresh.
+    assert presence.presence_admit(user_id=uid, socket_id="late", now=T0 + 7) is False
+    assert presence.presence_admit(user_id=uid, socket_id="late", now=T0 + LEASE_SECONDS + 1) is True
+
+
+def test_a_refresh_reads_only_its_own_users_leases(personas: Personas) -> None:
+    """Arrival is decided from the user's own set: many teammates' sockets do not change the answer
+    (nor the work: the script touches no other key of the workspace)."""
+    ws, uid = personas.workspace.pk, personas.teammate.pk
+    for n in range(50):
+        presence_touch(workspace_id=ws, user_id=personas.owner.pk, socket_id=f"o{n}", now=T0)
+    assert presence_touch(workspace_id=ws, user_id=uid, socket_id="a", now=T0) is True
+    assert presence_touch(workspace_id=ws, user_id=uid, socket_id="a", now=T0 + 10) is False
+    assert present(ws, T0 + 10) == {uid, personas.owner.pk}
+    client = redis.Redis.from_url(presence.settings.REDIS_URL)
+    assert client.zcard(f"{presence.settings.CHANNEL_PREFIX}:presence:{ws}") == 2  # one entry per member
+
+
+def test_availability_changes_are_rate_limited_per_user_with_code_and_detail(personas: Personas) -> None:
+    """Each change makes every teammate's page re-read its list: a loop of changes is refused."""
+    from chatbots.availability import AVAILABILITY_CHANGES_PER_MINUTE
+
+    ws = personas.workspace.pk
+    client = _client(personas.teammate)
+    for n in range(AVAILABILITY_CHANGES_PER_MINUTE):
+        assert _put(client, ws, {"availability": ("away", "online")[n % 2]}).status_code == 200
+    response = _put(client, ws, {"availability": "offline"})
+    assert response.status_code == 429
+    body = response.json()
+    assert body["code"] == "rate_limited" and "changing your status too often" in body["detail"]
+    assert int(response["Retry-After"]) >= 1
+    assert Membership.objects.get(workspace_id=ws, user=personas.teammate).availability != "offline"
+    assert _put(_client(personas.owner), ws, {"availability": "away"}).status_code == 200  # per user

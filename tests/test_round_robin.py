@@ -16,7 +16,10 @@ from handoff.transitions.claim import handoff_claim
 from handoff.transitions.offers import handoff_offers_expire
 from handoff.transitions.resolve import handoff_resolve
 from handoff.transitions.routing import handoff_route, routing_next_agent
+from handoff.transitions.timers import handoff_expire
+from pivra.console.revocation import console_user_group
 from pivra.errors import Conflict
+from tests.channel_helpers import frames_heard
 from tests.factories import Personas
 from tests.handoff_helpers import enable_handoff, new_visitor, request
 
@@ -132,3 +135,30 @@ def test_the_request_path_routes_after_commit_and_first_claim_is_the_default(
         _, handoff = _waiting(bot)
     handoff.refresh_from_db()
     assert handoff.offered_to_id is None and handoff.routing_tried == []
+
+
+def test_a_handoff_that_times_out_during_an_offer_ends_the_offer(
+    bot, personas, django_capture_on_commit_callbacks
+) -> None:
+    """An offer to the next agent made just before the response timeout: Team busy ends it, and the
+    agent's console drops the notice (the frame an offer's end sends)."""
+    _online(bot, personas.teammate)
+    conv, handoff = _waiting(bot)
+    routed = _routed(handoff)
+    assert routed.offered_to_id == personas.teammate.pk
+    Handoff.objects.filter(pk=handoff.pk).update(offer_expires_at=routed.deadline_at + timedelta(seconds=20))
+
+    def expire() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert handoff_expire(handoff_id=handoff.pk, now=routed.deadline_at)
+
+    frames = frames_heard(console_user_group(personas.teammate.pk), expire)
+    assert [f for f in frames if f["type"] == "offer.ended"] == [
+        {"type": "offer.ended", "conversation": conv, "reason": "timed_out"}
+    ]
+    busy = Handoff.objects.get(pk=handoff.pk)
+    assert busy.status == "busy"
+    assert (busy.offered_to_id, busy.offered_by_id, busy.offer_kind, busy.offer_expires_at) == (None, None, "", None)
+    # Nobody is held back: the sweep has no offer left to end, and anyone may claim late.
+    assert handoff_offers_expire(now=routed.deadline_at + timedelta(minutes=5)) == 0
+    assert handoff_claim(agent=personas.owner, conversation_public_id=conv).claimed_by == personas.owner

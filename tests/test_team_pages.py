@@ -91,3 +91,15 @@ def test_capacity_of_another_workspaces_member_is_404(personas: Personas) -> Non
     assert response.status_code == 404
     outsider.refresh_from_db()
     assert outsider.max_live_chats is None
+
+
+def test_the_plain_form_says_so_when_the_status_changes_too_often(personas: Personas) -> None:
+    from chatbots.availability import AVAILABILITY_CHANGES_PER_MINUTE
+
+    client = _client(personas.teammate)
+    for n in range(AVAILABILITY_CHANGES_PER_MINUTE):
+        client.post("/dashboard/availability/", {"availability": ("away", "online")[n % 2]})
+    response = client.post("/dashboard/availability/", {"availability": "offline", "next": "/dashboard/"})
+    assert response.status_code == 302 and response["Location"] == "/dashboard/"
+    assert "changing your status too often" in client.get("/dashboard/").content.decode()
+    assert _membership(personas, personas.teammate).availability != "offline"

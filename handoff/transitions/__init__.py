@@ -4,12 +4,14 @@ One module per concern; callers import each transition from its module (nothing 
 
 - ``shared``: open statuses, availability, the state announcement, outbox rows, the agent-side lookup;
 - ``request``: the visitor's request and the keyword offer;
-- ``timers``: the expiry timer, its re-arming, expiry (pending → Team busy) and the sweep;
+- ``timers``: the expiry timer, its re-arming, expiry (pending → Team busy, ending any running offer) and the sweep;
 - ``claim``: an agent claims a handoff (while an offer runs, only its agent: accepting is claiming);
-- ``offers``: an offer of a waiting handoff to one agent (transfer, round robin), its decline and expiry sweep;
+- ``offers``: an offer of a waiting handoff to one agent (transfer, round robin), its decline and expiry sweep
+  (a transfer that ends so goes back to the queue through ``requeue``);
 - ``transfer``, ``release``, ``takeover``: the holder hands a live chat to an online colleague or back to the
   queue; an owner or admin takes one over;
-- ``requeue``: THE way back to the queue (release, an agent removed / deactivated / deleted, the stranded sweep);
+- ``requeue``: THE way back to the queue (release, an agent removed / deactivated / deleted — hooked in
+  ``handoff.departures`` —, the stranded sweep, a transfer nobody accepted);
 - ``reply``: the assignee's replies;
 - ``resolve``: closing a handoff (an agent's Resolve, a newer request superseding it, the idle sweep);
 - ``idle``: the idle clock of a live chat and the sweep that resolves silent ones (and requeues stranded ones);
@@ -29,8 +31,9 @@ conversation's row. That cannot deadlock, because no transaction that holds anot
 conversation waits for the requesting conversation's lock. Reply and lead capture lock only the
 conversation and read the handoff; a reply (and a visitor's message) also moves the live handoff's idle
 clock, with ``FOR UPDATE SKIP LOCKED`` — under the conversation's lock it never waits for a handoff row.
-A claim then share-locks the agent's membership and user rows
-(``agent_can_act_locked``), after the handoff row: a member's removal or deactivation locks those rows
-first and the handoff rows after, but only rows already claimed by that agent, which the waiting claim
-does not hold — so a claim waits for a removal's commit, or a removal for the claim's, never both.
+A claim or a take-over then share-locks the agent's membership and user rows
+(``agent_can_act_locked``, ``member_role_locked``), after the handoff row. A member's removal, move or
+deactivation (``handoff.departures``) first locks the handoff rows that member holds or is offered and
+only then changes the membership or user row — so a claim waits for a removal's commit, or a removal
+for the claim's, never both.
 """

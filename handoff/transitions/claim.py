@@ -17,12 +17,13 @@ from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
 from handoff.state import agent_display_name
-from handoff.transitions.offers import claim_allowed_by_offer, cleared_offer, offer_blocks_claim
+from handoff.transitions.offers import claim_allowed_by_offer, offer_blocks_claim
 from handoff.transitions.shared import (
     OPEN_STATUSES,
     agent_can_act_locked,
     agent_handoff,
     announce_state,
+    cleared_offer,
     outbox_handoff_event,
 )
 from pivra.errors import Conflict, NotFound

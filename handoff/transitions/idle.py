@@ -2,41 +2,32 @@
 (``PIVRA_HANDOFF_IDLE_MINUTES``, or the chatbot's ``handoff_idle_minutes``) is resolved with reason
 "idle", so the visitor can start anew ("Start new conversation" is refused only while an agent is live).
 
-The idle clock is ``Handoff.last_message_at`` — set by every visitor message (``handoff_touch``, from
-the message pipeline) and every agent reply (folded into the reply's read, handoff/queries.py) — or,
-before the first message, the claim time. The sweep runs on beat every ``PIVRA_HANDOFF_SWEEP_SECONDS``,
-and first returns to the queue whatever live chat has an agent who can no longer act."""
+The idle clock is ``Handoff.last_message_at`` — restarted by visitor messages (folded into the
+message's event insert, ``conversations.services.event_append(touch_live_handoff=True)``) and agent
+replies (folded into the reply's read, handoff/queries.py) — or, before the first message, the claim
+time. To spare the hot paths a write of an indexed column per message, the clock moves only when it
+is at least 60 s old (``handoff.queries.IDLE_CLOCK_STEP``): it may lag the latest message by up to
+60 s, so a chat is resolved up to a minute earlier than "idle minutes after the very last message"
+(the limit is in minutes). A message that arrives after a chat was found idle always moves it (it is
+then at least a minute old), so a late message still saves the chat: the resolve re-checks the
+silence under the row's lock. The sweep runs on beat every ``PIVRA_HANDOFF_SWEEP_SECONDS``, and
+first returns to the queue whatever live chat has an agent who can no longer act."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chatbots.models import Chatbot
 from handoff.models import Handoff
 from handoff.transitions.requeue import handoffs_requeue_stranded
 from handoff.transitions.resolve import resolve_transition
 
 REASON_IDLE = "idle"
-
-# Only a live handoff's clock moves. SKIP LOCKED: the caller holds the conversation's lock, and the
-# handoff row is locked before the conversation's everywhere else; a transition holding it is
-# changing the handoff anyway (resolve, requeue), so the touch never waits for it.
-_TOUCH_SQL = """
-UPDATE handoff_handoff SET last_message_at = %s
-WHERE id = (SELECT t.id FROM handoff_handoff t WHERE t.conversation_id = %s AND t.status = 'active'{skip_locked})
-"""
-
-
-def handoff_touch(*, conversation_id: int, at: datetime) -> None:
-    """A visitor wrote in a live chat: its idle clock starts again (inside the message's transaction)."""
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cursor:
-        cursor.execute(_TOUCH_SQL.format(skip_locked=skip_locked), [at, conversation_id])
 
 
 def _silent_since(cutoff: datetime) -> Q:
@@ -46,32 +37,24 @@ def _silent_since(cutoff: datetime) -> Q:
     )
 
 
-def _idle_limits(*, now: datetime) -> dict[int | None, datetime]:
-    """The cutoff of each idle limit in use: the default (key None) and every chatbot's override."""
-    overrides = {
-        int(minutes)
-        for minutes in Chatbot.objects.filter(handoff_idle_minutes__isnull=False)
-        .values_list("handoff_idle_minutes", flat=True)
-        .distinct()
-        if minutes is not None
-    }
-    cutoffs: dict[int | None, datetime] = {None: now - timedelta(minutes=settings.HANDOFF_IDLE_MINUTES)}
-    cutoffs.update({minutes: now - timedelta(minutes=minutes) for minutes in overrides})
-    return cutoffs
-
-
-def idle_handoffs(*, now: datetime) -> list[tuple[int, datetime]]:
-    """(handoff id, its cutoff) of every live handoff silent for longer than its idle limit."""
-    found: list[tuple[int, datetime]] = []
-    for minutes, cutoff in _idle_limits(now=now).items():
-        limit = (
-            Q(chatbot__handoff_idle_minutes__isnull=True)
-            if minutes is None
-            else Q(chatbot__handoff_idle_minutes=minutes)
-        )
-        ids = Handoff.objects.filter(_silent_since(cutoff), limit).order_by("pk").values_list("pk", flat=True)
-        found.extend((pk, cutoff) for pk in ids)
-    return found
+def idle_handoffs(*, now: datetime, limit: int = 1000) -> list[tuple[int, datetime]]:
+    """(handoff id, its cutoff) of the live handoffs silent for longer than their idle limit (the
+    chatbot's ``handoff_idle_minutes``, else ``PIVRA_HANDOFF_IDLE_MINUTES``), oldest id first, at most
+    ``limit``: one query, the per-chatbot limit and the cap computed by PostgreSQL."""
+    idle_minutes = Coalesce(F("chatbot__handoff_idle_minutes"), Value(int(settings.HANDOFF_IDLE_MINUTES)))
+    cutoff = ExpressionWrapper(
+        Value(now, output_field=DateTimeField())
+        - ExpressionWrapper(idle_minutes * Value(timedelta(minutes=1)), output_field=DurationField()),
+        output_field=DateTimeField(),
+    )
+    rows = (
+        Handoff.objects.filter(status=Handoff.Status.ACTIVE)
+        .annotate(silent_since=Coalesce("last_message_at", "claimed_at"), cutoff=cutoff)
+        .filter(silent_since__lte=F("cutoff"))
+        .order_by("pk")
+        .values_list("pk", "cutoff")[:limit]
+    )
+    return [(int(pk), at) for pk, at in rows]
 
 
 def handoff_resolve_idle(*, handoff_id: int, cutoff: datetime, now: datetime) -> bool:
@@ -96,6 +79,7 @@ def handoff_idle_sweep(*, now: datetime | None = None, limit: int = 1000) -> tup
     now = now or timezone.now()
     requeued = handoffs_requeue_stranded(now=now, limit=limit)
     resolved = sum(
-        handoff_resolve_idle(handoff_id=pk, cutoff=cutoff, now=now) for pk, cutoff in idle_handoffs(now=now)[:limit]
+        handoff_resolve_idle(handoff_id=pk, cutoff=cutoff, now=now)
+        for pk, cutoff in idle_handoffs(now=now, limit=limit)
     )
     return requeued, resolved

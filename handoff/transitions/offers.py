@@ -2,7 +2,9 @@
 
 While an offer runs only its agent may claim (accepting is claiming; ``claim`` clears the offer).
 It ends when that agent declines or when it expires (the beat sweep ``handoff_offers_expire``): a
-transfer goes back to everyone, a round-robin offer to the next agent (``routing.handoff_route``).
+transfer goes back to everyone through the one way back to the queue (``requeue.handoff_requeue``), a
+round-robin offer to the next agent (``routing.handoff_route``). An offer also ends with the claim that
+accepts it, a take-over, a requeue, and the handoff's expiry to Team busy (``timers``).
 
 Lock order: the handoff row (``select_for_update``) before the conversation row, as every transition.
 """
@@ -17,15 +19,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from actions.events import EventType
 from chatbots.models import Membership
-from conversations.agent_names import agent_public_name
-from conversations.models import Event
-from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
 from handoff.state import agent_display_name
-from handoff.transitions.shared import agent_handoff, announce_state, outbox_handoff_event
-from handoff.transitions.timers import schedule_expiry
+from handoff.transitions.requeue import REASON_TRANSFER_DECLINED, REASON_TRANSFER_EXPIRED, handoff_requeue
+from handoff.transitions.shared import agent_handoff, cleared_offer, offer_ended_on_commit
 from pivra.console.revocation import console_user_group
 from pivra.errors import Conflict, DomainError
 from pivra.realtime import send_on_commit
@@ -33,16 +31,18 @@ from pivra.realtime import send_on_commit
 KIND_TRANSFER = "transfer"
 KIND_ROUTE = "route"
 OFFER_KINDS = (KIND_TRANSFER, KIND_ROUTE)
-# Frames to the offered agent's console sockets (every page of theirs shows the notice).
+# The frame to the offered agent's console sockets (every page of theirs shows the notice); the
+# notice goes away with ``shared.OFFER_ENDED_FRAME``.
 OFFER_FRAME = "offer"
-OFFER_ENDED_FRAME = "offer.ended"
-# Why an offer ended without a claim (the thread event's and the outbox's ``reason``).
+# Why an offer ended without a claim (the ``offer.ended`` frame's ``reason``).
 REASON_EXPIRED = "expired"
 REASON_DECLINED = "declined"
+# A transfer that ends so goes back to the queue with this reason (the thread's and the outbox's).
+TRANSFER_REQUEUE_REASONS = {REASON_EXPIRED: REASON_TRANSFER_EXPIRED, REASON_DECLINED: REASON_TRANSFER_DECLINED}
 OFFER_FIELDS = ("offered_to", "offered_by", "offer_kind", "offer_expires_at")
 
 
-def handoff_offer(*, handoff: Handoff, to: User, kind: str, by: User | None, seconds: int) -> None:
+def handoff_offer_to_agent(*, handoff: Handoff, to: User, kind: str, by: User | None, seconds: int) -> None:
     """Offer a pending handoff to ``to`` for ``seconds``, inside the caller's transaction (which holds
     the handoff row). The agent's consoles are told after commit; the caller writes the thread's event."""
     if kind not in OFFER_KINDS:
@@ -97,11 +97,6 @@ def claim_allowed_by_offer(*, agent: User, now: datetime) -> Q:
     return Q(offered_to__isnull=True) | Q(offered_to=agent) | Q(offer_expires_at__lte=now)
 
 
-def cleared_offer() -> dict[str, Any]:
-    """The update that ends an offer (a claim, a requeue, the end of an offer)."""
-    return {"offered_to": None, "offered_by": None, "offer_kind": "", "offer_expires_at": None}
-
-
 def handoff_offer_decline(*, agent: User, conversation_public_id: str, now: datetime | None = None) -> Handoff:
     """The offered agent says no: a transfer goes back to everyone at once, round robin to the next."""
     now = now or timezone.now()
@@ -120,12 +115,13 @@ def handoff_offers_expire(*, now: datetime | None = None, limit: int = 1000) -> 
 
 
 def handoff_offer_end(*, handoff_id: int, reason: str, now: datetime, agent: User | None = None) -> bool:
-    """End the offer without a claim — expired, or declined by ``agent`` — and dispatch by its kind.
+    """End the offer without a claim — expired, or declined by ``agent`` — and dispatch by its kind: a
+    transfer goes back to everyone (``requeue``), round robin to the next agent (``routing``).
     False when there is no such offer any more (claimed, ended, or not ``agent``'s)."""
     with transaction.atomic():
         handoff = (
             Handoff.objects.select_for_update(of=("self",))
-            .select_related("chatbot", "conversation", "offered_to", "offered_by")
+            .select_related("chatbot", "conversation")
             .filter(pk=handoff_id, offered_to__isnull=False)
             .first()
         )
@@ -135,49 +131,25 @@ def handoff_offer_end(*, handoff_id: int, reason: str, now: datetime, agent: Use
             return False
         if reason == REASON_DECLINED and (agent is None or handoff.offered_to_id != agent.pk):
             return False
-        kind, target, by = handoff.offer_kind, handoff.offered_to, handoff.offered_by
+        assert handoff.offered_to_id is not None
+        offer_ended_on_commit(agent_id=handoff.offered_to_id, conversation=handoff.conversation, reason=reason)
+        if handoff.status == Handoff.Status.PENDING and handoff.offer_kind == KIND_TRANSFER:
+            # A transfer nobody accepted: first claim wins again, with a fresh response timeout — through
+            # the one way back to the queue, which also clears the offer.
+            return handoff_requeue(
+                handoff_id=handoff.pk,
+                reason=TRANSFER_REQUEUE_REASONS[reason],
+                actor=agent,
+                now=now,
+                transfer_ended=True,
+            )
+        kind = handoff.offer_kind
         Handoff.objects.filter(pk=handoff.pk).update(**cleared_offer())
         for field, value in cleared_offer().items():
             setattr(handoff, field, value)
-        if target is not None:
-            send_on_commit(
-                [console_user_group(target.pk)],
-                {"type": OFFER_ENDED_FRAME, "conversation": str(handoff.conversation.public_id), "reason": reason},
-            )
-        if handoff.status != Handoff.Status.PENDING:
-            return True  # a stale offer (the handoff timed out or was resolved meanwhile): nothing else to do
-        if kind == KIND_ROUTE:
+        if handoff.status == Handoff.Status.PENDING and kind == KIND_ROUTE:
             from handoff.transitions.routing import handoff_route  # routing offers through this module
 
             handoff_route(handoff=handoff, now=now)
-            return True
-        _transfer_back_to_queue(handoff=handoff, target=target, by=by, reason=reason, now=now)
+        # Otherwise a stale offer (the handoff timed out or was resolved meanwhile): nothing else to do.
     return True
-
-
-def _transfer_back_to_queue(
-    *, handoff: Handoff, target: User | None, by: User | None, reason: str, now: datetime
-) -> None:
-    """A transfer nobody accepted: first claim wins again, with a fresh response timeout."""
-    handoff.deadline_at = now + timedelta(seconds=handoff.chatbot.handoff_timeout_seconds)
-    Handoff.objects.filter(pk=handoff.pk).update(deadline_at=handoff.deadline_at)
-    conversation = conversation_lock(conversation_id=handoff.conversation_id)
-    name = agent_public_name(target) if target is not None else "Your team member"
-    event_append(
-        conversation=conversation,
-        kind="handoff.transfer_ended",
-        author=Event.Author.SYSTEM,
-        text=f"{name} didn't accept; the conversation is back in the queue.",
-        data={"reason": reason, "to": name},
-        notify_console=True,
-    )
-    outbox_handoff_event(
-        EventType.HANDOFF_RELEASED,
-        conversation,
-        handoff,
-        reason=f"transfer_{reason}",
-        previous_agent=None if by is None else {"id": by.pk, "name": agent_display_name(by)},
-        offered_to=None if target is None else {"id": target.pk, "name": agent_display_name(target)},
-    )
-    announce_state(conversation=conversation, handoff=handoff)
-    schedule_expiry(handoff, now=now)

@@ -63,6 +63,7 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         status=Handoff.Status.PENDING,
         trigger=trigger,
         requested_at=now,
+        queued_at=now,
         # Skipping the wait: due at once, so the one expiry transition takes it to Team busy below.
         deadline_at=now if skip else now + timedelta(seconds=chatbot.handoff_timeout_seconds),
     )

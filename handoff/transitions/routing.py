@@ -4,7 +4,7 @@ time instead of to everyone.
 The agent is the online one under capacity (``chatbots.presence.agents_with_capacity``) with the
 fewest live chats — an open round-robin offer counts as one, so two visitors arriving together go to
 two agents — ties going to whoever was offered or claimed a chat least recently, then the lowest id.
-The offer (``offers.handoff_offer``, kind ``route``) runs ``PIVRA_ROUTING_OFFER_SECONDS``; while it
+The offer (``offers.handoff_offer_to_agent``, kind ``route``) runs ``PIVRA_ROUTING_OFFER_SECONDS``; while it
 runs only that agent may claim. When it expires or is declined, ``offers.handoff_offer_end`` calls
 ``handoff_route`` again: the next agent not yet tried (``Handoff.routing_tried``), and when none is
 left the handoff simply stays pending with no offer — everyone may claim it, first claim wins.
@@ -28,7 +28,7 @@ from django.utils import timezone
 from chatbots.models import Chatbot, Membership
 from chatbots.presence import agents_with_capacity, member_live_chat_counts
 from handoff.models import Handoff
-from handoff.transitions.offers import KIND_ROUTE, handoff_offer
+from handoff.transitions.offers import KIND_ROUTE, handoff_offer_to_agent
 from pivra.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ def handoff_route(*, handoff: Handoff, now: datetime) -> None:
         agent = User.objects.get(pk=agent_id)
         locked.routing_tried = [*tried, agent_id]
         Handoff.objects.filter(pk=locked.pk).update(routing_tried=locked.routing_tried)
-        handoff_offer(handoff=locked, to=agent, kind=KIND_ROUTE, by=None, seconds=settings.ROUTING_OFFER_SECONDS)
+        handoff_offer_to_agent(
+            handoff=locked, to=agent, kind=KIND_ROUTE, by=None, seconds=settings.ROUTING_OFFER_SECONDS
+        )
         workspace_id = locked.workspace_id
         transaction.on_commit(
             lambda: _note_offered(workspace_id=workspace_id, user_id=agent_id, at=now.timestamp()), robust=True

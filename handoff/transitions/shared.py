@@ -19,12 +19,15 @@ from handoff.models import Handoff
 from handoff.payloads import event_data
 from handoff.queue_position import queue_positions_announce_on_commit
 from handoff.state import state_snapshot
+from pivra.console.revocation import console_user_group
 from pivra.errors import NotFound
 from pivra.ids import parse_uuid
 from pivra.queries import unique_row
 from pivra.realtime import console_group, send_on_commit, send_state_on_commit, visitor_group
 
 OPEN_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY)
+# The frame that takes an offer's notice off the offered agent's consoles (``offers``).
+OFFER_ENDED_FRAME = "offer.ended"
 
 
 def handoff_available(*, chatbot: Chatbot) -> bool:
@@ -54,6 +57,19 @@ def announce_state(*, conversation: Conversation, handoff: Handoff | None) -> No
         )
         # The visitors still waiting whose place in line moved hear it (one query, after commit).
         queue_positions_announce_on_commit(workspace_id=workspace_id)
+
+
+def cleared_offer() -> dict[str, Any]:
+    """The update that ends an offer (``offers``): a claim, a take-over, a transfer, a requeue, an expiry."""
+    return {"offered_to": None, "offered_by": None, "offer_kind": "", "offer_expires_at": None}
+
+
+def offer_ended_on_commit(*, agent_id: int, conversation: Conversation, reason: str) -> None:
+    """After commit: the offered agent's consoles drop the offer's notice (it ended without their claim)."""
+    send_on_commit(
+        [console_user_group(agent_id)],
+        {"type": OFFER_ENDED_FRAME, "conversation": str(conversation.public_id), "reason": reason},
+    )
 
 
 def outbox_handoff_event(
@@ -93,14 +109,23 @@ def agent_can_act_locked(*, user_id: int, workspace_id: int) -> bool:
     (FOR SHARE) until the transaction ends. A transition that gives a handoff to someone (claim,
     take-over) calls it after its guarded update: a removal or deactivation that commits first makes
     it refuse; one that comes later waits for it, and then finds the handoff and returns it to the
-    queue (``handoffs_requeue_for_member``). So no active handoff is left with an agent who cannot act."""
+    queue (``handoff.departures.handoffs_requeue_for_member``). So no active handoff is left with an
+    agent who cannot act."""
+    return member_role_locked(user_id=user_id, workspace_id=workspace_id) is not None
+
+
+def member_role_locked(*, user_id: int, workspace_id: int) -> str | None:
+    """The role of an active member of the workspace (None for anyone else), holding the membership and
+    user rows FOR SHARE as ``agent_can_act_locked`` does: a role change committed before is seen, one
+    that comes later waits for this transaction (a take-over checks the owner/admin role with it)."""
     member = Membership._meta.db_table
     user = User._meta.db_table
     lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {member} m JOIN {user} u ON u.id = m.user_id"  # table names, not input
+            f"SELECT m.role FROM {member} m JOIN {user} u ON u.id = m.user_id"  # table names, not input
             f" WHERE m.user_id = %s AND m.workspace_id = %s AND u.is_active{lock}",
             [user_id, workspace_id],
         )
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])

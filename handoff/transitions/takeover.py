@@ -1,5 +1,9 @@
 """An owner or admin takes over a live conversation held by someone else (or by nobody: an agent who
-was deleted leaves ``claimed_by`` empty). The previous holder's consoles are told at once."""
+was deleted leaves ``claimed_by`` empty). The previous holder's consoles are told at once.
+
+The role is read twice: before the transaction, for a quick refusal, and again after the guarded
+update while holding the membership row (``member_role_locked``), so a demotion or removal committed in
+between refuses the take-over, and one that comes later waits for it."""
 
 from __future__ import annotations
 
@@ -17,8 +21,13 @@ from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
 from handoff.state import agent_display_name
-from handoff.transitions.offers import cleared_offer
-from handoff.transitions.shared import agent_can_act_locked, agent_handoff, announce_state, outbox_handoff_event
+from handoff.transitions.shared import (
+    agent_handoff,
+    announce_state,
+    cleared_offer,
+    member_role_locked,
+    outbox_handoff_event,
+)
 from pivra.console.revocation import console_user_group
 from pivra.errors import Conflict, Forbidden, NotFound
 from pivra.realtime import send_on_commit
@@ -32,9 +41,8 @@ def handoff_take_over(*, agent: User, conversation_public_id: str, now: datetime
     releases and resolves wins (the update is guarded on the holder read just before)."""
     now = now or timezone.now()
     handoff = agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
-    role = Membership.objects.filter(user=agent, workspace_id=handoff.workspace_id).values_list("role", flat=True)
-    if role.first() not in MANAGER_ROLES:
-        raise Forbidden("not_admin", "Only an owner or admin of the workspace can take over a conversation.")
+    if not _is_manager(agent=agent, workspace_id=handoff.workspace_id):
+        raise _not_admin()
     if handoff.status != Handoff.Status.ACTIVE:
         if handoff.status == Handoff.Status.RESOLVED:
             raise Conflict("handoff_resolved", "This handoff is already resolved.")
@@ -49,10 +57,13 @@ def handoff_take_over(*, agent: User, conversation_public_id: str, now: datetime
         )
         if not won:
             raise Conflict("handoff_changed", "This conversation changed hands just now. Reload and try again.")
-        if not agent_can_act_locked(user_id=agent.pk, workspace_id=handoff.workspace_id):
+        role = member_role_locked(user_id=agent.pk, workspace_id=handoff.workspace_id)
+        if role is None:
             # Removed or deactivated while taking over (as in claim): the transaction rolls back, so the
             # chat stays with its holder and is not left live with someone who cannot act.
             raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+        if role not in MANAGER_ROLES:
+            raise _not_admin()  # demoted since the first read: rolled back too
         handoff.refresh_from_db()
         handoff.claimed_by = agent
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
@@ -85,3 +96,13 @@ def handoff_take_over(*, agent: User, conversation_public_id: str, now: datetime
                 },
             )
     return handoff
+
+
+def _is_manager(*, agent: User, workspace_id: int) -> bool:
+    """The first, unlocked read of the role (re-checked under lock after the guarded update)."""
+    role = Membership.objects.filter(user=agent, workspace_id=workspace_id).values_list("role", flat=True).first()
+    return role in MANAGER_ROLES
+
+
+def _not_admin() -> Forbidden:
+    return Forbidden("not_admin", "Only an owner or admin of the workspace can take over a conversation.")

@@ -1,5 +1,6 @@
 """Pending → Team busy: the per-handoff expiry timer, its re-arming when a worker starts, the expiry
-transition, and the beat sweep that heals lost or late timers."""
+transition, and the beat sweep that heals lost or late timers. An offer still running when the
+handoff expires (round robin, say) ends with it, and the offered agent's notice goes away."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from actions.events import EventType
 from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
-from handoff.transitions.shared import announce_state, outbox_handoff_event
+from handoff.transitions.shared import announce_state, cleared_offer, offer_ended_on_commit, outbox_handoff_event
 
 # Celery's Redis transport hands a task with an ETA to a worker at once; the worker holds it unacked
 # until the ETA. Held longer than the broker's visibility timeout, it is redelivered — again and
@@ -69,6 +70,8 @@ BUSY_TIMEOUT = "timeout"
 BUSY_OFFLINE = "offline"
 BUSY_AFTER_HOURS = "after_hours"
 SKIPPED_WAIT = (BUSY_OFFLINE, BUSY_AFTER_HOURS)
+# The ``offer.ended`` frame's reason when the handoff itself expired under a running offer.
+OFFER_END_TIMED_OUT = "timed_out"
 
 
 def handoff_expire(*, handoff_id: int, now: datetime | None = None, reason: str = BUSY_TIMEOUT) -> bool:
@@ -76,14 +79,25 @@ def handoff_expire(*, handoff_id: int, now: datetime | None = None, reason: str 
     way into Team busy: a request that skips the wait comes here too, with its deadline set to now."""
     now = now or timezone.now()
     with transaction.atomic():
-        won = Handoff.objects.filter(pk=handoff_id, status=Handoff.Status.PENDING, deadline_at__lte=now).update(
-            status=Handoff.Status.BUSY, timed_out_at=now, busy_reason=reason
+        # The guard, under the row's lock (a racing claim that committed first makes it find nothing).
+        handoff = (
+            Handoff.objects.select_for_update(of=("self",))
+            .select_related("chatbot")
+            .filter(pk=handoff_id, status=Handoff.Status.PENDING, deadline_at__lte=now)
+            .first()
         )
-        if not won:
+        if handoff is None:
             return False
-        handoff = Handoff.objects.select_related("chatbot").get(pk=handoff_id)
+        offered_to_id = handoff.offered_to_id
+        # Team busy takes everyone off the hook: an offer still running (round robin) ends here.
+        fields = {"status": Handoff.Status.BUSY, "timed_out_at": now, "busy_reason": reason, **cleared_offer()}
+        Handoff.objects.filter(pk=handoff.pk).update(**fields)
+        for field, value in fields.items():
+            setattr(handoff, field, value)
         chatbot = handoff.chatbot
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
+        if offered_to_id is not None:
+            offer_ended_on_commit(agent_id=offered_to_id, conversation=conversation, reason=OFFER_END_TIMED_OUT)
         event_append(
             conversation=conversation,
             kind="handoff.timed_out",

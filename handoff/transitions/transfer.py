@@ -2,6 +2,8 @@
 
 Active → pending with an offer to the colleague (``offers``): only they may claim it (accepting is
 claiming), and if they decline or let ``PIVRA_TRANSFER_ACCEPT_SECONDS`` pass it goes back to everyone.
+A colleague at their limit of live chats (``Membership.max_live_chats``) is not offered it: accepting
+is a claim, which their limit would refuse.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from django.utils import timezone
 
 from actions.events import EventType
 from chatbots.models import Membership
-from chatbots.presence import online_agent_ids
+from chatbots.presence import agents_with_capacity, member_at_capacity, online_agent_ids
 from conversations.agent_names import agent_public_name
 from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
 from handoff.state import agent_display_name
-from handoff.transitions.offers import KIND_TRANSFER, cleared_offer, handoff_offer
-from handoff.transitions.shared import agent_handoff, announce_state, outbox_handoff_event
+from handoff.transitions.offers import KIND_TRANSFER, handoff_offer_to_agent
+from handoff.transitions.shared import agent_handoff, announce_state, cleared_offer, outbox_handoff_event
 from handoff.transitions.timers import schedule_expiry
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 
@@ -41,6 +43,11 @@ def handoff_transfer(
     target = _colleague(workspace_id=handoff.workspace_id, user_id=to_user_id)
     if target.pk not in online_agent_ids(workspace_id=handoff.workspace_id):
         raise Conflict("agent_offline", f"{agent_display_name(target)} is not online. Choose an online colleague.")
+    if member_at_capacity(user_id=target.pk, workspace_id=handoff.workspace_id):
+        raise Conflict(
+            "over_capacity",
+            f"{agent_display_name(target)} is at their limit of live chats. Choose another colleague.",
+        )
     seconds = int(settings.TRANSFER_ACCEPT_SECONDS)
     with transaction.atomic():
         # The guarded update decides against a racing resolve, release, take-over or second transfer.
@@ -51,13 +58,16 @@ def handoff_transfer(
             claimed_by=None,
             claimed_at=None,
             last_message_at=None,
+            # A Team busy before the claim is over: the colleague's accept is not a late claim.
+            timed_out_at=None,
+            busy_reason="",
             deadline_at=deadline,
             **cleared_offer(),
         )
         if not won:
             _refuse(handoff_id=handoff.pk, agent=agent)
         handoff.refresh_from_db()
-        handoff_offer(handoff=handoff, to=target, kind=KIND_TRANSFER, by=agent, seconds=seconds)
+        handoff_offer_to_agent(handoff=handoff, to=target, kind=KIND_TRANSFER, by=agent, seconds=seconds)
         conversation = conversation_lock(conversation_id=handoff.conversation_id)
         # The visitor reads this line: public names only (the console's side panel shows display names).
         event_append(
@@ -84,11 +94,11 @@ def handoff_transfer(
 
 
 def transfer_targets(*, agent: User, conversation_public_id: str) -> list[dict[str, Any]]:
-    """The colleagues a conversation can go to now: Online members of its workspace but the agent,
-    by display name."""
+    """The colleagues a conversation can go to now: Online members of its workspace under their limit
+    of live chats, but the agent, by display name."""
     handoff = agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
-    online = online_agent_ids(workspace_id=handoff.workspace_id) - {agent.pk}
-    users = User.objects.filter(pk__in=online, is_active=True, memberships__workspace_id=handoff.workspace_id).order_by(
+    free = set(agents_with_capacity(workspace_id=handoff.workspace_id)) - {agent.pk}
+    users = User.objects.filter(pk__in=free, is_active=True, memberships__workspace_id=handoff.workspace_id).order_by(
         "first_name", "username"
     )
     rows = [{"id": user.pk, "name": agent_display_name(user) or ""} for user in users]

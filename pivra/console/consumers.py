@@ -36,7 +36,9 @@ workspace may have changed (``chatbots.availability``). Frames about a conversat
 ``workspace`` id, so a page of one workspace can ignore another's.
 
 Each socket also holds a presence lease per workspace (``pivra.console.presence_leases``): opened at
-connect, refreshed while it lives, released at close; it is what makes its agent Online.
+connect, refreshed while it lives, released at close; it is what makes its agent Online. A user holds
+at most ``chatbots.presence.MAX_SOCKETS_PER_USER`` console sockets: one more is accepted only to be
+closed with 4429, which the page explains (too many tabs) and does not retry.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ SESSION_ENDED_DETAIL = "Your session ended. Sign in again."
 # Expiry and changes no signal reports (a queryset update, a deleted session row) are found by this
 # re-check; event-driven ends arrive at once. Consoles are few, so a read per socket per half-minute is cheap.
 SESSION_RECHECK_SECONDS = 30.0
+# Close code when the user already holds ``chatbots.presence.MAX_SOCKETS_PER_USER`` console sockets:
+# final for the page, which says to close some tabs (each socket costs presence refreshes in Redis).
+CLOSE_TOO_MANY_SOCKETS = 4429
 # Close code while the session cannot be verified (the store is failing): the page reconnects later.
 CLOSE_SESSION_UNVERIFIED = 4503
 # Failed checks in a row that are tolerated (a blip), the next one closes; retried this much sooner.
@@ -116,7 +121,7 @@ def _replay(conversation_pk: int, last_seq: int) -> tuple[int, list[dict[str, An
     if conversation.last_seq - last_seq > REPLAY_LIMIT:
         return conversation.last_seq, None
     events = Event.objects.filter(conversation=conversation, seq__gt=last_seq).order_by("seq")
-    return conversation.last_seq, [event_frame(e, conversation) for e in events]
+    return conversation.last_seq, [event_frame(e, conversation, team=True) for e in events]
 
 
 def _workspace_of(public_id: str) -> int | None:
@@ -155,11 +160,15 @@ class ConsoleConsumer(SocketConsumer):
             await self.accept()
             await (self._end_unverified() if validity is None else self._end_session())
             return
+        self._presence = PresenceLeases(layer=self.channel_layer, user_id=user.pk, socket_id=self.channel_name)
+        if not await self._presence.admit():
+            await self.accept()  # closed with a code the page explains, as the session checks are
+            await self._end_too_many_sockets()
+            return
         counts = await database_sync_to_async(_workspaces)(user.pk)
         self.workspace_ids = frozenset(counts)
         # Presence (chatbots/presence.py): this socket keeps the agent Online in each of their workspaces.
         # Opened before joining the console groups, so the socket does not hear its own arrival.
-        self._presence = PresenceLeases(layer=self.channel_layer, user_id=user.pk, socket_id=self.channel_name)
         await self._presence.open(self.workspace_ids)
         for workspace_id in self.workspace_ids:
             await self.channel_layer.group_add(console_group(workspace_id), self.channel_name)
@@ -390,6 +399,11 @@ class ConsoleConsumer(SocketConsumer):
             logger.warning("closing a console socket whose session could not be verified")
             with contextlib.suppress(Exception):
                 await self.close(code=CLOSE_SESSION_UNVERIFIED)
+
+    async def _end_too_many_sockets(self) -> None:
+        if await self._leave_everything():
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_TOO_MANY_SOCKETS)
 
     async def _leave_everything(self) -> bool:
         """Mark the socket ended and leave every group; False when it had ended already."""

@@ -17,7 +17,7 @@ import redis
 from channels.layers import BaseChannelLayer
 
 from chatbots.availability import presence_frame
-from chatbots.presence import REFRESH_SECONDS, presence_release, presence_touch
+from chatbots.presence import REFRESH_SECONDS, presence_admit, presence_dismiss, presence_release, presence_touch
 from pivra.realtime import EVENT_TYPE, console_group
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,15 @@ class PresenceLeases:
         self.socket_id = socket_id
         self.workspace_ids: frozenset[int] = frozenset()
         self._refresher: asyncio.Task[None] | None = None
+
+    async def admit(self) -> bool:
+        """Count this socket against the user's cap (``MAX_SOCKETS_PER_USER``); False when they hold
+        that many already. Redis out of reach admits it: presence is unknown then anyway."""
+        try:
+            return await asyncio.to_thread(presence_admit, user_id=self.user_id, socket_id=self.socket_id)
+        except redis.RedisError:
+            logger.warning("could not count a console socket against its user's cap (Redis out of reach)")
+            return True
 
     async def open(self, workspace_ids: Iterable[int]) -> None:
         self.workspace_ids = frozenset(workspace_ids)
@@ -48,6 +57,8 @@ class PresenceLeases:
             refresher.cancel()
         gone, self.workspace_ids = self.workspace_ids, frozenset()
         await self._release(gone)
+        with contextlib.suppress(redis.RedisError):  # else its count runs out with the lease
+            await asyncio.to_thread(presence_dismiss, user_id=self.user_id, socket_id=self.socket_id)
 
     async def _touch_all(self) -> None:
         for workspace_id in self.workspace_ids:
@@ -79,6 +90,7 @@ class PresenceLeases:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
+                await self.admit()  # keeps its place under the cap (admitted already: never refused)
                 await self._touch_all()
             except Exception:  # a dead refresher would show a member Offline with their console open
                 logger.exception("console presence refresh failed")

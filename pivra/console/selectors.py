@@ -458,37 +458,3 @@ def visitor_details(visitor: Visitor) -> dict[str, Any]:
         "user_agent": visitor.user_agent,
         "locale": visitor.locale,
     }
-
-
-# System lines of the thread: a short label before the event's own text (kept in step with conversation.js).
-SYSTEM_LABELS = {
-    "handoff.requested": "Handoff requested",
-    "handoff.claimed": "Claimed",
-    "handoff.timed_out": "Timed out · team busy",
-    "handoff.resolved": "Resolved",
-    "lead.captured": "Mobile number left",
-    "conversation.continued": "Continued with AI",
-    "handoff.transferred": "Transferred",
-    "handoff.transfer_ended": "Transfer not accepted",
-    "handoff.taken_over": "Taken over",
-}
-
-
-def event_style(event: Event) -> str:
-    """How the thread draws an event: a visitor, AI or agent bubble, or a system line."""
-    if event.kind == "message" and event.author in (Event.Author.VISITOR, Event.Author.AI, Event.Author.AGENT):
-        return str(event.author)
-    if event.kind == "handoff.offer":
-        return "ai"  # the bot's question, as the visitor saw it
-    if event.kind.startswith("handoff.offer_"):
-        return "visitor"  # the visitor's answer to it
-    return "system"
-
-
-def system_label(event: Event) -> str:
-    if event.kind == "handoff.requested":
-        trigger = str((event.data or {}).get("trigger", "")).capitalize()
-        return f"Handoff requested · {trigger}" if trigger else "Handoff requested"
-    if event.kind == "handoff.claimed" and (event.data or {}).get("late"):
-        return "Claimed late"
-    return SYSTEM_LABELS.get(event.kind, event.kind.replace(".", " ").replace("_", " ").capitalize())

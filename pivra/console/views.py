@@ -22,9 +22,9 @@ from chatbots.presence import workspace_roster
 from conversations.export import ExportResponse, export_response
 from conversations.models import Conversation
 from handoff.models import Handoff
-from handoff.queue_position import workspace_queue_positions
+from handoff.queue_position import NUMBERED, queue_places
 from handoff.state import agent_display_name
-from pivra.console import analytics, selectors
+from pivra.console import analytics, selectors, thread_labels
 from pivra.inputs import MAX_ID, parse_int
 
 PAGE_SIZE = 50
@@ -56,13 +56,19 @@ def _row(conversation: Conversation, *, now: datetime) -> dict[str, Any]:
 
 
 def _with_queue_positions(rows: list[dict[str, Any]], workspace_id: int, tab: str) -> list[dict[str, Any]]:
-    """The Handoff tab shows each waiting visitor's place in line, as their widget does (one query)."""
-    if tab != selectors.TAB_HANDOFF or not any(row.get("ticking") for row in rows):
+    """The Handoff tab shows each waiting visitor's place in line, as their widget does: one query for
+    the handoffs on this page only, each counting at most NUMBERED places ahead ("50+ ahead" past it)."""
+    if tab != selectors.TAB_HANDOFF:
         return rows
-    positions = workspace_queue_positions(workspace_id=workspace_id)
+    ids = [row["handoff"].pk for row in rows if row.get("ticking") and row.get("handoff") is not None]
+    places = queue_places(workspace_id=workspace_id, handoff_ids=ids)
     for row in rows:
         handoff = row.get("handoff")
-        row["position"] = positions.get(handoff.pk) if handoff is not None else None
+        if handoff is None or handoff.pk not in places:
+            continue
+        place = places[handoff.pk]
+        row["position"] = place
+        row["position_over"] = NUMBERED if place is None else None
     return rows
 
 
@@ -179,7 +185,9 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
         "controls": selectors.conversation_controls(conversation=conversation, handoff=handoff, user=request.user),  # type: ignore[arg-type]
         "waited": selectors.duration_text(selectors.waited_seconds(handoff)) if handoff else None,
         "ticking": handoff is not None and handoff.status in selectors.UNCLAIMED_STATUSES,
-        "thread": [{"event": e, "style": selectors.event_style(e), "label": selectors.system_label(e)} for e in events],
+        "thread": [
+            {"event": e, "style": thread_labels.event_style(e), "label": thread_labels.system_label(e)} for e in events
+        ],
         "state": _state(request, conversation),
         "me": agent_display_name(request.user),
         "max_length": settings.MESSAGE_MAX_LENGTH,

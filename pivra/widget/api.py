@@ -63,6 +63,11 @@ class HandoffStateOut(Schema):
     busy_reason: str = ""
     offline_message: str = ""
     lead_phone: str | None
+    # Where a waiting visitor stands (1 = next; None outside the line or past the numbered places, then
+    # position_over says how far: "50+ people are ahead of you") and the usual wait (None: too little history).
+    position: int | None = None
+    position_over: int | None = None
+    wait_seconds: int | None = None
 
 
 class StateOut(Schema):

@@ -25,6 +25,9 @@ const SOCKET_ERROR_CODES = new Set([
 ]);
 const CLOSE_SESSION_ENDED = 4401;
 const CLOSE_NO_WORKSPACE = 4403; // the "revoked" frame before it reloads the page
+// The user has too many console tabs open (the server's cap): final, the page says to close some.
+const CLOSE_TOO_MANY_SOCKETS = 4429;
+const TOO_MANY_SOCKETS_TEXT = "Too many Pivra tabs are open: this one is not live. Close some tabs, then";
 const SESSION_ENDED_TEXT = "Your session ended.";
 
 const script = document.querySelector("script[data-console-socket]");
@@ -90,7 +93,7 @@ export class ConsoleSocket extends EventTarget {
       if (this.ws === ws) {
         this.ws = null;
         this.dispatchEvent(new CustomEvent("status", { detail: { connected: false } }));
-        if (event.code === CLOSE_SESSION_ENDED || event.code === CLOSE_NO_WORKSPACE) {
+        if (event.code === CLOSE_SESSION_ENDED || event.code === CLOSE_NO_WORKSPACE || event.code === CLOSE_TOO_MANY_SOCKETS) {
           // Final: reconnecting cannot help. Say so instead of retrying forever.
           this.ended = true;
           clearTimeout(this.retryTimer);
@@ -221,6 +224,23 @@ consoleSocket.addEventListener("revoked", (event) => {
 
 // The session ended: a message at the top of the page with a way back in (the login page sends a
 // still-signed-in agent straight back, e.g. after changing their own password in another tab).
+// Too many tabs: this one stays quiet (no reconnect loop against the cap) and says how to go live again.
+consoleSocket.addEventListener("ended", (event) => {
+  if (event.detail.code !== CLOSE_TOO_MANY_SOCKETS || document.querySelector("[data-too-many-tabs]")) return;
+  const box = document.createElement("ul");
+  box.className = "flash";
+  box.setAttribute("role", "alert");
+  box.dataset.tooManyTabs = "";
+  const item = document.createElement("li");
+  item.className = "flash-error";
+  const link = document.createElement("a");
+  link.href = window.location.pathname + window.location.search;
+  link.textContent = "reload this page.";
+  item.append(`${TOO_MANY_SOCKETS_TEXT} `, link);
+  box.append(item);
+  (document.getElementById("main") || document.body).prepend(box);
+});
+
 consoleSocket.addEventListener("ended", (event) => {
   if (event.detail.code !== CLOSE_SESSION_ENDED || document.querySelector("[data-session-ended]")) return;
   const next = encodeURIComponent(window.location.pathname + window.location.search);

@@ -67,6 +67,15 @@ const SYSTEM_LABELS = {
   "handoff.transferred": "Transferred",
   "handoff.transfer_ended": "Transfer not accepted",
   "handoff.taken_over": "Taken over",
+  "handoff.released": "Back in the queue",
+};
+// Why a live chat went back to the queue (kept in step with pivra/console/selectors.py).
+const RELEASE_REASONS = {
+  released: "released by the agent",
+  member_removed: "agent removed from the workspace",
+  agent_deactivated: "agent deactivated",
+  agent_deleted: "agent deleted",
+  agent_missing: "agent no longer a member",
 };
 
 // --- the thread ------------------------------------------------------------------------------
@@ -86,6 +95,8 @@ function systemLabel(frame) {
   if (frame.kind === "handoff.claimed" && frame.data && frame.data.late) return "Claimed late";
   if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "offline") return "Team busy · nobody online";
   if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "after_hours") return "Team busy · after hours";
+  const reason = frame.data && frame.data.reason;
+  if (frame.kind === "handoff.released" && RELEASE_REASONS[reason]) return `Back in the queue · ${RELEASE_REASONS[reason]}`;
   return SYSTEM_LABELS[frame.kind] || frame.kind;
 }
 

@@ -58,7 +58,17 @@ consoleSocket.addEventListener("status", (event) => {
 
 // "Online now": who is Online / Away / Offline and their live chats. Re-read (server-side HTML) when
 // presence changes (a status chosen, a first console opened, a last one gone past the grace) and on
-// the workspace's events, since a claim or a resolve changes someone's "2 / 3 chats".
+// the handoff events that change someone's "2 / 3 chats" (a claim, a resolve, a release, a transfer,
+// a take-over) — not on every message. Every agent's page re-reads it, so the wait is long (2 s):
+// a busy workspace costs each page at most one fetch in flight and one queued per 2 s.
+const PRESENCE_DELAY_MS = 2000;
+const LIVE_CHAT_KINDS = new Set([
+  "handoff.claimed",
+  "handoff.resolved",
+  "handoff.released",
+  "handoff.transferred",
+  "handoff.taken_over",
+]);
 const presenceRegion = document.querySelector("[data-presence-list]");
 
 async function refreshPresence() {
@@ -76,14 +86,15 @@ async function refreshPresence() {
 }
 
 if (presenceRegion) {
-  const schedulePresence = coalesce(refreshPresence, { delay: 150 });
+  const schedulePresence = coalesce(refreshPresence, { delay: PRESENCE_DELAY_MS });
   consoleSocket.addEventListener("presence", (event) => {
     if (event.detail.workspace === workspaceId) schedulePresence();
   });
   consoleSocket.addEventListener("event", (event) => {
-    if (event.detail.workspace === workspaceId && String(event.detail.kind || "").startsWith("handoff.")) schedulePresence();
+    if (event.detail.workspace === workspaceId && LIVE_CHAT_KINDS.has(event.detail.kind)) schedulePresence();
   });
-  consoleSocket.addEventListener("status", (event) => {
-    if (event.detail.connected && event.detail.resumed) schedulePresence();
-  });
+  // After every welcome (first connect and reconnects): the list was rendered before this page's own
+  // socket opened its lease, and a socket never hears its own arrival — without this a freshly signed-in
+  // agent would see themselves Offline.
+  consoleSocket.addEventListener("welcome", () => schedulePresence());
 }

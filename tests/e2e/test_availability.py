@@ -70,3 +70,35 @@ def test_an_owner_sets_a_members_capacity_on_the_overview(context: BrowserContex
     )
     admin.locator("#team").scroll_into_view_if_needed()
     shot(admin, "availability-team-capacity")
+
+
+def _fill_socket_cap(username: str) -> int:
+    """``username`` already holds the most console sockets one user may (as if from other tabs)."""
+    from django.contrib.auth.models import User
+
+    from chatbots.presence import MAX_SOCKETS_PER_USER, presence_admit
+
+    user_id = User.objects.get(username=username).pk
+    for n in range(MAX_SOCKETS_PER_USER):
+        assert presence_admit(user_id=user_id, socket_id=f"other-tab-{n}")
+    return user_id
+
+
+def test_one_tab_too_many_says_so_and_a_reload_after_closing_one_goes_live(context: BrowserContext) -> None:
+    from chatbots.presence import presence_dismiss
+
+    seed()
+    user_id = off_thread(_fill_socket_cap, username="alice")
+    errors: list[str] = []
+    alice = login(context, "alice", errors)
+    notice = alice.locator("[data-too-many-tabs]")
+    expect(notice).to_contain_text("Too many Pivra tabs are open", timeout=LIVE)
+    expect(alice.locator("[data-connection-banner]")).to_have_text("")  # not "Connection lost": it does not retry
+    shot(alice, "availability-too-many-tabs")
+
+    off_thread(presence_dismiss, user_id=user_id, socket_id="other-tab-0")  # one tab closed
+    notice.get_by_role("link", name="reload this page.").click()
+    expect(alice.get_by_role("heading", name="Conversations", exact=True)).to_be_visible()
+    expect(_member(alice, "Alice")).to_have_attribute("data-status", "online", timeout=LIVE)
+    expect(alice.locator("[data-too-many-tabs]")).to_have_count(0)
+    assert errors == []

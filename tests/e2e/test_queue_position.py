@@ -1,6 +1,7 @@
 """Queue position in the real widget and console: two visitors wait, the second is number 2 in line;
 an agent claims the first and the second's widget says "You are next in line" live, as the Handoff
-tab does."""
+tab does. Past the numbered places a visitor sees "50+ people are ahead of you" and gets a number
+live once someone ahead leaves (the announcement runs as a Celery task on the real workers)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from playwright.sync_api import Browser, BrowserContext, FrameLocator, Page, exp
 from chatbots.demo import demo_seed
 from chatbots.models import Chatbot
 from handoff.models import Handoff
+from handoff.queue_position import NUMBERED
 from handoff.transitions.claim import handoff_claim
 from handoff.transitions.request import handoff_request
+from handoff.transitions.resolve import handoff_resolve
 from pivra.stack import AppProcesses
 from tests.e2e.console_helpers import PASSWORD, handoff_queue, row, seeded_visitor, shot
 from tests.e2e.widget_helpers import off_thread, open_widget
@@ -97,3 +100,34 @@ def test_the_second_visitor_moves_to_next_in_line_when_the_first_is_claimed(
         expect(reloaded.locator(".pv-queue")).to_have_text("You are next in line · usually under 2 minutes")
     finally:
         agent_context.close()
+
+
+def _seed_a_full_line() -> list[str]:
+    """The demo with history, and NUMBERED visitors already waiting (asked ten minutes ago)."""
+    bot = _seed()
+    asked = timezone.now() - timedelta(minutes=10)
+    waiting = []
+    for n in range(NUMBERED):
+        _, conversation = seeded_visitor(bot, page="https://northwind.example/")
+        key = str(conversation.public_id)
+        handoff_request(
+            visitor=conversation.visitor, conversation_public_id=key, trigger="button", now=asked + timedelta(seconds=n)
+        )
+        waiting.append(key)
+    return waiting
+
+
+def test_a_visitor_past_the_numbered_places_gets_a_number_live_when_someone_ahead_leaves(
+    page: Page, live_stack: AppProcesses
+) -> None:
+    waiting = off_thread(_seed_a_full_line)
+    frame = _ask_for_a_person(page)
+    queue_line = frame.locator(".pv-queue")
+    expect(queue_line).to_have_text(f"{NUMBERED}+ people are ahead of you")
+    expect(queue_line).to_have_attribute("data-position", "over")
+    shot(page, "queue-position-widget-over")
+
+    alice = User.objects.get(username="alice")
+    off_thread(handoff_resolve, agent=alice, conversation_public_id=waiting[0])
+    expect(queue_line).to_have_text(f"You are number {NUMBERED} in line · usually under 2 minutes")
+    expect(queue_line).to_have_attribute("data-position", str(NUMBERED))

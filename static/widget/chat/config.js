@@ -38,6 +38,7 @@ export const T = Object.assign(
     transferText: "They'll be with you in a moment.",
     queueNext: "You are next in line",
     queuePosition: "You are number {n} in line",
+    queueBeyond: "{n}+ people are ahead of you",
     waitUnderOne: "usually under 1 minute",
     waitUnder: "usually under {n} minutes",
     waitOverHour: "usually over an hour",

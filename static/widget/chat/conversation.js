@@ -85,7 +85,7 @@ export function applyState(state, force = false) {
 export function applyPosition(f) {
   const h = S.state && S.state.conversation === f.conversation ? S.state.handoff : null;
   if (!h || h.status !== "pending") return;
-  S.state = { ...S.state, handoff: { ...h, position: f.position, wait_seconds: f.wait_seconds } };
+  S.state = { ...S.state, handoff: { ...h, position: f.position, position_over: f.position_over ?? null, wait_seconds: f.wait_seconds } };
   renderView();
 }
 

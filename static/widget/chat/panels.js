@@ -13,7 +13,7 @@ import { el } from "./util.js";
 
 export function renderPanel(vs) {
   const h = (S.state && S.state.handoff) || {};
-  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.busy_reason, h.offline_message, h.lead_phone, h.position, h.wait_seconds, h.transfer_to]);
+  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.busy_reason, h.offline_message, h.lead_phone, h.position, h.position_over, h.wait_seconds, h.transfer_to]);
   if (key === S.panelKey) return;
   S.panelKey = key;
   const focusWasInside = ui.panel.contains(document.activeElement);
@@ -52,6 +52,12 @@ function pendingCard(h) {
   if (Number(h.position) > 0) {
     const line = el("p", "pv-card-text pv-queue", queueText(Number(h.position), h.wait_seconds));
     line.dataset.position = String(h.position);
+    body.append(line);
+  } else if (Number(h.position_over) > 0) {
+    // Further back than the numbered places: no exact number, no estimate (it is the usual wait of
+    // one request, which says little about a long line).
+    const line = el("p", "pv-card-text pv-queue", fmt(T.queueBeyond, { n: Number(h.position_over) }));
+    line.dataset.position = "over";
     body.append(line);
   }
   card.append(spinner, body);
