@@ -82,3 +82,24 @@ def make_personas() -> Personas:
         chatbot=make_chatbot(workspace, "Acme bot"),
         other_chatbot=make_chatbot(other, "Other bot"),
     )
+
+
+def handoff_settings_form(**overrides: str) -> dict[str, str]:
+    """What the settings page's Human Handoff section posts, with ``overrides``."""
+    form = {
+        "section": "handoff",
+        "enabled": "on",
+        "keywords": "speak to someone\ntalk to real person",
+        "waiting_message": "Connecting you with the team now…",
+        "timeout_seconds": "120",
+        "busy_message": "Our team is currently busy…",
+        # The issue-15 fields the page always posts (defaults: always open, skip the wait when offline).
+        "handoff_skip_wait_when_offline": "on",
+        "handoff_offline_message": "We're not online right now.",
+        "handoff_idle_minutes": "",
+        "handoff_routing": "first_claim",
+        "office_hours_timezone": "UTC",
+        "office_closed_dates": "",
+    }
+    form.update(overrides)
+    return form

@@ -5,31 +5,11 @@ from django.test import Client
 
 from chatbots.models import KnowledgeEntry
 from chatbots.services import subscription_set
-from tests.factories import Personas
+from tests.factories import Personas, handoff_settings_form
 
 pytestmark = pytest.mark.django_db
 
 URL = "/dashboard/settings/"
-
-
-def _handoff_form(**overrides: str) -> dict[str, str]:
-    form = {
-        "section": "handoff",
-        "enabled": "on",
-        "keywords": "speak to someone\ntalk to real person",
-        "waiting_message": "Connecting you with the team now…",
-        "timeout_seconds": "120",
-        "busy_message": "Our team is currently busy…",
-        # The issue-15 fields the page always posts (defaults: always open, skip the wait when offline).
-        "handoff_skip_wait_when_offline": "on",
-        "handoff_offline_message": "We're not online right now.",
-        "handoff_idle_minutes": "",
-        "handoff_routing": "first_claim",
-        "office_hours_timezone": "UTC",
-        "office_closed_dates": "",
-    }
-    form.update(overrides)
-    return form
 
 
 def test_the_handoff_section_saves_with_the_briefs_fields(client: Client, personas: Personas) -> None:
@@ -45,7 +25,7 @@ def test_the_handoff_section_saves_with_the_briefs_fields(client: Client, person
         "Save settings",
     ):
         assert label in page
-    response = client.post(URL, _handoff_form(chatbot=str(personas.chatbot.pk)))
+    response = client.post(URL, handoff_settings_form(chatbot=str(personas.chatbot.pk)))
     assert response.status_code == 302
     personas.chatbot.refresh_from_db()
     assert personas.chatbot.handoff_enabled
@@ -55,7 +35,7 @@ def test_the_handoff_section_saves_with_the_briefs_fields(client: Client, person
 
 def test_a_timeout_out_of_bounds_gets_a_clear_error_and_nothing_changes(client: Client, personas: Personas) -> None:
     client.force_login(personas.owner)
-    response = client.post(URL, _handoff_form(timeout_seconds="1"))
+    response = client.post(URL, handoff_settings_form(timeout_seconds="1"))
     assert response.status_code == 200
     assert "Ensure this value is greater than or equal to 5." in response.content.decode()
     personas.chatbot.refresh_from_db()
@@ -69,7 +49,7 @@ def test_the_free_plan_shows_a_locked_section_and_the_server_refuses(client: Cli
     assert "Human handoff is available on Starter plan and above." in page
     assert "Upgrade plan" in page
     assert 'name="enabled"' not in page
-    response = client.post(URL, _handoff_form())
+    response = client.post(URL, handoff_settings_form())
     assert response.status_code == 200
     assert "Human handoff is available on Starter plan and above" in response.content.decode()
     personas.chatbot.refresh_from_db()
@@ -79,7 +59,7 @@ def test_the_free_plan_shows_a_locked_section_and_the_server_refuses(client: Cli
 def test_agents_can_view_but_not_change_settings(client: Client, personas: Personas) -> None:
     client.force_login(personas.teammate)
     assert "only workspace owners and admins can change them" in client.get(URL).content.decode()
-    client.post(URL, _handoff_form())
+    client.post(URL, handoff_settings_form())
     personas.chatbot.refresh_from_db()
     assert personas.chatbot.handoff_enabled is False
 

@@ -9,30 +9,11 @@ from django.test import Client
 from django.urls import reverse
 
 from chatbots.models import Chatbot
-from tests.factories import Personas, chatbot_admin_form
+from tests.factories import Personas, chatbot_admin_form, handoff_settings_form
 
 pytestmark = pytest.mark.django_db
 
 URL = "/dashboard/settings/"
-
-
-def _form(**overrides: str) -> dict[str, str]:
-    form = {
-        "section": "handoff",
-        "enabled": "on",
-        "keywords": "speak to someone",
-        "waiting_message": "Connecting you with the team now…",
-        "timeout_seconds": "180",
-        "busy_message": "Our team is currently busy…",
-        "handoff_skip_wait_when_offline": "on",
-        "handoff_offline_message": "We're not online right now.",
-        "handoff_idle_minutes": "",
-        "handoff_routing": "first_claim",
-        "office_hours_timezone": "UTC",
-        "office_closed_dates": "",
-    }
-    form.update(overrides)
-    return form
 
 
 def test_the_page_shows_the_new_fields(client: Client, personas: Personas) -> None:
@@ -61,7 +42,7 @@ def test_office_hours_and_the_options_save_from_the_page(client: Client, persona
     client.force_login(personas.owner)
     response = client.post(
         URL,
-        _form(
+        handoff_settings_form(
             office_hours_enabled="on",
             office_hours_timezone="Europe/Paris",
             hours_mon="09:00-12:00, 13:00-17:30",
@@ -88,7 +69,7 @@ def test_office_hours_and_the_options_save_from_the_page(client: Client, persona
     page = client.get(URL).content.decode()
     assert 'value="09:00-12:00, 13:00-17:30"' in page and "2026-01-01\n2026-12-25" in page
     # Emptying the idle minutes goes back to the platform default.
-    assert client.post(URL, _form(handoff_idle_minutes="")).status_code == 302
+    assert client.post(URL, handoff_settings_form(handoff_idle_minutes="")).status_code == 302
     assert Chatbot.objects.get(pk=bot.pk).handoff_idle_minutes is None
 
 
@@ -120,7 +101,7 @@ def test_bad_values_get_a_readable_error_and_nothing_is_saved(
     client: Client, personas: Personas, overrides: dict[str, str], message: str
 ) -> None:
     client.force_login(personas.owner)
-    response = client.post(URL, _form(chatbot=str(personas.chatbot.pk), **overrides))
+    response = client.post(URL, handoff_settings_form(chatbot=str(personas.chatbot.pk), **overrides))
     assert response.status_code == 200
     page = response.content.decode()
     assert message in page, page[page.find("form-error") - 200 : page.find("form-error") + 600]
@@ -131,7 +112,7 @@ def test_bad_values_get_a_readable_error_and_nothing_is_saved(
 
 def test_an_agent_cannot_change_the_hours(client: Client, personas: Personas) -> None:
     client.force_login(personas.teammate)
-    client.post(URL, _form(office_hours_enabled="on", hours_mon="09:00-17:00"))
+    client.post(URL, handoff_settings_form(office_hours_enabled="on", hours_mon="09:00-17:00"))
     assert Chatbot.objects.get(pk=personas.chatbot.pk).office_hours_enabled is False
 
 

@@ -2,7 +2,7 @@
 // (PUT /api/console/workspaces/{id}/availability), so it is kept across reloads and tabs. Without
 // JavaScript the same form posts to the dashboard and comes back to the page.
 
-import { csrfToken, noteApiReachable } from "./console.js";
+import { sendJson } from "./console.js";
 
 const form = document.querySelector("[data-availability]");
 
@@ -13,29 +13,7 @@ function show(form, value) {
 
 async function save(form, value) {
   const url = `/api/console/workspaces/${encodeURIComponent(form.dataset.workspace)}/availability`;
-  let response;
-  try {
-    response = await fetch(url, {
-      method: "PUT",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
-      body: JSON.stringify({ availability: value }),
-    });
-  } catch {
-    noteApiReachable(false);
-    throw new Error("Can't reach Pivra. Your status was not changed.");
-  }
-  noteApiReachable(response.status !== 503);
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    throw new Error((data && typeof data.detail === "string" && data.detail) || "Your status was not changed. Try again.");
-  }
-  return data;
+  return sendJson(url, { availability: value }, "PUT");
 }
 
 if (form) {

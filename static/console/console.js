@@ -399,10 +399,15 @@ export function csrfToken() {
 
 /** POST JSON to the console API; resolves to the body, or throws an Error whose message is readable. */
 export async function postJson(url, body) {
+  return sendJson(url, body, "POST");
+}
+
+/** Send JSON to the console API with ``method`` (POST, PUT); the same answers and errors as postJson. */
+export async function sendJson(url, body, method) {
   let response;
   try {
     response = await fetch(url, {
-      method: "POST",
+      method,
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
       body: JSON.stringify(body || {}),
