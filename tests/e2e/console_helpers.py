@@ -152,13 +152,13 @@ def _seed_queue(bot: Chatbot, bob: User) -> None:
 # --- agents, in the browser ---------------------------------------------------------------------
 
 
-def login(context: BrowserContext, username: str, errors: list[str] | None = None) -> Page:
+def login(context: BrowserContext, username: str, errors: list[str] | None = None, *, password: str = PASSWORD) -> Page:
     page = context.new_page()
     if errors is not None:
         page.on("pageerror", lambda error: errors.append(f"{username}: {error}"))
     page.goto("/accounts/login/?next=/dashboard/conversations/")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Conversations", exact=True)).to_be_visible()
     return page

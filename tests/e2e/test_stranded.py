@@ -20,7 +20,7 @@ from handoff.models import Handoff
 from handoff.transitions.claim import handoff_claim
 from pivra.stack import AppProcesses
 from tests.e2e.conftest import screenshot
-from tests.e2e.console_helpers import LIVE, tab, visitor_context
+from tests.e2e.console_helpers import LIVE, login, tab, visitor_context
 from tests.e2e.widget_helpers import DEMO_PASSWORD, off_thread, open_widget, seed_demo, send
 
 
@@ -32,14 +32,7 @@ def visitor(browser: Browser, live_stack: AppProcesses, transactional_db: None) 
 
 
 def _login(context: BrowserContext, username: str, errors: list[str]) -> Page:
-    page = context.new_page()
-    page.on("pageerror", lambda error: errors.append(f"{username}: {error}"))
-    page.goto("/accounts/login/?next=/dashboard/conversations/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Conversations", exact=True)).to_be_visible()
-    return page
+    return login(context, username, errors, password=DEMO_PASSWORD)
 
 
 def _visitor_waits(visitor: BrowserContext) -> tuple[Page, FrameLocator, str]:
