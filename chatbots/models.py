@@ -168,6 +168,24 @@ class Chatbot(models.Model):
 
     handoff_routing = models.CharField(max_length=20, choices=Routing.choices, default=Routing.FIRST_CLAIM)
 
+    # Off by default: what a visitor types before sending is theirs until they send it.
+    typing_preview = models.BooleanField(
+        default=False,
+        verbose_name="Show agents what the visitor is typing before they send it",
+    )
+
+    class SatisfactionSurvey(models.TextChoices):
+        OFF = "off", "Don't ask"
+        THUMBS = "thumbs", "Thumbs up or down"
+        FIVE = "five", "1 to 5 stars"
+
+    satisfaction_survey = models.CharField(
+        max_length=10,
+        choices=SatisfactionSurvey.choices,
+        default=SatisfactionSurvey.THUMBS,
+        verbose_name='Ask "How did we do?" after a conversation is resolved',
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

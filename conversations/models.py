@@ -40,6 +40,13 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The highest seq the visitor has seen (the widget open and visible): the console's "Seen".
+    visitor_seen_seq = models.PositiveIntegerField(default=0)
+    # The visitor's answer to "How did we do?" after a resolve (also an event, kind "rating"), kept here
+    # too so the Analytics page reads it without scanning events. 1-5; the thumbs scale stores 1 or 5.
+    rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    rating_comment = models.CharField(max_length=1000, blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -89,3 +96,56 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} by {self.author}"
+
+
+class Note(models.Model):
+    """An agent's internal note on a conversation, shown to the workspace's agents in the thread.
+
+    Deliberately not an ``Event``: the visitor's channels (socket, SSE, events API, transcript,
+    exports, the AI's context) all read the event log, so a note kept out of it cannot reach them, and
+    the visitor's seq stays gap-free."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_name = models.CharField(max_length=150, blank=True)
+    text = models.TextField()
+    # User ids of the members @mentioned (each is told live).
+    mentions = models.JSONField(default=list, blank=True)
+    # The conversation's last_seq when the note was written: its place in the thread among the events.
+    after_seq = models.PositiveIntegerField(default=0)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "after_seq", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="note_unique_client_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["conversation", "after_seq"], name="note_conversation_seq")]
+
+    def __str__(self) -> str:
+        return f"Note after #{self.after_seq} by {self.author_name}"
+
+
+class ConversationRead(models.Model):
+    """How far one agent has read one conversation: its unread count is the visitor messages after it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="reads")
+    last_read_seq = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "conversation"], name="conversation_read_unique_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.conversation_id} to #{self.last_read_seq}"

@@ -123,6 +123,9 @@ INSTALLED_APPS = [
     "conversations",
     "handoff",
     "actions",
+    "canned",
+    "notifications",
+    "attachments",
 ]
 
 MIDDLEWARE = [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -8,7 +9,9 @@ import redis as redis_lib
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connections
+from django.core.management.base import CommandError
+from django.db import OperationalError, connections
+from django.test import TransactionTestCase
 
 from chatbots.models import Chatbot
 from tests.factories import Personas, make_personas
@@ -65,5 +68,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # sync API also keeps an event loop on the main thread, which async tests must not follow.)
     items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") else 0)
 
+
+# Django's stubs do not declare this private hook.
+_flush_once = getattr(TransactionTestCase, "_fixture_teardown")  # noqa: B009
+
+
+def _flush_retrying_deadlocks(self: TransactionTestCase) -> None:
+    """A transactional test ends by TRUNCATE-ing every table. In the browser tests the real stack's
+    beat sweeps (presence, offers, handoff timers, idle) keep reading those tables meanwhile, and
+    PostgreSQL may pick the TRUNCATE as a deadlock's victim: it is rolled back whole, so run it again."""
+    for attempt in range(5):
+        try:
+            _flush_once(self)
+            return
+        except CommandError as exc:
+            cause = exc.__cause__
+            if attempt == 4 or not isinstance(cause, OperationalError) or "deadlock detected" not in str(cause):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+setattr(TransactionTestCase, "_fixture_teardown", _flush_retrying_deadlocks)  # noqa: B010
 
 os.environ.setdefault("PIVRA_TEST", "1")

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.timeout(400)
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PIP = (sys.executable, "-m", "pip", "--quiet", "--no-input")
-APPS = ("pivra", "actions", "chatbots", "conversations", "handoff")
+# Every top-level Django app of the checkout (a new app must be listed in pyproject.toml to ship).
+APPS = tuple(sorted(path.parent.name for path in ROOT.glob("*/apps.py")))
 # What a build reads: the install's sources, and the files pyproject.toml names.
 BUILD_INPUTS = (*APPS, "templates", "static")
 BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE")
@@ -195,10 +196,10 @@ def _requirements(*extras: str) -> list[Requirement]:
     declared = [Requirement(line) for line in project["dependencies"]]
     for extra in extras:
         declared += [Requirement(line) for line in project["optional-dependencies"][extra]]
-    return [req for req in declared if canonicalize_name(req.name) != "pivra"]  # dev includes pivra[bench]
+    return [req for req in declared if canonicalize_name(req.name) != "pivra"]  # dev includes pivra[bench,s3]
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("base.lock", ()), ("dev.lock", ("dev", "bench"))])
+@pytest.mark.parametrize(("lock", "extras"), [("base.lock", ()), ("dev.lock", ("dev", "bench", "s3"))])
 def test_lock_pins_every_declared_dependency_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
     pinned = _locked(lock)
     for req in _requirements(*extras):

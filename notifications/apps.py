@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class NotificationsConfig(AppConfig):
+    """Telling agents with no dashboard tab in front: Web Push subscriptions and their deliveries."""
+
+    name = "notifications"
