@@ -49,3 +49,10 @@ def test_values_are_stored_as_json_and_counters_as_integers() -> None:
 def test_a_value_json_cannot_hold_is_refused_rather_than_pickled() -> None:
     with pytest.raises(TypeError):
         caches["default"].set("object-probe", object())
+
+
+def test_every_cache_call_reuses_one_client_per_pool() -> None:
+    # Django builds a redis.Redis per get/set; each build fills a table of ~170 callbacks.
+    first, second = _backend()._cache, _backend()._cache
+    assert first.get_client() is second.get_client()
+    assert first.get_client(write=True) is first.get_client(write=True)
