@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -179,13 +179,19 @@ class RefuseUnstorableSocket:
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # A plain callable handing on the next awaitable: no coroutine per connection (pivra/asgi_layers.py).
+    _asgi_single_callable = True
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         if scope["type"] == "websocket" and socket_scope_unstorable(scope):
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": REFUSED_SOCKET_CODE})
-            return
-        await self.application(scope, receive, send)
+            return self._refuse(receive, send)
+        return self.application(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": REFUSED_SOCKET_CODE})
 
 
 def socket_scope_unstorable(scope: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ word (listing a CDN's ranges is not needed), so the outer proxies must be the on
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -112,7 +112,10 @@ class ProxyHeadersMiddleware:
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    # A plain callable handing on the next awaitable: no coroutine per connection (pivra/asgi_layers.py).
+    _asgi_single_callable = True
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         if scope.get("type") in ("http", "websocket") and settings.BEHIND_PROXY:
             headers = list(scope.get("headers") or [])
             scope = dict(scope)
@@ -120,11 +123,11 @@ class ProxyHeadersMiddleware:
             if not is_trusted_proxy(peer, trusted=settings.TRUSTED_PROXIES):
                 # Not one of our proxies: what it says about the client is the client's own claim.
                 scope["headers"] = [(key, value) for key, value in headers if key.lower() not in FORWARDED_HEADERS]
-                return await self.application(scope, receive, send)
+                return self.application(scope, receive, send)
             client = forwarded_client(headers, hops=settings.PROXY_HOPS)
             if client is not None:
                 scope["client"] = (client, 0)
             scheme = forwarded_scheme(headers, websocket=scope["type"] == "websocket")
             if scheme is not None:
                 scope["scheme"] = scheme
-        return await self.application(scope, receive, send)
+        return self.application(scope, receive, send)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from channels.auth import AuthMiddlewareStack
-from django.urls import URLPattern, URLResolver, path
 
+from pivra.asgi_layers import AsgiApp, consumer_application
 from pivra.console.consumers import ConsoleConsumer
 from pivra.widget.consumers import WidgetConsumer
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = [
+websocket_routes: dict[str, AsgiApp] = {
     # Visitors prove who they are with their signed token in the first frame; their sockets carry
     # no Django session or user, which keeps each of the thousands of idle widget sockets lighter.
-    path("ws/widget/", WidgetConsumer.as_asgi()),
+    "/ws/widget/": consumer_application(WidgetConsumer),
     # Agents are Django users: the session cookie authenticates the console socket.
-    path("ws/console/", AuthMiddlewareStack(ConsoleConsumer.as_asgi())),
-]
+    "/ws/console/": AuthMiddlewareStack(consumer_application(ConsoleConsumer)),
+}

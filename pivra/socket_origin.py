@@ -19,6 +19,7 @@ Accepted origins, each compared as scheme, host and port exactly:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,12 +92,16 @@ class PublicOriginValidator:
     """ASGI middleware for the socket routes: refuses the upgrade (HTTP 403) unless the ``Host`` is one
     of ``ALLOWED_HOSTS`` and the ``Origin`` is exactly one of ours (see the module docstring)."""
 
+    # A plain callable handing on the next awaitable: no coroutine per connection (pivra/asgi_layers.py).
+    _asgi_single_callable = True
+
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         if scope.get("type") != "websocket":
             raise ValueError("PublicOriginValidator guards WebSocket connections only")
         if socket_origin_allowed(scope):
-            return await self.application(scope, receive, send)
-        return await WebsocketDenier()(scope, receive, send)
+            return self.application(scope, receive, send)
+        denied: Awaitable[Any] = WebsocketDenier()(scope, receive, send)
+        return denied
