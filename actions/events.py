@@ -15,11 +15,16 @@ class EventType(StrEnum):
     HANDOFF_RESOLVED = "handoff.resolved"
     HANDOFF_TRANSFERRED = "handoff.transferred"
     HANDOFF_RELEASED = "handoff.released"
+    CONVERSATION_RATED = "conversation.rated"
 
 
 # Events a visitor can trigger at will: their notifications are capped per chatbot, and the excess
 # is summed up in one digest per window (actions/caps.py).
-CAPPED_EVENTS = frozenset({EventType.CONVERSATION_ESCALATED.value, EventType.LEAD_CAPTURED.value})
+# A rating too: once per conversation, but a visitor's newer request resolves their older one
+# ("superseded"), so one visitor can make a stream of rateable conversations.
+CAPPED_EVENTS = frozenset(
+    {EventType.CONVERSATION_ESCALATED.value, EventType.LEAD_CAPTURED.value, EventType.CONVERSATION_RATED.value}
+)
 # The payload type of such a digest. Not an EventType: nobody subscribes to it, every action
 # subscribed to the capped event gets it.
 DIGEST_TYPE = "notification.digest"
@@ -44,5 +49,9 @@ EVENT_INFO: dict[str, tuple[str, str]] = {
     EventType.HANDOFF_RELEASED: (
         "Handoff released",
         "A live conversation goes back to the queue (released, transfer not accepted, or the agent left).",
+    ),
+    EventType.CONVERSATION_RATED: (
+        "Conversation rated",
+        'The visitor answers "How did we do?" after a resolve (thumbs or 1-5 stars, optional comment).',
     ),
 }

@@ -134,6 +134,16 @@ def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
         intro = RELEASE_INTROS.get(str(data.get("reason")), "The live conversation went back to the queue.")
         intro = intro.format(agent=previous or "The agent")
         facts.append(("Previous agent", previous))
+    elif event_type == EventType.CONVERSATION_RATED:
+        rating = data.get("rating") or {}
+        rated_agent = _text((data.get("agent") or {}).get("name"), 80)
+        title = _rating_title(rating)
+        intro = (
+            f"The visitor rated the conversation with {rated_agent}."
+            if rated_agent
+            else "The visitor rated a conversation the AI answered."
+        )
+        facts.extend([("Agent", rated_agent), ("Comment", _text(rating.get("comment"), 1000))])
     else:
         title = f"Event {_text(event_type, 40)}"
         intro = "Something happened in a conversation."
@@ -149,9 +159,17 @@ def summarize(payload: dict[str, Any], *, is_test: bool = False) -> Summary:
     )
 
 
+def _rating_title(rating: dict[str, Any]) -> str:
+    score = _number(rating.get("score"))
+    if rating.get("scale") == "thumbs":
+        return "Visitor rated \U0001f44d" if score >= 4 else "Visitor rated \U0001f44e"
+    return f"Visitor rated {score}/5"
+
+
 DIGEST_NOUNS = {
     EventType.CONVERSATION_ESCALATED.value: ("handoff request", "handoff requests"),
     EventType.LEAD_CAPTURED.value: ("lead", "leads"),
+    EventType.CONVERSATION_RATED.value: ("rating", "ratings"),
 }
 
 

@@ -12,6 +12,9 @@ from django.utils import timezone
 from actions.events import EVENT_VERSION, EventType
 from chatbots.models import Chatbot
 
+# Events of a resolved conversation.
+_CLOSED_EVENTS = (EventType.HANDOFF_RESOLVED, EventType.CONVERSATION_RATED)
+
 
 def sample_payload(*, event_type: str, chatbot: Chatbot) -> dict[str, Any]:
     now = timezone.now()
@@ -30,12 +33,14 @@ def sample_payload(*, event_type: str, chatbot: Chatbot) -> dict[str, Any]:
         handoff.update(status="active", claimed_by={"id": 0, "name": "Test agent"}, claimed_at=now.isoformat())
     elif event_type == EventType.HANDOFF_TIMED_OUT:
         handoff.update(status="busy", timed_out_at=now.isoformat())
-    elif event_type == EventType.HANDOFF_RESOLVED:
+    elif event_type in _CLOSED_EVENTS:
         handoff.update(status="resolved", resolved_at=now.isoformat())
+        if event_type == EventType.CONVERSATION_RATED:
+            handoff.update(claimed_by={"id": 0, "name": "Test agent"}, claimed_at=now.isoformat())
     data: dict[str, Any] = {
         "conversation": {
             "id": str(conversation_id),
-            "status": "closed" if event_type == EventType.HANDOFF_RESOLVED else "handoff",
+            "status": "closed" if event_type in _CLOSED_EVENTS else "handoff",
             "created_at": (now - timedelta(minutes=3)).isoformat(),
             "url": f"{settings.PUBLIC_URL}/dashboard/conversations/{conversation_id}/",
         },
@@ -64,6 +69,18 @@ def sample_payload(*, event_type: str, chatbot: Chatbot) -> dict[str, Any]:
         )
     elif event_type == EventType.HANDOFF_RELEASED:
         data.update(reason="released", previous_agent={"id": 0, "name": "Test agent"})
+    elif event_type == EventType.CONVERSATION_RATED:
+        data.update(
+            rating={
+                "score": 5,
+                "scale": "thumbs",
+                "positive": True,
+                "comment": "Quick and friendly, thanks!",
+                "rated_at": now.isoformat(),
+            },
+            agent={"id": 0, "name": "Test agent"},
+            handled_by_person=True,
+        )
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,

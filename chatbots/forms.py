@@ -141,6 +141,31 @@ class HandoffSettingsForm(forms.Form):
         label="Hide \u201cTalk to a human\u201d outside office hours",
         help_text="Outside hours the widget shows no button and trigger keywords do not offer a person.",
     )
+    # Issue 16: the live typing preview (saved by chatbot_update_handoff_options).
+    typing_preview = forms.BooleanField(
+        required=False,
+        label="Show agents what the visitor is typing before they send it",
+        help_text="Off by default. On: while a visitor writes to a person, the conversation page shows their "
+        "unsent text as a live preview, clearly labelled. Off: agents only see \u201cVisitor is typing\u2026\u201d "
+        "and the text stays on the visitor\u2019s screen until they send it.",
+    )
+
+    # Issue 16: "How did we do?" after a resolve (saved by chatbot_update_handoff_options).
+    satisfaction_survey = forms.ChoiceField(
+        required=False,  # absent from a post: the saved choice stays
+        choices=Chatbot.SatisfactionSurvey.choices,
+        label="Ask \u201cHow did we do?\u201d after a conversation is resolved",
+        error_messages={"invalid_choice": "Choose don't ask, thumbs or 1 to 5 stars."},
+        help_text="The widget asks on its resolved screen, with an optional comment. Ratings show in "
+        "the thread and on the Analytics page, and fire the conversation.rated event.",
+    )
+    # Issue 16: the resolved screen's "Email me the transcript" (saved by chatbot_update_handoff_options).
+    transcript_emails = forms.BooleanField(
+        required=False,
+        label="Let visitors email themselves the transcript",
+        help_text="On: the widget's resolved screen offers \u201cEmail me the transcript\u201d. Agents can "
+        "always email a transcript from the conversation page.",
+    )
 
     BASIC = ("keywords", "waiting_message", "timeout_seconds", "busy_message")
     AVAILABILITY = ("handoff_offline_message", "handoff_idle_minutes", "handoff_routing")
@@ -181,6 +206,9 @@ class HandoffSettingsForm(forms.Form):
                 **{f"hours_{day}": week[day] for day in DAYS},
                 "office_closed_dates": "\n".join(str(d) for d in chatbot.office_closed_dates or []),
                 "hide_handoff_outside_hours": chatbot.hide_handoff_outside_hours,
+                "typing_preview": chatbot.typing_preview,
+                "satisfaction_survey": chatbot.satisfaction_survey,
+                "transcript_emails": chatbot.transcript_emails,
             },
         )
 
@@ -242,6 +270,9 @@ class HandoffSettingsForm(forms.Form):
             timezone=data["office_hours_timezone"],
             weekly=data["office_hours"],
             closed_dates=data["office_closed_dates"],
+            typing_preview=data["typing_preview"],
+            satisfaction_survey=data.get("satisfaction_survey") or None,
+            transcript_emails=bool(data.get("transcript_emails")),
         )
 
 

@@ -24,6 +24,11 @@ class HandoffOptions:
     timezone: str = "UTC"
     weekly: dict[str, list[list[str]]] = field(default_factory=dict)
     closed_dates: list[str] = field(default_factory=list)
+    typing_preview: bool = False  # agents see the visitor's unsent text (off by default)
+    # "How did we do?" after a resolve: off / thumbs / five (None: leave the saved choice as it is).
+    satisfaction_survey: str | None = None
+    # The resolved screen's "Email me the transcript" (None: leave the saved choice as it is).
+    transcript_emails: bool | None = None
 
     @classmethod
     def of(cls, chatbot: Chatbot) -> HandoffOptions:
@@ -38,6 +43,9 @@ class HandoffOptions:
             timezone=chatbot.office_hours_timezone,
             weekly=dict(chatbot.office_hours or {}),
             closed_dates=list(chatbot.office_closed_dates or []),
+            typing_preview=chatbot.typing_preview,
+            satisfaction_survey=chatbot.satisfaction_survey,
+            transcript_emails=chatbot.transcript_emails,
         )
 
 
@@ -53,6 +61,9 @@ def chatbot_update_handoff_options(*, chatbot: Chatbot, options: HandoffOptions)
         raise DomainError("invalid_idle_minutes", f"Idle minutes must be between 1 and {MAX_IDLE_MINUTES}, or empty.")
     if options.routing not in Chatbot.Routing.values:
         raise DomainError("invalid_routing", "Routing must be first claim or round robin.")
+    survey = chatbot.satisfaction_survey if options.satisfaction_survey is None else options.satisfaction_survey
+    if survey not in Chatbot.SatisfactionSurvey.values:
+        raise DomainError("invalid_survey", "The satisfaction survey must be off, thumbs or 1 to 5 stars.")
     zone = timezone_clean(options.timezone)
     weekly = weekly_clean(options.weekly)
     closed = closed_dates_clean(options.closed_dates)
@@ -69,6 +80,10 @@ def chatbot_update_handoff_options(*, chatbot: Chatbot, options: HandoffOptions)
     chatbot.office_hours_timezone = zone
     chatbot.office_hours = weekly
     chatbot.office_closed_dates = closed
+    chatbot.typing_preview = bool(options.typing_preview)
+    chatbot.satisfaction_survey = survey
+    if options.transcript_emails is not None:
+        chatbot.transcript_emails = bool(options.transcript_emails)
     chatbot.save(
         update_fields=[
             "handoff_offline_message",
@@ -80,6 +95,9 @@ def chatbot_update_handoff_options(*, chatbot: Chatbot, options: HandoffOptions)
             "office_hours_timezone",
             "office_hours",
             "office_closed_dates",
+            "typing_preview",
+            "satisfaction_survey",
+            "transcript_emails",
             "updated_at",
         ]
     )

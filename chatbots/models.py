@@ -185,6 +185,11 @@ class Chatbot(models.Model):
         default=SatisfactionSurvey.THUMBS,
         verbose_name='Ask "How did we do?" after a conversation is resolved',
     )
+    # The resolved screen's "Email me the transcript" (agents can always send one from the console).
+    transcript_emails = models.BooleanField(
+        default=True,
+        verbose_name="Let visitors email themselves the transcript",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

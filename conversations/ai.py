@@ -55,10 +55,23 @@ def _history(conversation: Conversation, before_seq: int) -> list[ChatTurn]:
     rows = (
         Event.objects.filter(conversation=conversation, kind="message", seq__lt=before_seq)
         .order_by("-seq")
-        .values_list("author", "text")[:HISTORY_TURNS]
+        .values_list("author", "text", "data")[:HISTORY_TURNS]
     )
     roles: dict[str, Literal["visitor", "ai", "agent"]] = {"visitor": "visitor", "ai": "ai", "agent": "agent"}
-    return [ChatTurn(role=roles[author], text=text) for author, text in reversed(rows) if author in roles]
+    return [
+        ChatTurn(role=roles[author], text=_turn_text(text, data))
+        for author, text, data in reversed(rows)
+        if author in roles
+    ]
+
+
+def _turn_text(text: str, data: dict[str, Any]) -> str:
+    """An attachment's message (its text is the file name) reads as what it is; the AI sees no file."""
+    attachment = data.get("attachment") if isinstance(data, dict) else None
+    if isinstance(attachment, dict):
+        what = "an image" if str(attachment.get("content_type", "")).startswith("image/") else "a PDF file"
+        return f"[attached {what}: {text}]"
+    return text
 
 
 class AiBusy(Exception):

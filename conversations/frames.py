@@ -12,9 +12,10 @@ from typing import Any
 
 from conversations.models import Conversation, Event
 from conversations.pipeline import ROUTED_TO_AI
+from pivra.attachment_links import with_links
 
 VISITOR_DATA_KEYS: dict[str, frozenset[str]] = {
-    "message": frozenset({"reply_to", "error"}),
+    "message": frozenset({"reply_to", "error", "attachment"}),  # attachment: its id and description
     "handoff.offer": frozenset({"reply_to", "keyword", "options"}),
     "handoff.offer_accepted": frozenset({"offer_seq"}),
     "handoff.offer_declined": frozenset({"offer_seq"}),
@@ -25,6 +26,7 @@ VISITOR_DATA_KEYS: dict[str, frozenset[str]] = {
     "lead.captured": frozenset({"phone"}),  # the visitor's own number
     "handoff.transferred": frozenset({"to"}),  # the colleague's public name, as in the text
     "handoff.transfer_ended": frozenset({"to"}),
+    "rating": frozenset({"score", "scale", "comment"}),  # the visitor's own answer to "How did we do?"
 }
 
 
@@ -36,6 +38,8 @@ def event_frame(event: Event, conversation: Conversation, *, team: bool = False)
     else:
         allowed = VISITOR_DATA_KEYS.get(event.kind, frozenset())
         data = {key: value for key, value in event.data.items() if key in allowed}
+    if isinstance(data.get("attachment"), dict):
+        data["attachment"] = with_links(data["attachment"])  # signed links, fresh at each rendering
     return {
         "type": "event",
         "conversation": str(conversation.public_id),

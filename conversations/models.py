@@ -53,6 +53,8 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["chatbot", "status"], name="conv_chatbot_status"),
             models.Index(fields=["visitor", "-created_at"], name="conv_visitor_recent"),
+            # The Analytics page's satisfaction: a workspace's chatbots' ratings in a period.
+            models.Index(fields=["chatbot", "rated_at"], condition=Q(rated_at__isnull=False), name="conv_rated"),
         ]
 
     def __str__(self) -> str:
@@ -91,8 +93,17 @@ class Event(models.Model):
                 name="event_unique_client_id",
             ),
         ]
-        # For the push-repair sweep, which looks at the last two minutes of events.
-        indexes = [models.Index(fields=["created_at"], name="event_created")]
+        indexes = [
+            # For the push-repair sweep, which looks at the last two minutes of events.
+            models.Index(fields=["created_at"], name="event_created"),
+            # The Conversations list's unread counts (pivra/console/unread.py): visitor messages after a
+            # seq, per conversation, read from this small index alone instead of every event's row.
+            models.Index(
+                fields=["conversation", "seq"],
+                condition=Q(author="visitor", kind="message"),
+                name="event_visitor_msg_seq",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} by {self.author}"

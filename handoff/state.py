@@ -37,6 +37,7 @@ def state_snapshot(*, conversation: Conversation, handoff: Handoff | None) -> di
         "last_seq": conversation.last_seq,
         # Read when the widget loads or the state changes: hours that open meanwhile show it next time.
         "handoff_hidden": handoff_hidden_at(chatbot=chatbot, at=timezone.now()),
+        "survey": _survey(conversation),
         "handoff": None
         if handoff is None
         else {
@@ -54,6 +55,14 @@ def state_snapshot(*, conversation: Conversation, handoff: Handoff | None) -> di
             **queue_snapshot(handoff=handoff),
         },
     }
+
+
+def _survey(conversation: Conversation) -> dict[str, Any] | None:
+    """ "How did we do?" on the resolved screen: the chatbot's scale and the visitor's score so far."""
+    scale = conversation.chatbot.satisfaction_survey
+    if conversation.status != Conversation.Status.CLOSED or scale == "off":
+        return None
+    return {"scale": scale, "score": conversation.rating}
 
 
 def _transfer_to(handoff: Handoff) -> str | None:

@@ -13,9 +13,15 @@ class PushSubscription(models.Model):
     p256dh = models.CharField(max_length=200)
     auth = models.CharField(max_length=100)
     user_agent = models.CharField(max_length=400, blank=True)
+    # The session that subscribed (pivra.console.session_validity.session_digest, never the key): its
+    # logout deletes the subscription, so the next person at that browser is not told the agent's chats.
+    session_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    # When that session expires: a push after it is not sent and the subscription is deleted (a
+    # subscription must not outlive the sign-in it was made under).
+    session_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
-    # Consecutive failed deliveries; a subscription the push service says is gone (404/410) is deleted.
+    # Consecutive permanent failures of this subscription (notifications.webpush); 404/410 delete at once.
     failures = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

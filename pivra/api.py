@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from django.conf import settings
@@ -80,6 +81,10 @@ def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 # it: the widget shows invalid_phone inline under the number field, and gives a message_too_long
 # text back to the composer.
 _FIELD_CODES = {"client_id": "invalid_client_id", "phone": "invalid_phone"}
+# The routes whose "text" is a message (widget messages, console replies, notes): only there is a text
+# over the limit "message_too_long" (413, the message limit's words); elsewhere (the typing preview's
+# text) it is an ordinary 422 invalid_input.
+_MESSAGE_ROUTE = re.compile(r"/(messages|reply|notes)/?$")
 
 
 @api.exception_handler(ValidationError)
@@ -90,11 +95,15 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
         fields.add(where)
         kinds.add(str(error.get("type", "")))
         problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
-    if fields == {"text"} and kinds == {"string_too_long"}:
+    if fields == {"text"} and kinds == {"string_too_long"} and _MESSAGE_ROUTE.search(request.path):
         limit = settings.MESSAGE_MAX_LENGTH
         return _error(request, 413, "message_too_long", f"Messages can be at most {limit} characters long.")
     if fields == {"text"} and kinds <= {"string_too_short", "string_pattern_mismatch"}:
         return _error(request, 422, "empty_message", "Type a message first.")
+    if fields == {"email"}:  # a transcript's address: the same words as the service's own check
+        return _error(request, 422, "invalid_email", "Please enter a valid email address.")
+    if fields == {"comment"} and kinds == {"string_too_long"}:  # a rating's comment: the service's code
+        return _error(request, 422, "comment_too_long", "The comment can be at most 1000 characters long.")
     code = _FIELD_CODES.get(fields.pop(), "invalid_input") if len(fields) == 1 else "invalid_input"
     return _error(request, 422, code, "; ".join(problems) or "Invalid input.")
 
@@ -142,13 +151,23 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 def _mount_routers() -> None:
     """Each app owns a router; mounting lives here so apps never import each other's API."""
+    from canned.api import router as canned_router
     from chatbots.api import router as availability_router
+    from conversations.notes_api import router as notes_router
+    from conversations.transcript_api import router as transcript_router
     from handoff.api import router as console_router
+    from notifications.api import router as notifications_router
     from pivra.widget.api import router as widget_router
+    from pivra.widget.survey_api import router as survey_router
 
     api.add_router("/widget/", widget_router)
+    api.add_router("/widget/", survey_router)
+    api.add_router("/console/", transcript_router)
     api.add_router("/console/", console_router)
     api.add_router("/console/", availability_router)
+    api.add_router("/console/", notifications_router)
+    api.add_router("/console/", notes_router)
+    api.add_router("/console/", canned_router)
 
 
 _mount_routers()

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import secrets
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from notifications.vapid import vapid_keys, vapid_subject
 from pivra.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -160,6 +162,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "pivra.context_processors.pivra",
                 "pivra.context_processors.console",
+                "notifications.context_processors.web_push",
             ],
         },
     },
@@ -272,8 +275,40 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [SITE_DIR / "static"]
+# Uploaded files (attachments): a directory that is never served as such (no MEDIA_URL route, not
+# whitenoise's): every download goes through attachments.views, which checks who asks. Or an
+# S3-compatible bucket through django-storages, read back through the same view (never a public URL).
+MEDIA_ROOT = Path(env_str("PIVRA_MEDIA_DIR", str(DATA_DIR / "media"))).resolve()
+STORAGE_KIND = env_choice("PIVRA_STORAGE", "filesystem", ("filesystem", "s3"))
+_DEFAULT_STORAGE: dict[str, Any] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": None},
+}
+if STORAGE_KIND == "s3":
+    if not env_str("PIVRA_S3_BUCKET", ""):
+        raise ImproperlyConfigured("PIVRA_STORAGE=s3 needs PIVRA_S3_BUCKET.")
+    try:  # runtime dependencies; an install without them says so at startup, not at the first upload
+        import boto3  # noqa: F401
+        import storages  # noqa: F401
+    except ImportError:
+        raise ImproperlyConfigured(
+            "PIVRA_STORAGE=s3 needs boto3 and django-storages: pip install 'django-storages[s3]'."
+        ) from None
+    _DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("PIVRA_S3_BUCKET", ""),
+            "endpoint_url": env_str("PIVRA_S3_ENDPOINT_URL", "") or None,
+            "access_key": env_str("PIVRA_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("PIVRA_S3_SECRET_ACCESS_KEY", "") or None,
+            "region_name": env_str("PIVRA_S3_REGION", "") or None,
+            "default_acl": None,  # the bucket's own policy (private); some S3-compatible stores refuse ACLs
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _DEFAULT_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # serve straight from static/ too, so a missed collectstatic still works
@@ -292,7 +327,32 @@ EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
 )
 DEFAULT_FROM_EMAIL = env_str("PIVRA_EMAIL_FROM", "Pivra <pivra@localhost>")
+# Transcript emails per hour across the whole installation (visitors and agents; conversations/transcript_send.py).
+TRANSCRIPTS_PER_HOUR = env_int("PIVRA_TRANSCRIPTS_PER_HOUR", 500, min_value=1)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Web Push to agents (notifications/): the VAPID key pair, generated once into the data dir when unset.
+WEB_PUSH_ENABLED = env_bool("PIVRA_WEB_PUSH", True)
+VAPID_PRIVATE_KEY, VAPID_PUBLIC_KEY = (
+    vapid_keys(
+        private=env_str("PIVRA_VAPID_PRIVATE_KEY", ""), public=env_str("PIVRA_VAPID_PUBLIC_KEY", ""), data_dir=DATA_DIR
+    )
+    if WEB_PUSH_ENABLED
+    else ("", "")
+)
+# The push services a browser's subscription may point at: https on the default port only (loopback too
+# where PIVRA_OUTBOUND_ALLOW_PRIVATE is on). "*.example" is any subdomain of example.
+WEB_PUSH_HOSTS = tuple(
+    h.strip().lower()
+    for h in env_list(
+        "PIVRA_WEB_PUSH_HOSTS",
+        ["fcm.googleapis.com", "*.push.services.mozilla.com", "*.notify.windows.com", "web.push.apple.com"],
+    )
+    if h.strip()
+)
+VAPID_SUBJECT = vapid_subject(
+    configured=env_str("PIVRA_VAPID_SUBJECT", ""), default_email=parseaddr(DEFAULT_FROM_EMAIL)[1] or "pivra@localhost"
+)
 
 # Celery: JSON only, late acks so a killed worker's task is redelivered.
 CELERY_BROKER_URL = REDIS_URL
@@ -337,6 +397,8 @@ CELERY_TASK_ROUTES = {
     "actions.tasks.dispatch_outbox_event": {"queue": "deliveries"},
     "actions.tasks.sweep_deliveries": {"queue": "deliveries"},
     "actions.tasks.send_notification_digests": {"queue": "deliveries"},
+    "notifications.tasks.push_deliver": {"queue": "deliveries"},
+    "conversations.tasks.send_transcript": {"queue": "deliveries"},
 }
 
 # Product settings.
@@ -390,8 +452,31 @@ DELIVERY_SWEEP_SECONDS = env_float("PIVRA_DELIVERY_SWEEP_SECONDS", 5.0)
 NOTIFY_LIMIT = env_int("PIVRA_NOTIFY_LIMIT", 20, min_value=1)
 NOTIFY_WINDOW_MINUTES = env_int("PIVRA_NOTIFY_WINDOW_MINUTES", 10, min_value=1, max_value=1440)
 MESSAGE_MAX_LENGTH = env_int("PIVRA_MESSAGE_MAX_LENGTH", 2000, min_value=100, max_value=20_000)
+# Attachments (attachments/): the largest file, how many and how many bytes one conversation may
+# hold, and how long a signed download link lives.
+ATTACHMENT_MAX_BYTES = env_int("PIVRA_ATTACHMENT_MAX_MB", 10, min_value=1, max_value=100) * 1024 * 1024
+ATTACHMENTS_PER_CONVERSATION = env_int("PIVRA_ATTACHMENTS_PER_CONVERSATION", 50, min_value=1, max_value=10_000)
+ATTACHMENT_CONVERSATION_MAX_BYTES = (
+    env_int("PIVRA_ATTACHMENT_CONVERSATION_MAX_MB", 100, min_value=1, max_value=100_000) * 1024 * 1024
+)
+ATTACHMENT_LINK_SECONDS = env_int("PIVRA_ATTACHMENT_LINK_SECONDS", 3600, min_value=60, max_value=86_400)
+# A workspace's files in all; image decodes at once per process (~100 MB each); upload and byte budgets
+# per visitor/agent and IP (attachments/budgets.py).
+ATTACHMENT_WORKSPACE_MAX_BYTES = env_int("PIVRA_ATTACHMENT_WORKSPACE_MAX_MB", 5000, min_value=1) * 1024 * 1024
+ATTACHMENT_DECODES = env_int("PIVRA_ATTACHMENT_DECODES", 1, min_value=1, max_value=64)
+ATTACHMENT_UPLOADS_PER_MINUTE = env_int("PIVRA_ATTACHMENT_UPLOADS_PER_MINUTE", 10, min_value=1)
+ATTACHMENT_UPLOAD_MB_PER_HOUR = env_int("PIVRA_ATTACHMENT_UPLOAD_MB_PER_HOUR", 200, min_value=1)
+ATTACHMENT_DOWNLOAD_MB_PER_HOUR = env_int("PIVRA_ATTACHMENT_DOWNLOAD_MB_PER_HOUR", 2000, min_value=1)
+# Files past this size are spooled to a temporary file while uploaded; the upload handler stops
+# reading a file past ATTACHMENT_MAX_BYTES (attachments/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "attachments.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # A visitor message flows through these steps in order until one handles it (like middleware).
 MESSAGE_PIPELINE = [
+    "notifications.pipeline.tell_live_agent",  # never handles the message: tells the claiming agent
     "handoff.pipeline.silence_during_handoff",
     "handoff.pipeline.offer_on_keyword",
     "conversations.pipeline.reply_with_ai",
@@ -408,5 +493,7 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # failures and lockouts; not a line per successful login
+        # httpx logs each request's full URL at INFO: push endpoints and Slack webhook URLs are capabilities.
+        "httpx": {"level": "WARNING"},
     },
 }

@@ -5,7 +5,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from actions.urls import dashboard_urlpatterns as actions_dashboard
+from attachments import urls as attachments_urls
+from canned.urls import dashboard_urlpatterns as canned_dashboard
 from chatbots.urls import dashboard_urlpatterns as chatbots_dashboard
+from notifications.urls import dashboard_urlpatterns as notifications_dashboard
 from pivra import health, views
 from pivra.api import api
 from pivra.auth_views import ThrottledPasswordResetView
@@ -14,7 +17,8 @@ from pivra.widget import sse
 from pivra.widget import views as widget_views
 
 # Each app owns its console pages; they share one namespace so templates say {% url 'dashboard:…' %}.
-dashboard_patterns = [*chatbots_dashboard, *console_dashboard, *actions_dashboard]
+dashboard_patterns = [*chatbots_dashboard, *console_dashboard, *actions_dashboard, *canned_dashboard]
+dashboard_patterns += notifications_dashboard  # the service worker and the notification click target
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -24,6 +28,8 @@ urlpatterns = [
     path("widget/frame/<str:public_key>/", widget_views.frame, name="widget-frame"),
     # Before the API: a streaming view, which the API router cannot serve.
     path("api/widget/stream", sse.stream, name="widget-stream"),
+    # Before the API too: multipart uploads and file downloads (attachments/views.py).
+    path("", include(attachments_urls)),
     path("api/", api.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     # Before Django's auth URLs: the reset form with its hourly budgets (pivra/login_limits.py).

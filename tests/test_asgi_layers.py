@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import types
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -39,9 +41,9 @@ def test_a_widget_socket_runs_as_the_consumers_own_coroutine() -> None:
     # Before: ten coroutines (proxy, type router, two checks, URL router, as_asgi, ...) stood behind
     # each idle socket; now what daphne runs as the connection's task is the consumer's __call__.
     assert not is_double_callable(application)
-    connection = application(_socket_scope("/ws/widget/"), _never, _drop)
+    connection: Any = application(_socket_scope("/ws/widget/"), _never, _drop)
     try:
-        assert asyncio.iscoroutine(connection)
+        assert isinstance(connection, types.CoroutineType)
         assert connection.cr_code is SocketConsumer.__call__.__code__
     finally:
         connection.close()
@@ -57,9 +59,9 @@ def test_an_unknown_socket_path_or_scope_type_is_refused() -> None:
 def test_a_socket_from_another_origin_is_denied_not_routed() -> None:
     scope = _socket_scope("/ws/widget/")
     scope["headers"] = [(b"host", urlsplit(settings.PUBLIC_URL).netloc.encode()), (b"origin", b"https://evil.example")]
-    denied = application(scope, _never, _drop)
+    denied: Any = application(scope, _never, _drop)
     try:
-        assert asyncio.iscoroutine(denied)
+        assert isinstance(denied, types.CoroutineType)
         assert denied.cr_code is not SocketConsumer.__call__.__code__
     finally:
         denied.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -20,13 +21,16 @@ from pivra.inputs import clean_client_id
 CLIENT_ID_CONSTRAINT = "event_unique_client_id"
 
 
-def handoff_reply(*, agent: User, conversation_public_id: str, text: str, client_id: str) -> Received:
-    """Only the agent who claimed the conversation may reply; a resend with the same client id is stored once."""
+def handoff_reply(
+    *, agent: User, conversation_public_id: str, text: str, client_id: str, data: dict[str, Any] | None = None
+) -> Received:
+    """Only the agent who claimed the conversation may reply; a resend with the same client id is stored once.
+    ``data``: the event's data (an attachment's description, attachments/services.py)."""
     text = clean_message_text(text)
     client_id = clean_client_id(client_id, required=True) or ""
     key = parse_uuid(conversation_public_id)
     try:
-        return _reply_locked(agent=agent, key=key, text=text, client_id=client_id)
+        return _reply_locked(agent=agent, key=key, text=text, client_id=client_id, data=data)
     except IntegrityError as exc:
         # Two copies of one resend are serialised by the conversation lock, so the second finds the
         # first; should one still race past it, the database's constraint is the last word, and the
@@ -45,7 +49,9 @@ def _resent(existing: Event, *, agent: User, text: str) -> Received:
     return Received(event=existing, duplicate=True)
 
 
-def _reply_locked(*, agent: User, key: uuid.UUID | None, text: str, client_id: str) -> Received:
+def _reply_locked(
+    *, agent: User, key: uuid.UUID | None, text: str, client_id: str, data: dict[str, Any] | None = None
+) -> Received:
     with transaction.atomic():
         # The hot path of a live chat, so three statements: lock the conversation, then read its
         # handoff and a resend's stored event (``reply_target``), then the append (one round trip).
@@ -70,5 +76,6 @@ def _reply_locked(*, agent: User, key: uuid.UUID | None, text: str, client_id: s
             text=text,
             agent=agent,
             client_id=client_id,
+            data=data,
         )
     return Received(event=event, duplicate=False)

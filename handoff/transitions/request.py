@@ -21,6 +21,7 @@ from handoff.transitions.resolve import resolve_transition
 from handoff.transitions.routing import route_on_commit
 from handoff.transitions.shared import OPEN_STATUSES, announce_state, handoff_available, outbox_handoff_event
 from handoff.transitions.timers import BUSY_AFTER_HOURS, BUSY_OFFLINE, handoff_expire, schedule_expiry
+from notifications.services import notify_on_commit
 from pivra.errors import Conflict, DomainError, Forbidden, NotFound
 from pivra.realtime import ai_silence_on_commit
 
@@ -90,6 +91,9 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
     announce_state(conversation=conversation, handoff=handoff)
     schedule_expiry(handoff, now=now)
     route_on_commit(handoff=handoff)  # round robin, when on: an offer to one agent after commit
+    # After the routing above (on-commit callbacks run in order), so the notice knows the offered agent;
+    # only a request that waits: a skip-the-wait Team busy above tells nobody.
+    notify_on_commit(kind="handoff", conversation_id=conversation.pk)  # agents with no tab in front too
     return handoff
 
 

@@ -1,5 +1,5 @@
 """What the console socket's commands do (``reply``, ``claim``, ``release``, ``transfer``, ``take_over``,
-``accept`` — a claim — and ``decline``), run on a database thread.
+``accept`` — a claim — ``decline`` and ``note``), run on a database thread.
 
 The same services as the console API (``handoff.api``: ``handoff_reply``, ``handoff_claim``) with the
 same answer bodies, so the rules live in one place: who may reply or claim, idempotency by client id
@@ -26,6 +26,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from psycopg_pool import PoolTimeout
 
+from conversations.notes import note_ack, note_add
 from handoff.api import claim_body, reply_body
 from handoff.models import Handoff
 from handoff.transitions.claim import handoff_claim
@@ -67,6 +68,11 @@ def console_command(*, session_key: str | None, user_id: int, frame: frames.Comm
                 agent=agent, conversation_public_id=conversation_id, text=frame.text, client_id=frame.client_id
             )
             answer = {"type": "ack", **reply_body(received)}
+        elif isinstance(frame, frames.AddNote):
+            created = note_add(
+                author=agent, conversation_public_id=conversation_id, text=frame.text, client_id=frame.client_id
+            )
+            answer = {"type": "ack", **note_ack(created)}
         else:
             handoff = _handoff_command(agent=agent, conversation_id=conversation_id, frame=frame)
             # The HTTP answer's body, its datetimes as the API writes them.

@@ -10,8 +10,8 @@ Access is re-checked while the socket is open, not only at connect: when one of 
 memberships is removed or moved (``pivra.console.revocation``), the socket drops the groups of every
 workspace the user has left and tells the page with ``revoked``; with no workspace left it closes.
 The session is re-checked too (``pivra.console.session_validity``): on a deactivation or password
-change (the same nudge), on logout of its own session, before every client command, every
-``SESSION_RECHECK_SECONDS`` and at the session's expiry. An ended session gets ``session.ended``
+change (the same nudge), on logout of its own session, before every client command but typing
+and read, every ``SESSION_RECHECK_SECONDS`` and at the session's expiry. An ended session gets ``session.ended``
 and close code 4401, and is never answered or fed again; a socket opened without a valid session
 is accepted only to be closed the same way, since a browser cannot read a refused handshake's status.
 The user's group is joined *before* the session is first checked, so an end committed during the
@@ -23,15 +23,18 @@ no successful check for ``SESSION_UNVERIFIED_MAX_SECONDS``, closes the socket wi
 reaches the page while its session has gone unverified that long. 4503 is not final for the page: it
 reconnects later, and the new handshake authenticates it again.
 
-Client → server commands ``reply``, ``claim``, ``release``, ``transfer``, ``take_over``, ``accept`` (a claim)
-and ``decline`` do what the console API does (``pivra.console.commands``:
+Client → server commands ``reply``, ``claim``, ``release``, ``transfer``, ``take_over``, ``accept`` (a claim),
+``decline`` and ``note`` do what the console API does (``pivra.console.commands``:
 the same services and answers) and are answered with ``ack`` or ``error``, each with the frame's
 ``client_id``; they spare the HTTP parse, middleware, session load and CSRF check of a request.
 Where they run and how many may (a flood is answered ``rate_limited``): ``pivra.console.command_pool``.
+``typing`` and ``read`` are never answered, each within its own budget and without the per-frame
+session check (their statements re-check claim and membership; ``pivra.console.live_marks``).
 
 Server → client frames: ``welcome``, ``queue``, ``event``, ``watching``, ``resync``, ``revoked``,
 ``session.ended``, ``pong``, ``ack``, ``error``; in the user's own group, ``offer``, ``offer.ended`` and
-``taken_over`` (``handoff.transitions.offers`` / ``takeover``); ``presence`` when a member's status in a
+``taken_over`` (``handoff.transitions.offers`` / ``takeover``), ``note.mention`` (``conversations.notes``; and
+``note`` to a conversation's watchers); ``presence`` when a member's status in a
 workspace may have changed (``chatbots.availability``). Frames about a conversation carry its
 ``workspace`` id, so a page of one workspace can ignore another's.
 
@@ -60,6 +63,7 @@ from conversations.frames import event_frame
 from conversations.models import Conversation, Event
 from pivra.console import frames
 from pivra.console.command_pool import command_bucket, run_command, user_command_slot
+from pivra.console.live_marks import LiveMarks
 from pivra.console.presence_leases import PresenceLeases
 from pivra.console.revocation import RECHECK_FRAME, SESSION_ENDED_FRAME, console_user_group
 from pivra.console.selectors import unclaimed_counts
@@ -151,6 +155,7 @@ class ConsoleConsumer(SocketConsumer):
         self.session_key = session.session_key
         self._workspace_cache: dict[str, int] = {}
         self._command_budget = command_bucket()
+        self._marks = LiveMarks(user_id=user.pk, layer=self.channel_layer)  # typing and read frames
         # Join the user's group before checking the session and reading the memberships: a
         # deactivation, password change, logout or removal committed in between is then heard and
         # re-checked, never missed until the periodic re-check.
@@ -307,6 +312,9 @@ class ConsoleConsumer(SocketConsumer):
             return
         if isinstance(frame, frames.COMMANDS):
             await self._command(frame)  # checks the session itself, in the same database call
+            return
+        if isinstance(frame, frames.Typing | frames.Read):  # budget first, no session read (live_marks)
+            await self._marks.handle(frame)
             return
         # Every command is answered only while the session would still sign the user in.
         if not await self._session_still_valid():

@@ -25,7 +25,7 @@ def max_frame_bytes(frame_type: str) -> int:
     """A reply carries a message of up to ``MESSAGE_MAX_LENGTH`` characters — up to 12 bytes each once
     JSON-escaped (a character beyond the BMP is a surrogate pair, ``\\uXXXX\\uXXXX``, and counts as
     one); every other frame is small."""
-    if frame_type == "reply":
+    if frame_type in ("reply", "note"):  # a note is bounded as a message is (conversations.notes)
         return max(MAX_FRAME_BYTES, 12 * int(settings.MESSAGE_MAX_LENGTH) + 512)
     return MAX_FRAME_BYTES
 
@@ -132,16 +132,44 @@ class Decline(_Frame):
     client_id: str = Field(min_length=1, max_length=64)
 
 
+class AddNote(_Frame):
+    """An internal note, as ``POST /api/console/conversations/{id}/notes`` (``conversations.notes``)."""
+
+    type: Literal["note"]
+    conversation_id: UUID
+    text: str
+    client_id: str
+
+
+class Typing(_Frame):
+    """The agent is typing a reply (``on``) or stopped: relayed to the visitor, never stored, never answered
+    (``pivra.console.live_marks``)."""
+
+    type: Literal["typing"]
+    conversation_id: UUID
+    on: bool
+
+
+class Read(_Frame):
+    """The agent has read the conversation up to ``seq`` (its page open and visible): one upsert, never
+    answered (``conversations.read_state``)."""
+
+    type: Literal["read"]
+    conversation_id: UUID
+    seq: int = Field(ge=1, le=MAX_SEQ)
+
+
 # The frames that run a service (``pivra.console.commands``), as a tuple for isinstance.
-COMMANDS = (Reply, Claim, Release, Transfer, TakeOver, Accept, Decline)
-Command = Reply | Claim | Release | Transfer | TakeOver | Accept | Decline
+COMMANDS = (Reply, Claim, Release, Transfer, TakeOver, Accept, Decline, AddNote)
+Command = Reply | Claim | Release | Transfer | TakeOver | Accept | Decline | AddNote
 ClientFrame = Annotated[
-    Watch | Unwatch | Ping | Reply | Claim | Release | Transfer | TakeOver | Accept | Decline,
+    Watch | Unwatch | Ping | Typing | Read | Reply | Claim | Release | Transfer | TakeOver | Accept | Decline | AddNote,
     Field(discriminator="type"),
 ]
 client_frame_adapter: TypeAdapter[
-    Watch | Unwatch | Ping | Reply | Claim | Release | Transfer | TakeOver | Accept | Decline
+    Watch | Unwatch | Ping | Typing | Read | Reply | Claim | Release | Transfer | TakeOver | Accept | Decline | AddNote
 ] = TypeAdapter(ClientFrame)
 KNOWN_TYPES = frozenset(
-    {"watch", "unwatch", "ping", "reply", "claim", "release", "transfer", "take_over", "accept", "decline"}
+    {"watch", "unwatch", "ping", "typing", "read", "reply", "claim", "release", "transfer", "take_over", "accept"}
+    | {"decline", "note"}
 )

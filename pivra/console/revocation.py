@@ -97,6 +97,10 @@ def _after_user_save(sender: type[Any], instance: Any, created: bool, raw: bool 
     # auth hash). Last-login updates, profile edits and reactivations publish nothing.
     if (previous[0] and not instance.is_active) or previous[1] != instance.password:
         console_access_recheck_on_commit(user_id=instance.pk)
+        # Web Push subscriptions end with the sessions they were made under (the app reads users, not the reverse).
+        from notifications.subscriptions import push_subscriptions_forget_user
+
+        push_subscriptions_forget_user(user_id=instance.pk)
 
 
 def _after_user_delete(sender: type[Any], instance: Any, **kwargs: Any) -> None:

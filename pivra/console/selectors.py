@@ -24,6 +24,7 @@ from conversations.models import Conversation, Event, Visitor
 from handoff.models import Handoff
 from handoff.state import agent_display_name
 from handoff.transitions.offers import offer_blocks_claim
+from pivra.console.unread import unread_count
 from pivra.inputs import MAX_ID, InvalidInput, clean_text, parse_date, parse_int
 
 TAB_OPEN = "open"
@@ -155,12 +156,17 @@ def conversations_filtered(*, workspace_id: int, filters: ConversationFilters) -
     return queryset
 
 
-def conversation_list(*, workspace_id: int, filters: ConversationFilters) -> QuerySet[Conversation]:
+def conversation_list(
+    *, workspace_id: int, filters: ConversationFilters, user_id: int | None = None
+) -> QuerySet[Conversation]:
+    """The list's rows; with ``user_id``, each with ``unread``: the visitor messages that user has not read."""
     queryset = (
         conversations_filtered(workspace_id=workspace_id, filters=filters)
         .select_related("chatbot", "visitor", "handoff", "handoff__claimed_by")
         .annotate(last_text=_last_message_text())
     )
+    if user_id is not None:
+        queryset = queryset.annotate(unread=unread_count(user_id=user_id))
     if filters.tab == TAB_HANDOFF:
         # Unclaimed first, the longest wait on top; then the claimed ones.
         unclaimed_first = Case(

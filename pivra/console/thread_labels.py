@@ -18,6 +18,7 @@ SYSTEM_LABELS = {
     "handoff.transfer_ended": "Transfer not accepted",
     "handoff.taken_over": "Taken over",
     "handoff.released": "Back in the queue",
+    "rating": "Visitor rated",
 }
 # Why a live chat went back to the queue (handoff/transitions/requeue.py), as the team reads it.
 RELEASE_REASONS = {

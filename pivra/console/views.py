@@ -21,10 +21,13 @@ from chatbots.access import request_membership, workspace_required
 from chatbots.presence import workspace_roster
 from conversations.export import ExportResponse, export_response
 from conversations.models import Conversation
+from conversations.notes import notes_for_conversation
 from handoff.models import Handoff
 from handoff.queue_position import NUMBERED, queue_places
 from handoff.state import agent_display_name
 from pivra.console import analytics, selectors, thread_labels
+from pivra.console.note_thread import thread_with_notes
+from pivra.console.satisfaction import satisfaction_context
 from pivra.inputs import MAX_ID, parse_int
 
 PAGE_SIZE = 50
@@ -47,6 +50,7 @@ def _row(conversation: Conversation, *, now: datetime) -> dict[str, Any]:
         "tone": tone,
         "handoff": handoff,
         "ago": selectors.ago_text(conversation.updated_at, now=now),
+        "unread": getattr(conversation, "unread", 0),  # visitor messages this agent has not read
     }
     if handoff is not None:
         row["waiting"] = selectors.duration_text(selectors.waited_seconds(handoff, now=now))
@@ -100,7 +104,7 @@ def _pager(page: Page[Conversation], filters: selectors.ConversationFilters) -> 
 def conversation_list(request: HttpRequest) -> HttpResponse:
     workspace_id = request_membership(request).workspace_id
     filters = _filters(request)
-    queryset = selectors.conversation_list(workspace_id=workspace_id, filters=filters)
+    queryset = selectors.conversation_list(workspace_id=workspace_id, filters=filters, user_id=request.user.pk)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     now = timezone.now()
     context = {
@@ -147,6 +151,7 @@ def _state(request: HttpRequest, conversation: Conversation) -> dict[str, Any]:
         "status": conversation.status,
         "status_label": conversation.get_status_display(),
         "last_seq": conversation.last_seq,
+        "visitor_seen_seq": conversation.visitor_seen_seq,  # the console's "Seen" (conversations.read_state)
         "controls": controls.as_dict(),
         "handoff": None
         if handoff is None
@@ -185,9 +190,13 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
         "controls": selectors.conversation_controls(conversation=conversation, handoff=handoff, user=request.user),  # type: ignore[arg-type]
         "waited": selectors.duration_text(selectors.waited_seconds(handoff)) if handoff else None,
         "ticking": handoff is not None and handoff.status in selectors.UNCLAIMED_STATUSES,
-        "thread": [
-            {"event": e, "style": thread_labels.event_style(e), "label": thread_labels.system_label(e)} for e in events
-        ],
+        "thread": thread_with_notes(
+            [
+                {"event": e, "style": thread_labels.event_style(e), "label": thread_labels.system_label(e)}
+                for e in events
+            ],
+            notes_for_conversation(conversation=conversation),
+        ),
         "state": _state(request, conversation),
         "me": agent_display_name(request.user),
         "max_length": settings.MESSAGE_MAX_LENGTH,
@@ -257,6 +266,7 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         days = analytics.DEFAULT_PERIOD  # a number we do not offer (an edited link): the default period
     stats = analytics.handoff_stats(workspace_id=membership.workspace_id, days=days)
     context = {
+        **satisfaction_context(workspace_id=membership.workspace_id, start=stats.start, end=stats.end),
         "nav": "analytics",
         "stats": stats,
         "chart": analytics.bar_chart(stats.per_day),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.security import HttpBearer
 from pydantic import Field
 
@@ -22,7 +22,7 @@ from pivra.api_schema import (
     error_responses,
     text_field,
 )
-from pivra.widget import operations
+from pivra.widget import live, operations
 from pivra.widget.tokens import visitor_from_token
 
 
@@ -70,12 +70,19 @@ class HandoffStateOut(Schema):
     wait_seconds: int | None = None
 
 
+class SurveyOut(Schema):
+    scale: str  # "thumbs" | "five"
+    score: int | None  # the visitor's rating, once given (thumbs: 1 or 5)
+
+
 class StateOut(Schema):
     conversation: str
     status: str
     last_seq: int
     # True while the owner hides "Talk to a human" outside office hours and it is outside them.
     handoff_hidden: bool = False
+    # "How did we do?" on the resolved screen: null unless the conversation is closed and the survey on.
+    survey: SurveyOut | None = None
     handoff: HandoffStateOut | None
 
 
@@ -217,3 +224,48 @@ def continue_with_ai(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any
 @router.post("/new", response={200: SwitchOut, **ERRORS}, summary='"Start new conversation" (idempotent per client_id)')
 def new_conversation(request: HttpRequest, payload: ClientIdIn) -> dict[str, Any]:
     return operations.widget_new_conversation(visitor=_visitor(request), client_id=payload.client_id, ip=_ip(request))
+
+
+class TypingIn(ApiSchema):
+    conversation: str = Field(pattern=UUID_OR_EMPTY, max_length=64, description="The conversation on screen.")
+    on: bool = Field(strict=True, description="Typing (true) or stopped (false).")
+    text: str | None = Field(
+        default=None,
+        max_length=12_000,
+        pattern=NO_NUL,
+        description="What the visitor has typed so far: relayed (cut to 1000 characters) only when the "
+        "chatbot's owner turned the typing preview on, dropped otherwise. Longer is 422 invalid_input.",
+    )
+
+
+class SeenIn(ApiSchema):
+    conversation: str = Field(pattern=UUID_OR_EMPTY, max_length=64)
+    seq: int = Field(ge=1, le=MAX_SEQ, description="The highest seq of an agent message the widget has shown.")
+
+
+class SeenOut(Schema):
+    seen_seq: int | None
+
+
+@router.post(
+    "/typing",
+    response={204: None, **ERRORS},
+    summary="The visitor is typing (or stopped): relayed to the agents, never stored",
+)
+def typing(request: HttpRequest, payload: TypingIn) -> Status:
+    live.widget_typing(
+        visitor_id=_visitor(request).pk,
+        conversation=payload.conversation,
+        on=payload.on,
+        text=payload.text,
+        ip=_ip(request),
+    )
+    return Status(204, None)
+
+
+@router.post("/seen", response={200: SeenOut, **ERRORS}, summary="The visitor has seen the conversation up to a seq")
+def seen(request: HttpRequest, payload: SeenIn) -> dict[str, Any]:
+    moved = live.widget_seen(
+        visitor_id=_visitor(request).pk, conversation=payload.conversation, seq=payload.seq, ip=_ip(request)
+    )
+    return {"seen_seq": moved}

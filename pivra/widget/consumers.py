@@ -13,12 +13,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from pydantic import ValidationError
 
+from pivra.console.command_pool import TokenBucket
 from pivra.errors import DomainError
 from pivra.inputs import has_forbidden_in
-from pivra.realtime import visitor_group
+from pivra.realtime import EVENT_TYPE, visitor_group
 from pivra.sockets import SocketConsumer
 from pivra.unavailable import RETRY_AFTER_SECONDS, UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, is_unavailable
-from pivra.widget import frames, operations
+from pivra.widget import frames, live, operations, survey
 from pivra.widget.relay import AiSilence
 from pivra.widget.tokens import visitor_from_token
 
@@ -33,6 +34,8 @@ class WidgetConsumer(SocketConsumer):
     visitor_id: int | None = None
     group: str | None = None
     _hello_timer: asyncio.TimerHandle | None = None
+    _typing_budget: TokenBucket | None = None  # made on the first typing frame: idle sockets stay small
+    _seen_budget: TokenBucket | None = None  # likewise, on the first seen frame
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -167,6 +170,64 @@ class WidgetConsumer(SocketConsumer):
             await self._send({"type": "switch", **reply})
         elif isinstance(frame, frames.Page):
             await self._run(operations.widget_page, url=frame.url, ip=self._ip)
+        elif isinstance(frame, frames.Typing | frames.Seen):  # never answered (pivra.widget.live)
+            await self._live_mark(frame)
+        elif isinstance(frame, frames.Rate):
+            ack = await self._run(
+                survey.widget_rate,
+                client_id=frame.client_id,
+                score=frame.score,
+                comment=frame.comment,
+                conversation=frame.conversation,
+                ip=self._ip,
+            )
+            await self._send({"type": "ack", "client_id": ack["client_id"], "seq": ack["seq"]})
+        elif isinstance(frame, frames.Transcript):
+            sent = await self._run(
+                survey.widget_transcript,
+                client_id=frame.client_id,
+                email=frame.email,
+                conversation=frame.conversation,
+                ip=self._ip,
+            )
+            await self._send({"type": "ack", **sent})
+        elif isinstance(frame, frames.EndChat):
+            ended = await self._run(
+                survey.widget_end_chat, client_id=frame.client_id, conversation=frame.conversation, ip=self._ip
+            )
+            await self._send({"type": "ack", "client_id": ended["client_id"], "seq": ended["seq"]})
+
+    async def _live_mark(self, frame: frames.Typing | frames.Seen) -> None:
+        """``typing`` or ``seen``: never answered, so a background mark can never put an error notice in
+        front of the visitor. A failed one is logged by its type (never the text) and dropped; PostgreSQL or
+        Redis out of reach is raised (the socket closes with 4503 and the widget reconnects)."""
+        try:
+            await (self._typing(frame) if isinstance(frame, frames.Typing) else self._seen(frame))
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            logger.warning("widget %s frame failed: %s", frame.type, type(exc).__name__)
+
+    async def _typing(self, frame: frames.Typing) -> None:
+        """Relay to the agents watching, never stored. Over this socket's budget, or the visitor's or the
+        IP's shared with every socket and the HTTP twin (one database call), dropped unanswered."""
+        self._typing_budget = self._typing_budget or live.typing_bucket()
+        if not self._typing_budget.take() or self.visitor_id is None:
+            return
+        found = await database_sync_to_async(live.widget_typing_admitted)(
+            visitor_id=self.visitor_id, conversation=frame.conversation, on=frame.on, text=frame.text, ip=self._ip
+        )
+        if found is not None:
+            await self.channel_layer.group_send(found[0], {"type": EVENT_TYPE, "frame": found[1]})
+
+    async def _seen(self, frame: frames.Seen) -> None:
+        """One guarded write by the visitor's pk (no visitor load); over this socket's budget, dropped."""
+        self._seen_budget = self._seen_budget or live.seen_bucket()
+        if not self._seen_budget.take() or self.visitor_id is None:
+            return
+        await database_sync_to_async(live.widget_seen)(
+            visitor_id=self.visitor_id, conversation=frame.conversation, seq=frame.seq, ip=self._ip
+        )
 
     async def _hello(self, frame: frames.Hello) -> None:
         # The hello came in time: the timer is about a client that never says hello, not about a

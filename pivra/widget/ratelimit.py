@@ -13,13 +13,14 @@ from pivra.errors import DomainError
 class RateLimited(DomainError):
     status = 429
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("rate_limited", f"You're sending messages too fast. Try again in {retry_after} s.")
+    def __init__(self, retry_after: int, what: str = "messages") -> None:
+        super().__init__("rate_limited", f"You're sending {what} too fast. Try again in {retry_after} s.")
         self.retry_after = retry_after
 
 
-def rate_limit_hit(*, bucket: str, limit: int, window_seconds: int = 60) -> None:
-    """Count one hit in ``bucket``; raise RateLimited once ``limit`` is passed within the window."""
+def rate_limit_hit(*, bucket: str, limit: int, window_seconds: int = 60, what: str = "messages") -> None:
+    """Count one hit in ``bucket``; raise RateLimited once ``limit`` is passed within the window
+    (``what`` names what was sent in its detail: "messages", "typing updates")."""
     window = int(time.time() // window_seconds)
     key = f"rl:{bucket}:{window}"
     if cache.add(key, 1, timeout=window_seconds + 1):
@@ -32,7 +33,7 @@ def rate_limit_hit(*, bucket: str, limit: int, window_seconds: int = 60) -> None
             count = 1
     if count > limit:
         retry_after = max(1, int(window_seconds - time.time() % window_seconds))
-        raise RateLimited(retry_after)
+        raise RateLimited(retry_after, what)
 
 
 def visitor_action_limits(*, visitor_key: str, ip: str | None) -> None:

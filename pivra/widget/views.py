@@ -61,12 +61,18 @@ def frame(request: HttpRequest, public_key: str) -> HttpResponse:
             "handoffHidden": handoff_hidden_at(chatbot=chatbot, at=timezone.now()),
             "parentOrigin": parent,
             "maxLength": settings.MESSAGE_MAX_LENGTH,
+            "attachmentMaxBytes": settings.ATTACHMENT_MAX_BYTES,  # checked again by the server
+            # Whether agents see what is typed before it is sent: the widget sends the text only then (and the
+            # server drops it whenever the setting is off, pivra.widget.live).
+            "typingPreview": chatbot.typing_preview,
+            # The resolved screen's "Email me the transcript" (the server refuses it too when off).
+            "transcriptEmails": chatbot.transcript_emails,
             "apiBase": "/api/widget",
             "wsPath": "/ws/widget/",
         }
         response = render(request, "widget/frame.html", {"config": config, "chatbot": chatbot})
     response["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+        "default-src 'self'; img-src 'self' data: blob: https:; style-src 'self' 'unsafe-inline'; "
         f"connect-src 'self' ws://{request.get_host()} wss://{request.get_host()}; frame-ancestors " + " ".join(allowed)
     )
     response["Cache-Control"] = "no-store"

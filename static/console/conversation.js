@@ -9,6 +9,7 @@
 // the console API, whose errors ({code, detail}) are shown as written.
 
 import { consoleSocket, durationText, localTime, localizeTimes, postJson, startTicking } from "./console.js";
+import { attachmentBubble } from "./attachments.js";
 import { GapTracker } from "./gaps.js";
 
 const page = document.querySelector("[data-conversation-page]");
@@ -68,6 +69,7 @@ const SYSTEM_LABELS = {
   "handoff.transfer_ended": "Transfer not accepted",
   "handoff.taken_over": "Taken over",
   "handoff.released": "Back in the queue",
+  "rating": "Visitor rated",
 };
 // Why a live chat went back to the queue (kept in step with pivra/console/selectors.py).
 const RELEASE_REASONS = {
@@ -129,7 +131,7 @@ function renderEvent(frame) {
   const who = style === "visitor" ? "Visitor" : style === "ai" ? "AI" : frame.agent || "Agent";
   const meta = el("div", "ev-meta");
   meta.append(el("span", "ev-who", who), " ", timeEl(frame.created_at));
-  item.append(meta, el("div", "ev-bubble", frame.text));
+  item.append(meta, attachmentBubble(frame) || el("div", "ev-bubble", frame.text));
   return item;
 }
 

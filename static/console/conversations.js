@@ -55,6 +55,14 @@ consoleSocket.addEventListener("event", (event) => {
 consoleSocket.addEventListener("status", (event) => {
   if (event.detail.connected && event.detail.resumed) schedule(); // catch up after a reconnect
 });
+// This agent read a conversation (here or in another tab): its row's unread count goes, here and now —
+// no re-fetch (a visitor message after the mark arrives as an event, which re-fetches the list).
+consoleSocket.addEventListener("read", (event) => {
+  if (event.detail.workspace !== workspaceId) return;
+  for (const row of region.querySelectorAll("[data-conversation]")) {
+    if (row.dataset.conversation === event.detail.conversation) row.querySelector("[data-unread]")?.remove();
+  }
+});
 
 // "Online now": who is Online / Away / Offline and their live chats. Re-read (server-side HTML) when
 // presence changes (a status chosen, a first console opened, a last one gone past the grace) and on

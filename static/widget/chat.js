@@ -17,6 +17,7 @@
  *   conversation.js  events and state snapshots applied to the screen, conversation switches
  *   panels.js        pending / team busy / resolved cards
  *   composer.js      the composer, "Talk to a human"
+ *   marks.js         the visitor's "typing" and "seen" marks
  *   protocol.js      incoming frames, client actions pending until acked (socket or HTTP)
  *   api.js           HTTP calls, session token, history
  *   socket.js        WebSocket transport with resume
@@ -40,6 +41,7 @@ import { onParentMessage, requestClose, toParent } from "./chat/bridge.js";
 import { ACCENT, EMBEDDED } from "./chat/config.js";
 import { applyState, renderView } from "./chat/conversation.js";
 import { applyTheme, buildUI, setConnected } from "./chat/layout.js";
+import { startMarks } from "./chat/marks.js";
 import { renderGreeting } from "./chat/messages.js";
 import { connect, reconnectNow, startHeartbeat } from "./chat/socket.js";
 import { S, ui } from "./chat/state.js";
@@ -50,6 +52,7 @@ async function start() {
   buildUI();
   renderGreeting();
   renderView();
+  startMarks(); // typing and "seen" (marks.js)
   document.body.dataset.open = S.open ? "true" : "false";
   window.addEventListener("message", onParentMessage);
   document.addEventListener("keydown", (e) => {

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -30,8 +35,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+class SmtpSink:
+    """A real SMTP server on loopback that the stack's workers send every email to (issue 16's
+    transcripts; email actions too): ``messages`` are the parsed emails, ``envelopes`` what was said."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[Any] = []
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        self.messages.append(BytesParser(policy=policy.default).parsebytes(envelope.content))
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m, e in zip(self.messages, self.envelopes, strict=True) if address in e.rcpt_tos]
+
+
 @pytest.fixture(scope="session")
-def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[AppProcesses]:
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink._controller.start()
+    yield sink
+    sink._controller.stop()
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup: None, django_db_blocker: object, smtp_sink: SmtpSink) -> Iterator[AppProcesses]:
     port = free_port()
     db = connection.settings_dict
     database_url = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
@@ -47,6 +79,9 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[App
         "PIVRA_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PIVRA_WEBHOOK_ALLOW_PRIVATE": "true",
         "PIVRA_DB_POOL_MAX": "8",
+        "PIVRA_EMAIL_HOST": "127.0.0.1",
+        "PIVRA_EMAIL_PORT": str(smtp_sink.port),
+        "PIVRA_EMAIL_USE_TLS": "false",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     app = start_app(env=env, port=port, log_dir=logs, worker_concurrency=4)

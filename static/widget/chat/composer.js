@@ -3,6 +3,7 @@
  * optimistic "sending" row that stays pending until its ack (a refusal gives the text back).
  */
 
+import { attachButton } from "./attachments.js";
 import { MAX_LEN, T, fmt } from "./config.js";
 import { markSeen } from "./gaps.js";
 import { mutate, showNotice } from "./layout.js";
@@ -30,7 +31,7 @@ export function buildComposer() {
   ui.counter.id = "pv-counter";
   ui.counter.hidden = true;
   const row = el("div", "pv-composer-row");
-  row.append(ui.input, ui.send);
+  row.append(attachButton(), ui.input, ui.send);
   form.append(row, ui.counter);
 
   form.addEventListener("submit", (e) => {
@@ -68,6 +69,7 @@ export function renderComposer(vs) {
   // In "team busy" nobody reads the chat: the panel's two choices replace the composer.
   ui.composer.hidden = vs === "busy";
   ui.input.disabled = closed;
+  if (ui.attach) ui.attach.disabled = closed;
   ui.input.placeholder = closed ? T.closedPlaceholder : T.placeholder;
   if (closed) ui.input.setAttribute("aria-describedby", "pv-counter pv-resolved-note");
   else ui.input.setAttribute("aria-describedby", "pv-counter");

@@ -13,7 +13,7 @@ import { mutate } from "./layout.js";
 import { insertBySeq, renderEvent, renderGreeting, renderOffers } from "./messages.js";
 import { renderPanel } from "./panels.js";
 import { S, sameConversation, ui, viewState } from "./state.js";
-import { clearTyping, dropDraft, renderTyping } from "./typing.js";
+import { clearAgentTyping, clearTyping, dropDraft, renderTyping } from "./typing.js";
 
 export function onEvent(ev, live) {
   if (!ev || typeof ev.seq !== "number") return;
@@ -75,7 +75,9 @@ export function applyState(state, force = false) {
   const current = S.state && S.state.conversation === state.conversation ? S.state : null;
   // A snapshot older than the one on screen (e.g. a slow history response) must not win.
   if (!force && current && (state.last_seq || 0) < (current.last_seq || 0)) return;
+  const agentBefore = (current && current.handoff && current.handoff.agent) || null;
   S.state = state;
+  if (((state.handoff && state.handoff.agent) || null) !== agentBefore) clearAgentTyping(); // changed hands
   noteServerSeq(state.last_seq); // its event frames should follow; if they never do, fetch them
   renderView();
 }

@@ -3,6 +3,7 @@
  * offer's two buttons, which go moot once a later event (or the visitor) has answered them.
  */
 
+import { fillAttachment } from "./attachments.js";
 import { BOT_NAME, CONFIG, T, fmt } from "./config.js";
 import { sendAction } from "./protocol.js";
 import { S, ui, viewState } from "./state.js";
@@ -72,6 +73,11 @@ export function renderEvent(ev) {
   switch (ev.kind || "message") {
     case "message":
       if (ev.author === "system") return ev.text ? systemLine(ev.text) : null;
+      if (ev.data && ev.data.attachment) {
+        const row = messageRow(ev.author === "agent" ? "agent" : "visitor", ev.text, ev.created_at, ev.agent);
+        fillAttachment(row, ev); // an image or PDF instead of its name (attachments.js)
+        return row;
+      }
       return messageRow(ev.author === "visitor" || ev.author === "agent" ? ev.author : "ai", ev.text, ev.created_at, ev.agent);
     case "handoff.offer":
       return offerRow(ev);
@@ -100,6 +106,13 @@ export function renderEvent(ev) {
       return systemLine(ev.agent ? fmt(T.lineResolvedBy, { agent: ev.agent }) : T.lineResolved);
     case "conversation.continued":
       return systemLine(T.lineContinued);
+    case "conversation.ended":
+      return systemLine(T.lineEnded);
+    case "rating": {
+      const score = Number(ev.data && ev.data.score) || 0;
+      if (ev.data && ev.data.scale === "five") return systemLine(fmt(T.lineRatedStars, { n: score }));
+      return systemLine(score >= 4 ? T.lineRatedGood : T.lineRatedBad);
+    }
     default:
       return ev.text ? systemLine(ev.text) : null;
   }

@@ -9,11 +9,13 @@ import { T, fmt } from "./config.js";
 import { mutate } from "./layout.js";
 import { sendAction } from "./protocol.js";
 import { S, ui } from "./state.js";
+import { endChatBar } from "./endchat.js";
+import { resolvedExtras, surveyKey } from "./survey.js";
 import { el } from "./util.js";
 
 export function renderPanel(vs) {
   const h = (S.state && S.state.handoff) || {};
-  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.busy_reason, h.offline_message, h.lead_phone, h.position, h.position_over, h.wait_seconds, h.transfer_to]);
+  const key = JSON.stringify([vs, h.waiting_message, h.busy_message, h.busy_reason, h.offline_message, h.lead_phone, h.position, h.position_over, h.wait_seconds, h.transfer_to, surveyKey()]);
   if (key === S.panelKey) return;
   S.panelKey = key;
   const focusWasInside = ui.panel.contains(document.activeElement);
@@ -24,6 +26,7 @@ export function renderPanel(vs) {
   if (vs === "pending") card = pendingCard(h);
   else if (vs === "busy") card = busyCard(h, typedPhone);
   else if (vs === "resolved") card = resolvedCard();
+  else if (vs === "ai") card = endChatBar();
   mutate(() => {
     ui.panel.replaceChildren(...(card ? [card] : []));
     ui.panel.hidden = !card;
@@ -184,6 +187,6 @@ function resolvedCard() {
     start.disabled = true;
     sendAction({ type: "new_conversation" }, { onError: () => (start.disabled = false) });
   });
-  card.append(note, start);
+  card.append(...resolvedExtras(), note, start);
   return card;
 }

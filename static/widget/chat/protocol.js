@@ -161,6 +161,9 @@ const HTTP_ROUTES = {
   lead: "/lead",
   continue_with_ai: "/continue",
   new_conversation: "/new",
+  rate: "/rate",
+  transcript: "/transcript",
+  end_chat: "/end",
 };
 
 async function postAction(entry) {

@@ -25,6 +25,8 @@ export const S = {
   offers: [], // {seq, buttons, answered}
   offerClosedSeq: 0, // seq of the last event that makes earlier offers moot
   typing: { ai: false, agent: false },
+  typingName: "", // the agent's public name from their "typing" frame
+  typingAgentTimer: 0,
   typingTimer: 0,
   draft: null, // {replyTo, row, text, timer}
   open: !EMBEDDED, // a standalone frame is always "open"

@@ -12,6 +12,11 @@ import { el } from "./util.js";
 export function buildTyping() {
   const row = el("div", "pv-row pv-ai pv-typing");
   row.hidden = true;
+  // A person's typing is shown with their name ("Alice is typing…"); the label below says it to screen readers.
+  ui.typingName = el("div", "pv-typing-name");
+  ui.typingName.setAttribute("aria-hidden", "true");
+  ui.typingName.hidden = true;
+  row.append(ui.typingName);
   const bubble = el("div", "pv-bubble pv-typing-bubble");
   ui.typingLabel = el("span", "pv-sr");
   bubble.append(ui.typingLabel);
@@ -24,11 +29,13 @@ export function renderTyping() {
   const showAi = S.typing.ai && !S.draft && viewState() === "ai";
   const showAgent = S.typing.agent;
   const on = showAi || showAgent;
-  const name = showAgent ? (S.state && S.state.handoff && S.state.handoff.agent) || T.teamMember : BOT_NAME;
+  const name = showAgent ? S.typingName || (S.state && S.state.handoff && S.state.handoff.agent) || T.teamMember : BOT_NAME;
   mutate(() => {
     ui.typing.hidden = !on;
     ui.typing.classList.toggle("pv-agent-typing", showAgent && !showAi);
     ui.typingLabel.textContent = on ? fmt(T.typing, { name }) : "";
+    ui.typingName.hidden = !(showAgent && !showAi);
+    ui.typingName.textContent = ui.typingName.hidden ? "" : `${fmt(T.typing, { name })}…`;
   });
   // A lost "typing off" must never leave the dots running forever.
   clearTimeout(S.typingTimer);
@@ -38,9 +45,23 @@ export function renderTyping() {
 export function clearTyping() {
   S.typing.ai = false;
   S.typing.agent = false;
+  S.typingName = "";
   clearTimeout(S.typingTimer);
+  clearTimeout(S.typingAgentTimer);
   ui.typing.hidden = true;
   ui.typingLabel.textContent = "";
+  ui.typingName.hidden = true;
+  ui.typingName.textContent = "";
+}
+
+// The live chat changed hands (released, transferred, taken over): the previous agent's dots and name
+// must not stay on screen, nor be shown under the next agent's name.
+export function clearAgentTyping() {
+  if (!S.typing.agent && !S.typingName) return;
+  S.typing.agent = false;
+  S.typingName = "";
+  clearTimeout(S.typingAgentTimer);
+  renderTyping();
 }
 
 export function onTyping(frame) {
@@ -48,6 +69,17 @@ export function onTyping(frame) {
   const who = frame.author === "agent" ? "agent" : "ai";
   if (who === "ai" && viewState() !== "ai") return; // the AI is silent during a handoff
   S.typing[who] = Boolean(frame.on);
+  if (who === "agent") {
+    if (typeof frame.agent === "string" && frame.agent) S.typingName = frame.agent.slice(0, 150);
+    // The agent's page repeats "on" every 2 s while typing: a lost "off" never leaves the dots long.
+    clearTimeout(S.typingAgentTimer);
+    if (frame.on) {
+      S.typingAgentTimer = setTimeout(() => {
+        S.typing.agent = false;
+        renderTyping();
+      }, 10000);
+    }
+  }
   renderTyping();
 }
 
