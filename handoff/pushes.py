@@ -43,6 +43,7 @@ STATE_KINDS = frozenset(
         "handoff.transfer_ended",
         "handoff.taken_over",
         "handoff.released",
+        "conversation.ended",
     }
 )
 # The kinds handoff.transitions append with notify_console=True: the console hears them too.
@@ -58,6 +59,7 @@ CONSOLE_KINDS = frozenset(
         "handoff.transfer_ended",
         "handoff.taken_over",
         "handoff.released",
+        "conversation.ended",
     }
 )
 LOOK_BACK = timedelta(minutes=2)

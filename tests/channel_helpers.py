@@ -30,3 +30,26 @@ def frames_heard(group: str, run: Callable[[], Any], *, quiet_seconds: float = 0
 
     async_to_sync(collect)()
     return frames
+
+
+def sse_stream(application: Any, *, token: str, conversation: str) -> Any:
+    """An ``ApplicationCommunicator`` for the visitor's ``GET /api/widget/stream`` (send the request next)."""
+    from channels.testing import ApplicationCommunicator
+
+    return ApplicationCommunicator(
+        application,
+        {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/widget/stream",
+            "raw_path": b"/api/widget/stream",
+            "root_path": "",
+            "query_string": f"conversation={conversation}".encode(),
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        },
+    )

@@ -27,6 +27,22 @@ def _clean_redis() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Every test starts with empty rate-limit budgets (keys ``rl:*`` of the cache). They live in the
+    run's one Redis for up to an hour, so budgets keyed by something every test shares — 127.0.0.1,
+    a recipient address, the whole platform's transcripts an hour — would otherwise run out part-way
+    through the suite and refuse a later test's first request."""
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*:rl:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
     """Close the pooled connections before the test database is dropped: a pool keeps its

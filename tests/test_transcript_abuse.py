@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis as redis_lib
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 
@@ -27,6 +29,16 @@ URL = "/api/widget/transcript"
 @pytest.fixture(autouse=True)
 def _no_celery(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transcript_send.current_app, "send_task", lambda *a, **k: None)
+
+
+def _fresh_budgets() -> None:
+    # Only the transcript budgets: cache.clear() would flush the run's whole Redis (broker queues too).
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    try:
+        for key in client.scan_iter(match=cache.make_key("rl:transcript:*")):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def _code(call: Any) -> str:
@@ -95,12 +107,12 @@ def test_per_chatbot_per_workspace_and_overall_budgets(
     monkeypatch.setattr(transcript_send, "PER_CHATBOT", 2)
     send(0), send(1)
     assert _code(lambda: send(2)) == "rate_limited"
-    cache.clear()
+    _fresh_budgets()
     monkeypatch.setattr(transcript_send, "PER_CHATBOT", 20)
     monkeypatch.setattr(transcript_send, "PER_WORKSPACE", 1)
     send(0)
     assert _code(lambda: send(1)) == "rate_limited"
-    cache.clear()
+    _fresh_budgets()
     monkeypatch.setattr(transcript_send, "PER_WORKSPACE", 100)
     settings.TRANSCRIPTS_PER_HOUR = 2
     send(0), send(1)

@@ -64,7 +64,7 @@ def test_the_worker_sends_the_transcript_to_a_real_smtp_server(personas: Persona
     smtp_port = free_port()
     controller = Controller(collector, hostname="127.0.0.1", port=smtp_port)
     controller.start()
-    argv = celery_worker_argv(name=f"transcripts-{os.getpid()}", queues=None, concurrency=1, loglevel="INFO")
+    argv = celery_worker_argv(name=f"transcripts-{os.getpid()}", queues=["deliveries"], concurrency=1, loglevel="INFO")
     worker = spawn("worker", argv, env=_worker_env(smtp_port), log_file=tmp_path / "worker.log")
     try:
         response = Client().post(

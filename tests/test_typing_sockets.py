@@ -14,7 +14,6 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
 from django.db.backends.utils import CursorWrapper
 from django.test import Client
@@ -25,6 +24,7 @@ from handoff.transitions.claim import handoff_claim
 from pivra.asgi import application
 from pivra.console import live_marks
 from pivra.widget import live as widget_live
+from tests.channel_helpers import sse_stream
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff, request
 
@@ -158,23 +158,7 @@ async def test_a_typing_flood_is_dropped_per_socket() -> None:
 
 async def test_the_agents_typing_reaches_the_sse_stream_too() -> None:
     world, session, conversation = await _setup()
-    stream = ApplicationCommunicator(
-        application,
-        {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/api/widget/stream",
-            "raw_path": b"/api/widget/stream",
-            "root_path": "",
-            "query_string": f"conversation={conversation}".encode(),
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {session['token']}".encode())],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        },
-    )
+    stream = sse_stream(application, token=session["token"], conversation=conversation)
     await stream.send_input({"type": "http.request", "body": b"", "more_body": False})
     assert (await stream.receive_output(timeout=5))["status"] == 200
     body = ""

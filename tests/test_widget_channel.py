@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import time_machine
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
@@ -26,7 +25,7 @@ from conversations.models import Event, Visitor
 from pivra.asgi import application
 from pivra.realtime import send_on_commit, visitor_group
 from pivra.widget import operations
-from tests.channel_helpers import frames_heard
+from tests.channel_helpers import frames_heard, sse_stream
 from tests.factories import Personas, make_personas
 from tests.handoff_helpers import enable_handoff
 
@@ -397,23 +396,7 @@ async def test_a_socket_welcomed_into_a_handoff_relays_no_ai_token(world: Person
 async def test_the_sse_stream_relays_no_ai_token_after_a_state_that_ended_the_ai_turn(world: Personas) -> None:
     session = await sync_to_async(_session)(world.chatbot.public_key)
     conversation = session["state"]["conversation"]
-    stream = ApplicationCommunicator(
-        application,
-        {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/api/widget/stream",
-            "raw_path": b"/api/widget/stream",
-            "root_path": "",
-            "query_string": f"conversation={conversation}".encode(),
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {session['token']}".encode())],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        },
-    )
+    stream = sse_stream(application, token=session["token"], conversation=conversation)
     await stream.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await stream.receive_output(timeout=5)
     assert start["type"] == "http.response.start" and start["status"] == 200

@@ -4,6 +4,20 @@ from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
+class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
+    """CONCURRENTLY on PostgreSQL; a plain CREATE INDEX elsewhere (SQLite has no such option)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        return super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        return super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
 class Migration(migrations.Migration):
     # Built CONCURRENTLY: the event log is the largest table, and a plain CREATE INDEX would block its
     # writes (every message) for as long as the build takes.
@@ -14,7 +28,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        AddIndexConcurrently(
+        AddIndexConcurrentlyOnPostgres(
             model_name="event",
             index=models.Index(
                 condition=models.Q(("author", "visitor"), ("kind", "message")),

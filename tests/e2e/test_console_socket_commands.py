@@ -47,8 +47,8 @@ def _until(page: Page, condition: Any, seconds: float = 10) -> None:
 
 
 def _reply(page: Page, text: str) -> None:
-    page.locator("textarea").fill(text)
-    page.locator("textarea").press("Enter")
+    page.locator("#reply-box").fill(text)
+    page.locator("#reply-box").press("Enter")
     expect(page.locator(".ev-agent .ev-bubble").last).to_have_text(text, timeout=LIVE)
 
 
@@ -72,7 +72,7 @@ def test_claim_and_reply_go_over_the_socket_and_fall_back_to_http_when_it_is_dow
     expect(alice.locator("[data-claim]")).to_be_visible()
     _until(alice, lambda: any('"watching"' in str(frame) for frame in heard))  # the page's socket is open
     alice.locator("[data-claim]").click()
-    expect(alice.locator("textarea")).to_be_enabled(timeout=LIVE)
+    expect(alice.locator("#reply-box")).to_be_enabled(timeout=LIVE)
     _reply(alice, "Over the socket")
     assert not [url for url in posts if url.endswith(("/claim", "/reply"))], posts
     sent = " ".join(str(frame) for frame in frames)
@@ -84,7 +84,7 @@ def test_claim_and_reply_go_over_the_socket_and_fall_back_to_http_when_it_is_dow
 
     alice.route_web_socket("**/ws/console/", refuse)
     alice.reload()
-    expect(alice.locator("textarea")).to_be_enabled(timeout=LIVE)
+    expect(alice.locator("#reply-box")).to_be_enabled(timeout=LIVE)
     _reply(alice, "Over HTTP")
     assert [url for url in posts if url.endswith("/reply")], posts
     assert off_thread(_agent_replies, conversation=conversation) == ["Over the socket", "Over HTTP"]
@@ -125,11 +125,11 @@ def test_a_reply_the_socket_never_answers_goes_over_http_and_is_stored_and_shown
     expect(alice.locator("[data-claim]")).to_be_visible()
     _until(alice, lambda: any('"watching"' in frame for frame in heard))  # the page's socket is open
     alice.locator("[data-claim]").click()  # claims still go over the socket
-    expect(alice.locator("textarea")).to_be_enabled(timeout=LIVE)
+    expect(alice.locator("#reply-box")).to_be_enabled(timeout=LIVE)
     assert not [url for url in posts if url.endswith("/claim")], posts
 
-    alice.locator("textarea").fill("Said once")
-    alice.locator("textarea").press("Enter")
+    alice.locator("#reply-box").fill("Said once")
+    alice.locator("#reply-box").press("Enter")
     # The page waits for the socket's answer first (5 s), then posts: a generous wait, not a speed check.
     expect(alice.locator(".ev-agent .ev-bubble").last).to_have_text("Said once", timeout=3 * LIVE)
     assert len(dropped) == 1, dropped

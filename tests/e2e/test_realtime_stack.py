@@ -14,6 +14,7 @@ from chatbots.services import chatbot_update_handoff_settings
 from handoff.models import Handoff
 from pivra.stack import AppProcesses
 from tests.e2e.widget_helpers import seed_demo
+from tests.handoff_helpers import wait_for_agents
 
 
 def _session(base: str, public_key: str) -> dict[str, Any]:
@@ -34,7 +35,9 @@ def _demo_bot_with_timeout(seconds: int) -> Chatbot:
         timeout_seconds=seconds,
         busy_message=bot.handoff_busy_message,
     )
-    return bot
+    # These tests time out a waiting request: with nobody online (no console open) the product
+    # default would skip the wait, so the outcome would hang on another test's lingering presence.
+    return wait_for_agents(bot)
 
 
 def _wait_until_busy(handoff: Handoff, *, seconds: float = 60) -> None:

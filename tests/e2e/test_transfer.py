@@ -88,7 +88,7 @@ def test_alice_transfers_to_bob_who_is_told_live_and_accepts(
     notice.get_by_role("button", name="Accept").click()
     expect(bob).to_have_url(re.compile(f"/dashboard/conversations/{conversation}/$"))
     expect(bob.locator("[data-badge]")).to_have_text("Claimed by Bob", timeout=LIVE)
-    bob.get_by_role("textbox", name="Reply to visitor").fill("Hi, Bob here — I handle bulk orders.")
+    bob.locator("#reply-box").fill("Hi, Bob here — I handle bulk orders.")
     bob.get_by_role("button", name="Send").click()
 
     expect(body).to_have_attribute("data-state", "active")
@@ -149,7 +149,7 @@ def test_an_owner_takes_over_and_the_previous_agent_is_told(
     alice.get_by_role("button", name="Take over").click()
 
     expect(alice.locator("[data-badge]")).to_have_text("Claimed by Alice", timeout=LIVE)
-    expect(alice.get_by_role("textbox", name="Reply to visitor")).to_be_enabled()
+    expect(alice.locator("#reply-box")).to_be_enabled()
     expect(alice.locator("[data-thread]")).to_contain_text("Alice took over the conversation.")
     expect(frame.get_by_text("Alice from the team")).to_be_visible(timeout=LIVE)
     expect(frame.get_by_role("log", name="Conversation")).to_contain_text("Alice took over the conversation")
