@@ -37,7 +37,6 @@ from handoff.transitions.claim import handoff_claim
 from handoff.transitions.reply import handoff_reply
 from handoff.transitions.resolve import handoff_resolve
 from pivra.stack import AppProcesses
-from tests.e2e.conftest import live_stack, smtp_sink  # noqa: F401  (the real stack, as the browser tests run it)
 from tests.e2e.widget_helpers import seed_demo
 from tests.factories import make_personas
 from tests.handoff_helpers import new_visitor
@@ -146,7 +145,7 @@ def _session_cookie(user: User) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
-def test_a_note_reaches_agents_and_no_visitor_channel(live_stack: AppProcesses, loop: Loop) -> None:  # noqa: F811
+def test_a_note_reaches_agents_and_no_visitor_channel(live_stack: AppProcesses, loop: Loop) -> None:
     base = live_stack.http_url
     bot = seed_demo()
     alice, bob = User.objects.get(username="alice"), User.objects.get(username="bob")
