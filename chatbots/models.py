@@ -7,17 +7,22 @@ import secrets
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_noop
 
 from pivra.crypto import EncryptedTextField
 
-DEFAULT_WAITING_MESSAGE = "Connecting you with the team now…"
-DEFAULT_BUSY_MESSAGE = "Our team is currently busy…"
+# The owner's texts start as these; marked for the catalogues so that a text the owner never changed
+# is shown in the visitor's language (chatbots.languages.owner_text).
+DEFAULT_WAITING_MESSAGE = gettext_noop("Connecting you with the team now…")
+DEFAULT_BUSY_MESSAGE = gettext_noop("Our team is currently busy…")
 DEFAULT_TIMEOUT_SECONDS = 180
 MIN_TIMEOUT_SECONDS = 5
 MAX_TIMEOUT_SECONDS = 86_400
-DEFAULT_GREETING = "Hi! Ask me anything, or talk to a human at any time."
+DEFAULT_GREETING = gettext_noop("Hi! Ask me anything, or talk to a human at any time.")
 DEFAULT_FALLBACK = "Sorry, I don't have an answer to that yet. You can ask to talk to a human."
-DEFAULT_OFFLINE_MESSAGE = "We're not online right now. Leave your mobile number and we'll get back to you."
+DEFAULT_OFFLINE_MESSAGE = gettext_noop(
+    "We're not online right now. Leave your mobile number and we'll get back to you."
+)
 MAX_IDLE_MINUTES = 7 * 24 * 60
 
 
@@ -190,6 +195,27 @@ class Chatbot(models.Model):
         default=True,
         verbose_name="Let visitors email themselves the transcript",
     )
+
+    # Issue 17. The widget's language: ``language`` if the owner fixed one, else the visitor's browser
+    # languages matched to settings.LANGUAGES, else ``default_language`` (chatbots.languages).
+    language = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=settings.LANGUAGES,
+        verbose_name="Always show the widget in",
+        help_text="Empty: the visitor's browser language when Pivra speaks it.",
+    )
+    default_language = models.CharField(
+        max_length=10,
+        default="en",
+        choices=settings.LANGUAGES,
+        verbose_name="Default language",
+        help_text="Used when the visitor's browser asks for none of Pivra's languages; the texts above are in it.",
+    )
+    # The owner's words per other language: {"fr": {"greeting": ..., "waiting": ..., "busy": ...,
+    # "offline": ..., "keywords": [...]}}. A missing or empty variant falls back to the fields above
+    # (chatbots.languages.owner_texts); written only through chatbots.languages.chatbot_text_variants_set.
+    text_variants = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -143,7 +143,7 @@ def normalize_origin(value: str) -> str:
     return origin
 
 
-def _clean_keywords(keywords: Iterable[str]) -> list[str]:
+def clean_keywords(keywords: Iterable[str]) -> list[str]:
     cleaned: list[str] = []
     for keyword in keywords:
         phrase = re.sub(r"\s+", " ", keyword).strip()
@@ -205,7 +205,7 @@ def chatbot_update_handoff_settings(
     if len(waiting_message) > 500 or len(busy_message) > 500:
         raise DomainError("invalid_message", "Keep the waiting and team busy messages under 500 characters.")
     chatbot.handoff_enabled = enabled
-    chatbot.handoff_keywords = _clean_keywords(keywords)
+    chatbot.handoff_keywords = clean_keywords(keywords)
     chatbot.handoff_waiting_message = waiting_message
     chatbot.handoff_timeout_seconds = timeout_seconds
     chatbot.handoff_busy_message = busy_message

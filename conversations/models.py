@@ -47,6 +47,9 @@ class Conversation(models.Model):
     rating = models.PositiveSmallIntegerField(null=True, blank=True)
     rating_comment = models.CharField(max_length=1000, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
+    # Issue 17: the widget's negotiated language when the conversation began (a code of settings.LANGUAGES;
+    # empty for conversations from before). Picks the owner's text variants and the keywords that match.
+    language = models.CharField(max_length=10, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

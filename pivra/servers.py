@@ -52,7 +52,14 @@ def wait_for_port(host: str, port: int, *, timeout: float, process: subprocess.P
 
 # --- system packages -------------------------------------------------------------------------
 
-APT_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "postgres": "postgresql", "nginx": "nginx"}
+APT_PACKAGES = {
+    "redis-server": "redis-server",
+    "chromium": "chromium",
+    "postgres": "postgresql",
+    "nginx": "nginx",
+    "xgettext": "gettext",
+    "msgfmt": "gettext",
+}
 
 
 def _postgres_bin_dir() -> Path | None:

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "canned",
     "notifications",
     "attachments",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -136,9 +137,11 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "pivra.middleware.RefuseUnstorableInput",  # before sessions: a NUL in a cookie is never looked up
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the browser's language (Accept-Language) until an agent chose one
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.AgentLanguage",  # an agent's chosen console language wins over the browser's
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out login (page or admin) into the lockout page
@@ -267,7 +270,21 @@ AXES_ENABLE_ADMIN = False  # the cache handler writes no attempt rows: the admin
 PASSWORD_RESETS_PER_ADDRESS_HOUR = env_int("PIVRA_PASSWORD_RESETS_PER_ADDRESS_HOUR", 5, min_value=1)
 PASSWORD_RESETS_PER_IP_HOUR = env_int("PIVRA_PASSWORD_RESETS_PER_IP_HOUR", 20, min_value=1)
 
-LANGUAGE_CODE = "en-us"
+# Issue 17: the widget speaks the visitor's language and the console the agent's. English is the source
+# language (msgids); the catalogues live in locale/ (README "Languages" says how to add one). Codes are
+# Django's (lowercase, "pt-br"): the widget and the console negotiate against exactly this list.
+LANGUAGE_CODE = "en"
+LANGUAGES = [
+    ("en", "English"),
+    ("fr", "Français"),
+    ("de", "Deutsch"),
+    ("es", "Español"),
+    ("pt-br", "Português (Brasil)"),
+    ("it", "Italiano"),
+    ("nl", "Nederlands"),
+    ("ar", "العربية"),
+]
+LOCALE_PATHS = [SITE_DIR / "locale"]
 TIME_ZONE = env_str("PIVRA_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -432,7 +432,9 @@ def _gate(name: str, argv: Sequence[str], env: dict[str, str]) -> bool:
 def command_test(args: argparse.Namespace) -> int:
     """Quality gates, then the whole pytest suite on private PostgreSQL and Redis; non-zero on any failure."""
     _forward_signals_as_keyboard_interrupt()
-    ensure_system_programs(["chromium"])
+    # gettext: the catalogue tests run makemessages and msgfmt (the run command needs neither: the
+    # compiled catalogues are committed).
+    ensure_system_programs(["chromium", "xgettext", "msgfmt"])
     env = dict(os.environ)
     if not env_is_set("PIVRA_DATA_DIR", environ=env):
         env["PIVRA_DATA_DIR"] = tempfile.mkdtemp(prefix="pivra-test-data-")

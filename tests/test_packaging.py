@@ -31,7 +31,7 @@ PIP = (sys.executable, "-m", "pip", "--quiet", "--no-input")
 # Every top-level Django app of the checkout (a new app must be listed in pyproject.toml to ship).
 APPS = tuple(sorted(path.parent.name for path in ROOT.glob("*/apps.py")))
 # What a build reads: the install's sources, and the files pyproject.toml names.
-BUILD_INPUTS = (*APPS, "templates", "static")
+BUILD_INPUTS = (*APPS, "templates", "static", "locale")
 BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE")
 
 # Run inside the installed copy: where Django finds the app code, templates, static files and migrations.
@@ -81,7 +81,7 @@ def _shipped_files() -> set[str]:
         for path in (ROOT / app).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 wanted.add(path.relative_to(ROOT).as_posix())
-    for site_dir in ("templates", "static"):
+    for site_dir in ("templates", "static", "locale"):
         for path in (ROOT / site_dir).rglob("*"):
             if path.is_file():
                 wanted.add(f"pivra/bundled/{path.relative_to(ROOT).as_posix()}")
