@@ -1,5 +1,5 @@
 # One entry point. `make run` and `make test` are the README's two commands.
-.PHONY: run test lint fmt bench lock
+.PHONY: run test lint fmt bench lock messages
 
 run:
 	./scripts/run
@@ -15,6 +15,11 @@ fmt:
 
 bench:
 	./scripts/bench
+
+# Translation catalogues (needs gettext): extract the marked strings of every language of settings.LANGUAGES into
+# locale/<lang>/LC_MESSAGES/{django,djangojs}.po, then compile the .mo files, which are committed (README "Languages").
+messages:
+	.venv/bin/python -m pivra.messages
 
 # pyproject.toml is the one dependency list. uv keeps every version already in a lock (add
 # --upgrade-package NAME to move one); dev.lock is constrained to base.lock so both install the same runtime.

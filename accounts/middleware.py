@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
 
@@ -18,8 +19,13 @@ class AgentLanguage:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user = getattr(request, "user", None)
-        chosen = agent_language(user=user) if user is not None and user.is_authenticated else ""
+        try:
+            user = getattr(request, "user", None)
+            chosen = agent_language(user=user) if user is not None and user.is_authenticated else ""
+        except DatabaseError:
+            # PostgreSQL out of reach: the browser's language; the view answers the outage its own way
+            # (503, or /healthz's report), as it would without this middleware.
+            chosen = ""
         if chosen:
             translation.activate(chosen)
             request.LANGUAGE_CODE = chosen

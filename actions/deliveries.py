@@ -22,7 +22,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from actions.caps import (
     HeldBack,
@@ -252,6 +253,15 @@ SECRET_UNREADABLE_ERROR = (
 )
 
 
+def _chatbot_language(chatbot_id: int | None) -> str:
+    """The language notifications about a chatbot are worded in: its default_language (settings.LANGUAGE_CODE
+    for none)."""
+    if chatbot_id is None:
+        return settings.LANGUAGE_CODE
+    language = Chatbot.objects.filter(pk=chatbot_id).values_list("default_language", flat=True).first()
+    return language or settings.LANGUAGE_CODE
+
+
 def _send(delivery: Delivery) -> AttemptResult:
     action = delivery.action
     payload: dict[str, Any] = delivery.payload
@@ -260,16 +270,19 @@ def _send(delivery: Delivery) -> AttemptResult:
         logger.error("delivery %s: action %s has an undecryptable URL or secret", delivery.pk, action.pk)
         return AttemptResult(False, 0, error=SECRET_UNREADABLE_ERROR, permanent=True)
     try:
-        if action.kind == Action.Kind.WEBHOOK:
+        if action.kind == Action.Kind.WEBHOOK:  # data for machines: no language
             return send_webhook(
                 url=action.url,
                 payload=payload,
                 msg_id=delivery.webhook_id,
                 secrets=action_signing_secrets(action=action),
             )
-        if action.kind == Action.Kind.SLACK:
-            return send_slack(url=action.url, payload=payload, is_test=delivery.is_test)
-        return send_email(recipients=list(action.recipients), payload=payload, is_test=delivery.is_test)
+        # Slack and email go to the addresses the workspace configured, not to one agent with a chosen
+        # language: they are worded in the chatbot's default language (Chatbot.default_language).
+        with translation.override(_chatbot_language(action.chatbot_id)):
+            if action.kind == Action.Kind.SLACK:
+                return send_slack(url=action.url, payload=payload, is_test=delivery.is_test)
+            return send_email(recipients=list(action.recipients), payload=payload, is_test=delivery.is_test)
     except Exception:  # a bug in a transport must end as a logged failure, never a row stuck in flight
         logger.exception("delivery %s: the transport raised", delivery.pk)
         return AttemptResult(False, 0, error="internal error while sending")
@@ -360,7 +373,7 @@ def delivery_redeliver(*, delivery: Delivery, now: datetime | None = None) -> De
     now = now or timezone.now()
     action = delivery.action
     if not delivery.is_test and not action.is_active:
-        raise Conflict("action_paused", "Resume the action before sending its deliveries again.")
+        raise Conflict("action_paused", _("Resume the action before sending its deliveries again."))
     with transaction.atomic():
         won = Delivery.objects.filter(
             pk=delivery.pk, status__in=(Delivery.Status.FAILED, Delivery.Status.SUCCEEDED)
@@ -374,7 +387,7 @@ def delivery_redeliver(*, delivery: Delivery, now: datetime | None = None) -> De
             next_attempt_at=now, enqueued_at=now, updated_at=now
         )
         if not won:
-            raise Conflict("in_flight", "This delivery is being sent right now.")
+            raise Conflict("in_flight", _("This delivery is being sent right now."))
         enqueue_attempts_on_commit([delivery.pk])
     delivery.refresh_from_db()
     return delivery

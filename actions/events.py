@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 EVENT_VERSION = 1
 
 
@@ -30,28 +33,28 @@ CAPPED_EVENTS = frozenset(
 DIGEST_TYPE = "notification.digest"
 
 # How the console describes each event: (short label, what it means).
-EVENT_INFO: dict[str, tuple[str, str]] = {
+EVENT_INFO: dict[str, tuple[str | Promise, str | Promise]] = {
     EventType.CONVERSATION_ESCALATED: (
-        "Handoff requested",
-        "A visitor asks for a person (button or trigger keyword).",
+        _("Handoff requested"),
+        _("A visitor asks for a person (button or trigger keyword)."),
     ),
-    EventType.HANDOFF_CLAIMED: ("Handoff claimed", "An agent claims the conversation."),
+    EventType.HANDOFF_CLAIMED: (_("Handoff claimed"), _("An agent claims the conversation.")),
     EventType.HANDOFF_TIMED_OUT: (
-        "Handoff timed out",
-        "No one claimed it in time, or nobody was online / it was outside office hours; the visitor sees Team busy.",
+        _("Handoff timed out"),
+        _("No one claimed it in time, or nobody was online / it was outside office hours; the visitor sees Team busy."),
     ),
-    EventType.LEAD_CAPTURED: ("Lead captured", "The visitor leaves a mobile number."),
-    EventType.HANDOFF_RESOLVED: ("Conversation resolved", "An agent resolves the conversation."),
+    EventType.LEAD_CAPTURED: (_("Lead captured"), _("The visitor leaves a mobile number.")),
+    EventType.HANDOFF_RESOLVED: (_("Conversation resolved"), _("An agent resolves the conversation.")),
     EventType.HANDOFF_TRANSFERRED: (
-        "Handoff transferred",
-        "An agent transfers a live chat to a colleague, or an owner or admin takes it over.",
+        _("Handoff transferred"),
+        _("An agent transfers a live chat to a colleague, or an owner or admin takes it over."),
     ),
     EventType.HANDOFF_RELEASED: (
-        "Handoff released",
-        "A live conversation goes back to the queue (released, transfer not accepted, or the agent left).",
+        _("Handoff released"),
+        _("A live conversation goes back to the queue (released, transfer not accepted, or the agent left)."),
     ),
     EventType.CONVERSATION_RATED: (
-        "Conversation rated",
-        'The visitor answers "How did we do?" after a resolve (thumbs or 1-5 stars, optional comment).',
+        _("Conversation rated"),
+        _('The visitor answers "How did we do?" after a resolve (thumbs or 1-5 stars, optional comment).'),
     ),
 }

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from actions.events import EVENT_INFO, EventType
 from actions.models import Action, url_mask
@@ -13,16 +14,16 @@ from chatbots.models import Chatbot
 
 
 class ActionForm(forms.Form):
-    chatbot = forms.ModelChoiceField(queryset=Chatbot.objects.none(), empty_label=None, label="Chatbot")
-    name = forms.CharField(max_length=100, label="Name")
-    kind = forms.ChoiceField(choices=Action.Kind.choices, widget=forms.RadioSelect, label="Do this")
+    chatbot = forms.ModelChoiceField(queryset=Chatbot.objects.none(), empty_label=None, label=_("Chatbot"))
+    name = forms.CharField(max_length=100, label=_("Name"))
+    kind = forms.ChoiceField(choices=Action.Kind.choices, widget=forms.RadioSelect, label=_("Do this"))
     events = forms.MultipleChoiceField(
         choices=[(e.value, EVENT_INFO[e][0]) for e in EventType],
         widget=forms.CheckboxSelectMultiple,
-        label="When",
+        label=_("When"),
     )
-    url = forms.CharField(max_length=2000, required=False, label="URL")
-    recipients = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Recipients")
+    url = forms.CharField(max_length=2000, required=False, label=_("URL"))
+    recipients = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label=_("Recipients"))
 
     def __init__(self, *args: Any, chatbots: QuerySet[Chatbot], action: Action | None = None, **kwargs: Any) -> None:
         if action is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from actions.events import EVENT_INFO, EventType
 from chatbots.models import Chatbot, Workspace
@@ -52,23 +53,23 @@ class Action(models.Model):
     """What to do when an event fires: email a team, call a webhook, or post to Slack."""
 
     class Kind(models.TextChoices):
-        EMAIL = "email", "Email"
-        WEBHOOK = "webhook", "Webhook"
-        SLACK = "slack", "Slack"
+        EMAIL = "email", _("Email")
+        WEBHOOK = "webhook", _("Webhook")
+        SLACK = "slack", _("Slack")
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused"
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="actions")
     chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="actions")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    events = models.JSONField(default=list, help_text="Event types this action subscribes to.")
+    events = models.JSONField(default=list, help_text=_("Event types this action subscribes to."))
     # Encrypted at rest: a Slack incoming-webhook URL is itself a credential, and webhook URLs are
     # often capability URLs too. Randomised encryption: never filter on it.
-    url = EncryptedTextField(blank=True, help_text="Webhook or Slack incoming-webhook URL.")
-    recipients = models.JSONField(default=list, blank=True, help_text="Email addresses (email actions).")
+    url = EncryptedTextField(blank=True, help_text=_("Webhook or Slack incoming-webhook URL."))
+    recipients = models.JSONField(default=list, blank=True, help_text=_("Email addresses (email actions)."))
     # Standard Webhooks signing secret (whsec_…). Encrypted at rest, decryptable because HMAC needs
     # it; the console shows it once, in the response to its creation or rotation.
     secret = EncryptedTextField(editable=False)
@@ -99,7 +100,7 @@ class Action(models.Model):
 
     @property
     def event_labels(self) -> list[tuple[str, str]]:
-        return [(e, EVENT_INFO[e][0] if e in EVENT_INFO else e) for e in self.events]
+        return [(e, str(EVENT_INFO[e][0]) if e in EVENT_INFO else e) for e in self.events]
 
     @property
     def destination(self) -> str:
@@ -115,10 +116,10 @@ class Delivery(models.Model):
     ``succeeded``, or back to ``pending`` with ``next_attempt_at`` for a retry, or ``failed``."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Queued"
-        SENDING = "sending", "Sending"
-        SUCCEEDED = "succeeded", "Delivered"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Queued")
+        SENDING = "sending", _("Sending")
+        SUCCEEDED = "succeeded", _("Delivered")
+        FAILED = "failed", _("Failed")
 
     action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="deliveries")
     event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries")
@@ -145,7 +146,7 @@ class Delivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "deliveries"
+        verbose_name_plural = _("deliveries")
         constraints = [
             models.UniqueConstraint(
                 fields=["action", "event"], condition=models.Q(event__isnull=False), name="delivery_once_per_action"
@@ -168,10 +169,10 @@ class Delivery(models.Model):
 
 class DeliveryAttempt(models.Model):
     class Outcome(models.TextChoices):
-        SENDING = "sending", "In flight"
-        SUCCEEDED = "succeeded", "Delivered"
-        FAILED = "failed", "Failed"
-        INTERRUPTED = "interrupted", "Interrupted"
+        SENDING = "sending", _("In flight")
+        SUCCEEDED = "succeeded", _("Delivered")
+        FAILED = "failed", _("Failed")
+        INTERRUPTED = "interrupted", _("Interrupted")
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
     number = models.PositiveSmallIntegerField()

@@ -16,7 +16,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from actions.messages import action_paused_email
@@ -42,15 +43,15 @@ _UNSAFE_URL_CHARS = re.compile(r"[\\\x00-\x1f\x7f\s]")
 
 def _require_feature(workspace: Workspace) -> None:
     if not workspace_has_feature(workspace=workspace, feature=Feature.ACTIONS):
-        raise Forbidden("plan_required", "Actions are available on the Starter plan and above.")
+        raise Forbidden("plan_required", _("Actions are available on the Starter plan and above."))
 
 
 def _clean_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name:
-        raise DomainError("invalid_name", "Give the action a name, e.g. “Alert the support team”.")
+        raise DomainError("invalid_name", _("Give the action a name, e.g. “Alert the support team”."))
     if len(name) > 100:
-        raise DomainError("invalid_name", "Keep the name under 100 characters.")
+        raise DomainError("invalid_name", _("Keep the name under 100 characters."))
     return name
 
 
@@ -58,26 +59,26 @@ def _clean_events(events: Iterable[str]) -> list[str]:
     chosen = {str(e) for e in events}
     unknown = chosen - set(EventType)
     if unknown:
-        raise DomainError("invalid_events", f"Unknown event: {', '.join(sorted(unknown))}.")
+        raise DomainError("invalid_events", _("Unknown event: %(events)s.") % {"events": ", ".join(sorted(unknown))})
     if not chosen:
-        raise DomainError("invalid_events", "Choose at least one event.")
+        raise DomainError("invalid_events", _("Choose at least one event."))
     return [e.value for e in EventType if e.value in chosen]
 
 
 def _clean_url(url: str) -> str:
     url = (url or "").strip()
     if not url:
-        raise DomainError("invalid_url", "Enter the URL to send to.")
+        raise DomainError("invalid_url", _("Enter the URL to send to."))
     if len(url) > MAX_URL_LENGTH or _UNSAFE_URL_CHARS.search(url):
-        raise DomainError("invalid_url", "That URL is not valid.")
+        raise DomainError("invalid_url", _("That URL is not valid."))
     try:
         scheme = httpx.URL(url).scheme
     except (httpx.InvalidURL, UnicodeError):
-        raise DomainError("invalid_url", "That URL is not valid.") from None
+        raise DomainError("invalid_url", _("That URL is not valid.")) from None
     if scheme not in ("http", "https"):
-        raise DomainError("invalid_url", "Use an https:// (or http://) URL.")
+        raise DomainError("invalid_url", _("Use an https:// (or http://) URL."))
     if not url_allowed_literal(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE):
-        raise DomainError("invalid_url", "That destination is not allowed: Pivra only sends to public addresses.")
+        raise DomainError("invalid_url", _("That destination is not allowed: Pivra only sends to public addresses."))
     return url
 
 
@@ -90,13 +91,15 @@ def _clean_recipients(recipients: Iterable[str]) -> list[str]:
             try:
                 validate_email(address)
             except ValidationError:
-                raise DomainError("invalid_recipients", f"{address!r} is not an email address.") from None
+                raise DomainError(
+                    "invalid_recipients", _("%(address)s is not an email address.") % {"address": repr(address)}
+                ) from None
             if address.lower() not in (a.lower() for a in cleaned):
                 cleaned.append(address)
     if not cleaned:
-        raise DomainError("invalid_recipients", "Add at least one email address.")
+        raise DomainError("invalid_recipients", _("Add at least one email address."))
     if len(cleaned) > MAX_RECIPIENTS:
-        raise DomainError("invalid_recipients", f"Use at most {MAX_RECIPIENTS} recipients.")
+        raise DomainError("invalid_recipients", _("Use at most %(count)d recipients.") % {"count": MAX_RECIPIENTS})
     return cleaned
 
 
@@ -120,16 +123,18 @@ def action_create(
     """A new active action with a fresh signing secret; only on a plan that includes actions."""
     _require_feature(workspace)
     if chatbot.workspace_id != workspace.pk:
-        raise NotFound("chatbot_not_found", "No such chatbot in this workspace.")
+        raise NotFound("chatbot_not_found", _("No such chatbot in this workspace."))
     if kind not in Action.Kind.values:
-        raise DomainError("invalid_kind", "Choose email, webhook or Slack.")
+        raise DomainError("invalid_kind", _("Choose email, webhook or Slack."))
     name, chosen = _clean_name(name), _clean_events(events)
     clean_url, clean_recipients = _destination(kind, url, recipients)
     with transaction.atomic():
         # The chatbot row serialises concurrent creations against the per-chatbot limit.
         Chatbot.objects.select_for_update().get(pk=chatbot.pk)
         if Action.objects.filter(chatbot=chatbot).count() >= MAX_ACTIONS_PER_CHATBOT:
-            raise DomainError("limit", f"A chatbot can have at most {MAX_ACTIONS_PER_CHATBOT} actions.")
+            raise DomainError(
+                "limit", _("A chatbot can have at most %(count)d actions.") % {"count": MAX_ACTIONS_PER_CHATBOT}
+            )
         return Action.objects.create(
             workspace=workspace,
             chatbot=chatbot,
@@ -237,7 +242,7 @@ def action_send_test(*, action: Action, event_type: str | None = None) -> Delive
     _require_feature(action.workspace)
     chosen = event_type or (action.events[0] if action.events else EventType.CONVERSATION_ESCALATED.value)
     if chosen not in set(EventType):
-        raise DomainError("invalid_events", f"Unknown event: {chosen}.")
+        raise DomainError("invalid_events", _("Unknown event: %(events)s.") % {"events": chosen})
     now = timezone.now()
     with transaction.atomic():
         delivery = Delivery.objects.create(
@@ -268,8 +273,14 @@ def action_notify_paused(*, action_id: int) -> int:
     if not owners:
         return 0
     url = settings.PUBLIC_URL + reverse("dashboard:action-detail", args=[action.pk])
-    message = action_paused_email(
-        action_name=action.name, chatbot=action.chatbot.name, reason=action.paused_reason, url=url, recipients=owners
-    )
+    # To the workspace's owners at once: worded in the chatbot's default language (as the action's own emails).
+    with translation.override(action.chatbot.default_language or settings.LANGUAGE_CODE):
+        message = action_paused_email(
+            action_name=action.name,
+            chatbot=action.chatbot.name,
+            reason=action.paused_reason,
+            url=url,
+            recipients=owners,
+        )
     message.send(fail_silently=False)
     return len(owners)

@@ -21,6 +21,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from actions import deliveries, services
@@ -45,9 +47,21 @@ REVEAL_PREFIX = "actions:reveal:"
 REVEAL_SECONDS = 600
 DELIVERIES_PER_PAGE = 25
 KINDS = [
-    (Action.Kind.EMAIL.value, "Email", "An email to your team with a link to the conversation."),
-    (Action.Kind.WEBHOOK.value, "Webhook", "Signed JSON to your CRM, Zapier, Make or any endpoint."),
-    (Action.Kind.SLACK.value, "Slack", "A formatted message in a channel, via an incoming webhook."),
+    (
+        Action.Kind.EMAIL.value,
+        gettext_lazy("Email"),
+        gettext_lazy("An email to your team with a link to the conversation."),
+    ),
+    (
+        Action.Kind.WEBHOOK.value,
+        gettext_lazy("Webhook"),
+        gettext_lazy("Signed JSON to your CRM, Zapier, Make or any endpoint."),
+    ),
+    (
+        Action.Kind.SLACK.value,
+        gettext_lazy("Slack"),
+        gettext_lazy("A formatted message in a channel, via an incoming webhook."),
+    ),
 ]
 
 
@@ -147,7 +161,7 @@ def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
                     recipients=recipients,
                     created_by=request.user,  # type: ignore[arg-type]
                 )
-                messages.success(request, f"Action “{created.name}” created.")
+                messages.success(request, _("Action “%(name)s” created.") % {"name": created.name})
                 if created.kind == Action.Kind.WEBHOOK:
                     return _reveal_redirect(request, action=created, secret=created.secret, new=True)
                 return redirect("dashboard:action-detail", pk=created.pk)
@@ -158,7 +172,7 @@ def _form_view(request: HttpRequest, *, action: Action | None) -> HttpResponse:
                 url=data.get("url") or "",
                 recipients=recipients,
             )
-            messages.success(request, "Changes saved.")
+            messages.success(request, _("Changes saved."))
             return redirect("dashboard:action-detail", pk=action.pk)
         except DomainError as exc:
             field = {"invalid_url": "url", "invalid_recipients": "recipients", "invalid_name": "name"}.get(exc.code)
@@ -253,7 +267,7 @@ def action_pause(request: HttpRequest, pk: int) -> HttpResponse:
     action = _post_action(request, pk)
     who = request.user.get_username()
     if services.action_pause(action=action, reason=f"Paused by {who}."):
-        messages.success(request, "Action paused. Nothing is sent until you resume it.")
+        messages.success(request, _("Action paused. Nothing is sent until you resume it."))
     return redirect("dashboard:action-detail", pk=action.pk)
 
 
@@ -262,7 +276,7 @@ def action_pause(request: HttpRequest, pk: int) -> HttpResponse:
 def action_resume(request: HttpRequest, pk: int) -> HttpResponse:
     action = _post_action(request, pk)
     services.action_resume(action=action)
-    messages.success(request, "Action resumed.")
+    messages.success(request, _("Action resumed."))
     return redirect("dashboard:action-detail", pk=action.pk)
 
 
@@ -275,7 +289,7 @@ def action_test(request: HttpRequest, pk: int) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
-        messages.success(request, "Test sent to the queue. Its result appears in the delivery log below.")
+        messages.success(request, _("Test sent to the queue. Its result appears in the delivery log below."))
     return redirect("dashboard:action-detail", pk=action.pk)
 
 
@@ -286,7 +300,7 @@ def action_rotate_secret(request: HttpRequest, pk: int) -> HttpResponse:
     if action.kind != Action.Kind.WEBHOOK:
         raise Http404("Only webhook actions are signed.")
     secret = services.action_rotate_secret(action=action)
-    messages.success(request, "New signing secret created. The previous one keeps signing for 24 hours.")
+    messages.success(request, _("New signing secret created. The previous one keeps signing for 24 hours."))
     return _reveal_redirect(request, action=action, secret=secret, new=False)
 
 
@@ -296,7 +310,7 @@ def action_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         name = action.name
         services.action_delete(action=action)
-        messages.success(request, f"Action “{name}” deleted.")
+        messages.success(request, _("Action “%(name)s” deleted.") % {"name": name})
         return redirect("dashboard:actions")
     return render(request, "console/actions_delete.html", _base(request, action=action))
 
@@ -313,7 +327,10 @@ def delivery_redeliver(request: HttpRequest, pk: int, delivery_id: int) -> HttpR
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
-        messages.success(request, f"Delivery queued again with the same webhook-id ({delivery.webhook_id}).")
+        messages.success(
+            request,
+            _("Delivery queued again with the same webhook-id (%(webhook_id)s).") % {"webhook_id": delivery.webhook_id},
+        )
     target = request.POST.get("next", "")
     if target == "delivery":
         return redirect("dashboard:action-delivery", pk=action.pk, delivery_id=delivery.pk)

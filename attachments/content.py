@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from PIL import Image, ImageOps
 
 from pivra.errors import DomainError
@@ -79,7 +80,10 @@ class Busy(DomainError):
     status = 503
 
     def __init__(self) -> None:
-        super().__init__("busy", f"Pivra is busy processing other images. Try again in {BUSY_RETRY_AFTER} s.")
+        super().__init__(
+            "busy",
+            _("Pivra is busy processing other images. Try again in %(seconds)d s.") % {"seconds": BUSY_RETRY_AFTER},
+        )
         self.retry_after = BUSY_RETRY_AFTER
 
 
@@ -115,7 +119,7 @@ def check_upload(file: IO[bytes]) -> Checked:
         return Checked(content_type=mime, data=data)
     if fmt == "JPEG" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:  # before any decoding
         raise DomainError(
-            "image_too_complex", "This image is too complex to process. Save it again as a plain JPEG.", status=413
+            "image_too_complex", _("This image is too complex to process. Save it again as a plain JPEG."), status=413
         )
     if not _decodes.acquire(timeout=DECODE_WAIT_SECONDS):
         raise Busy()
@@ -163,7 +167,7 @@ def _frame_count(image: Image.Image, *, budget: int) -> int:
 
 
 def _too_many_pixels() -> DomainError:
-    return DomainError("image_too_large", "This image has too many pixels. Send a smaller one.", status=413)
+    return DomainError("image_too_large", _("This image has too many pixels. Send a smaller one."), status=413)
 
 
 def _clean_info(image: Image.Image) -> None:

@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Conversation, Event
 
@@ -17,8 +18,8 @@ def _upload_to(instance: Attachment, filename: str) -> str:
 
 class Attachment(models.Model):
     class Sender(models.TextChoices):
-        VISITOR = "visitor", "Visitor"
-        AGENT = "agent", "Agent"
+        VISITOR = "visitor", _("Visitor")
+        AGENT = "agent", _("Agent")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")

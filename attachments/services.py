@@ -20,6 +20,8 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Count, Sum
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from attachments.budgets import upload_budget_spend
 from attachments.content import check_upload, clean_name
@@ -76,7 +78,7 @@ def attachment_send(
     if upload.size is not None and upload.size > settings.ATTACHMENT_MAX_BYTES:
         raise file_too_large()
     if not upload.size:
-        raise DomainError("empty_file", "This file is empty.")
+        raise DomainError("empty_file", _("This file is empty."))
     # The cheap refusals first, without a lock (all are checked again under it): decoding an image
     # costs far more than these reads.
     _check_open(conversation=conversation, agent=agent)
@@ -115,7 +117,7 @@ def attachment_send(
 
 def file_too_large() -> DomainError:
     limit = settings.ATTACHMENT_MAX_BYTES // (1024 * 1024)
-    return DomainError("file_too_large", f"Files can be at most {limit} MB.", status=413)
+    return DomainError("file_too_large", _("Files can be at most %(limit)s MB.") % {"limit": limit}, status=413)
 
 
 def _resend(*, conversation: Conversation, client_id: str, sender: str) -> Sent | None:
@@ -123,7 +125,7 @@ def _resend(*, conversation: Conversation, client_id: str, sender: str) -> Sent 
     if existing is None:
         return None
     if existing.kind != "message" or "attachment" not in existing.data or existing.author != sender:
-        raise Conflict("client_id_reused", "This client_id was already used for a different action.")
+        raise Conflict("client_id_reused", _("This client_id was already used for a different action."))
     return Sent(event=existing, attachment=Attachment.objects.filter(event=existing).first(), duplicate=True)
 
 
@@ -131,7 +133,7 @@ class StorageUnavailable(DomainError):
     status = 503
 
     def __init__(self) -> None:
-        super().__init__("storage_unavailable", "File storage is unavailable right now. Try again in a minute.")
+        super().__init__("storage_unavailable", _("File storage is unavailable right now. Try again in a minute."))
         self.retry_after = 60
 
 
@@ -156,18 +158,18 @@ def _check_open(*, conversation: Conversation, agent: User | None) -> None:
     if agent is None:
         if conversation.status == Conversation.Status.CLOSED:
             raise Conflict(
-                "conversation_closed", "This conversation is resolved. Start a new conversation to keep chatting."
+                "conversation_closed", _("This conversation is resolved. Start a new conversation to keep chatting.")
             )
         return
     handoff = Handoff.objects.filter(conversation=conversation).values("status", "claimed_by_id").first()
     if handoff is None:
-        raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+        raise NotFound("handoff_not_found", _("No handoff for this conversation in your workspaces."))
     if handoff["status"] == Handoff.Status.RESOLVED or conversation.status == Conversation.Status.CLOSED:
-        raise Conflict("handoff_resolved", "This conversation is resolved: it takes no more replies.")
+        raise Conflict("handoff_resolved", _("This conversation is resolved: it takes no more replies."))
     if handoff["status"] != Handoff.Status.ACTIVE:
-        raise Conflict("not_claimed", "Claim this conversation before replying.")
+        raise Conflict("not_claimed", _("Claim this conversation before replying."))
     if handoff["claimed_by_id"] != agent.pk:
-        raise Forbidden("not_assignee", "Only the agent who claimed this conversation can send files in it.")
+        raise Forbidden("not_assignee", _("Only the agent who claimed this conversation can send files in it."))
 
 
 def _count_budget(*, conversation: Conversation, sender: str, agent: User | None, ip: str | None, size: int) -> None:
@@ -187,20 +189,27 @@ def _check_quota(*, conversation: Conversation, size: int) -> None:
     if totals["count"] >= settings.ATTACHMENTS_PER_CONVERSATION:
         raise DomainError(
             "too_many_attachments",
-            f"This conversation already has {totals['count']} files, the most it can hold.",
+            ngettext(
+                "This conversation already has %(count)d file, the most it can hold.",
+                "This conversation already has %(count)d files, the most it can hold.",
+                totals["count"],
+            )
+            % {"count": totals["count"]},
             status=413,
         )
     if (totals["size"] or 0) + size > settings.ATTACHMENT_CONVERSATION_MAX_BYTES:
         limit = settings.ATTACHMENT_CONVERSATION_MAX_BYTES // (1024 * 1024)
         raise DomainError(
-            "attachments_quota", f"This conversation's files may take {limit} MB in all; it is full.", status=413
+            "attachments_quota",
+            _("This conversation's files may take %(limit)s MB in all; it is full.") % {"limit": limit},
+            status=413,
         )
     workspace_id = Chatbot.objects.filter(pk=conversation.chatbot_id).values("workspace_id")
     used = Attachment.objects.filter(conversation__chatbot__workspace_id__in=workspace_id).aggregate(size=Sum("size"))
     if (used["size"] or 0) + size > settings.ATTACHMENT_WORKSPACE_MAX_BYTES:
         raise DomainError(
             "workspace_attachments_quota",
-            "This workspace's file storage is full. Ask its owner to delete old conversations.",
+            _("This workspace's file storage is full. Ask its owner to delete old conversations."),
             status=413,
         )
 
@@ -230,7 +239,8 @@ def _append(
                 return twin
             if locked.status == Conversation.Status.CLOSED:
                 raise Conflict(
-                    "conversation_closed", "This conversation is resolved. Start a new conversation to keep chatting."
+                    "conversation_closed",
+                    _("This conversation is resolved. Start a new conversation to keep chatting."),
                 )
             live = locked.status == Conversation.Status.HANDOFF
             event = event_append(

@@ -26,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from ninja.utils import check_csrf
 
@@ -95,9 +96,9 @@ def _upload(request: HttpRequest) -> tuple[Any, str]:
     if upload is None and int(request.META.get("CONTENT_LENGTH") or 0) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         # Form fields past Django's limit (RequestDataTooBig, met first by the input middleware,
         # which leaves the form empty): a file is never counted there, so this was no upload.
-        raise DomainError("request_too_large", "This request is too large.", status=413)
+        raise DomainError("request_too_large", _("This request is too large."), status=413)
     if upload is None:
-        raise DomainError("no_file", "Attach a file in the 'file' field of a multipart/form-data body.")
+        raise DomainError("no_file", _("Attach a file in the 'file' field of a multipart/form-data body."))
     return upload, request.POST.get("client_id", "")
 
 

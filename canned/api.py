@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from django.contrib.auth.models import User
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Path, Router, Schema
 from ninja.security import django_auth
 
@@ -55,7 +56,7 @@ def canned_replies(request: HttpRequest, conversation_id: ConversationId) -> lis
         else None
     )
     if conversation is None:
-        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+        raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
     values = placeholder_values(conversation=conversation, agent=agent)
     replies = canned_replies_for_workspace(workspace_id=conversation.chatbot.workspace_id)[:CANNED_REPLIES_MAX]
     answer = []

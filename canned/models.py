@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from chatbots.models import Workspace
 
@@ -26,7 +27,7 @@ class CannedReply(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["workspace", "shortcut"], name="canned_reply_unique_shortcut"),
         ]
-        verbose_name_plural = "canned replies"
+        verbose_name_plural = _("canned replies")
 
     def __str__(self) -> str:
         return f"/{self.shortcut}"

@@ -7,6 +7,8 @@ import re
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from canned.models import CannedReply
 from canned.placeholders import KNOWN_PLACEHOLDERS, placeholders_stray_braces, placeholders_unknown
@@ -31,40 +33,65 @@ def _clean(*, shortcut: str, title: str, text: str) -> tuple[str, str, str]:
     title = (title or "").strip()
     text = (text or "").strip()
     if any(has_forbidden(value) for value in (shortcut, title, text)):
-        raise DomainError("invalid_input", "The reply contains characters that are not allowed.")
+        raise DomainError("invalid_input", _("The reply contains characters that are not allowed."))
     if not SHORTCUT.fullmatch(shortcut):
         raise DomainError(
             "invalid_shortcut",
-            f"A shortcut is 1 to {SHORTCUT_MAX} lower-case letters, digits or dashes, starting with a letter or "
-            "digit (e.g. refund-policy).",
+            _(
+                "A shortcut is 1 to %(max)d lower-case letters, digits or dashes, starting with a letter or "
+                "digit (e.g. refund-policy)."
+            )
+            % {"max": SHORTCUT_MAX},
         )
     if len(title) > TITLE_MAX:
-        raise DomainError("invalid_title", f"A title can be at most {TITLE_MAX} characters long.")
+        raise DomainError(
+            "invalid_title",
+            ngettext(
+                "A title can be at most %(count)d character long.",
+                "A title can be at most %(count)d characters long.",
+                TITLE_MAX,
+            )
+            % {"count": TITLE_MAX},
+        )
     if not text:
-        raise DomainError("invalid_text", "Write the reply's text.")
+        raise DomainError("invalid_text", _("Write the reply's text."))
     text_max = canned_text_max()
     if len(text) > text_max:
-        raise DomainError("invalid_text", f"A reply can be at most {text_max} characters long (it has {len(text)}).")
+        raise DomainError(
+            "invalid_text",
+            ngettext(
+                "A reply can be at most %(count)d character long (it has %(length)d).",
+                "A reply can be at most %(count)d characters long (it has %(length)d).",
+                text_max,
+            )
+            % {"count": text_max, "length": len(text)},
+        )
     known = ", ".join("{{" + name + "}}" for name in KNOWN_PLACEHOLDERS)
     unknown = placeholders_unknown(text)
     if unknown:
         names = ", ".join("{{" + name + "}}" for name in unknown[:5])
-        raise DomainError("unknown_placeholder", f"Unknown placeholder {names}. You can use {known}.")
+        raise DomainError(
+            "unknown_placeholder",
+            _("Unknown placeholder %(names)s. You can use %(known)s.") % {"names": names, "known": known},
+        )
     if placeholders_stray_braces(text):  # unclosed, nested or overlong: it would reach the visitor as typed
         raise DomainError(
             "unknown_placeholder",
-            "“{{” and “}}” may only surround a placeholder, written exactly as one of " + known + ".",
+            _("“{{” and “}}” may only surround a placeholder, written exactly as one of %(known)s.") % {"known": known},
         )
     return shortcut, title, text
 
 
 def _taken(shortcut: str) -> Conflict:
-    return Conflict("shortcut_taken", f"/{shortcut} is already a reply in this workspace. Choose another shortcut.")
+    return Conflict(
+        "shortcut_taken",
+        _("/%(shortcut)s is already a reply in this workspace. Choose another shortcut.") % {"shortcut": shortcut},
+    )
 
 
 def _gone() -> NotFound:
     return NotFound(
-        "canned_reply_not_found", "This canned reply was deleted in the meantime. Create it again if you need it."
+        "canned_reply_not_found", _("This canned reply was deleted in the meantime. Create it again if you need it.")
     )
 
 
@@ -101,7 +128,12 @@ def canned_reply_create(
         if CannedReply.objects.filter(workspace_id=workspace.pk).count() >= CANNED_REPLIES_MAX:
             raise Conflict(
                 "too_many_replies",
-                f"A workspace can have at most {CANNED_REPLIES_MAX} canned replies. Delete one you no longer use.",
+                ngettext(
+                    "A workspace can have at most %(count)d canned reply. Delete one you no longer use.",
+                    "A workspace can have at most %(count)d canned replies. Delete one you no longer use.",
+                    CANNED_REPLIES_MAX,
+                )
+                % {"count": CANNED_REPLIES_MAX},
             )
         reply = CannedReply(workspace=workspace, shortcut=shortcut, title=title, text=text, created_by=created_by)
         return _save(reply, workspace_id=workspace.pk, exclude=None)

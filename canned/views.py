@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 
 from canned import services
 from canned.forms import CannedReplyForm
@@ -62,12 +63,12 @@ def _form_view(request: HttpRequest, *, reply: CannedReply | None) -> HttpRespon
                     text=data["text"],
                     created_by=request.user,  # type: ignore[arg-type]
                 )
-                messages.success(request, f"Canned reply /{saved.shortcut} created.")
+                messages.success(request, _("Canned reply /%(shortcut)s created.") % {"shortcut": saved.shortcut})
             else:
                 saved = services.canned_reply_update(
                     reply=reply, shortcut=data["shortcut"], title=data["title"], text=data["text"]
                 )
-                messages.success(request, f"Canned reply /{saved.shortcut} saved.")
+                messages.success(request, _("Canned reply /%(shortcut)s saved.") % {"shortcut": saved.shortcut})
             return redirect("dashboard:canned")
         except DomainError as exc:
             form.add_error(CannedReplyForm.ERROR_FIELDS.get(exc.code), exc.detail)
@@ -97,6 +98,6 @@ def canned_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         shortcut = reply.shortcut
         services.canned_reply_delete(reply=reply)
-        messages.success(request, f"Canned reply /{shortcut} deleted.")
+        messages.success(request, _("Canned reply /%(shortcut)s deleted.") % {"shortcut": shortcut})
         return redirect("dashboard:canned")
     return render(request, "console/canned_delete.html", _base(request, reply=reply))

@@ -13,6 +13,7 @@ import logging
 import redis
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from chatbots.models import Membership
 from chatbots.presence import presence_sweep_workspace, presence_workspaces
@@ -49,7 +50,7 @@ def presence_announce_on_commit(*, workspace_id: int) -> None:
 def _membership(*, user_id: int, workspace_id: int) -> Membership:
     membership = Membership.objects.select_for_update().filter(user_id=user_id, workspace_id=workspace_id).first()
     if membership is None:
-        raise NotFound("not_found", "You are not a member of that workspace.")
+        raise NotFound("not_found", _("You are not a member of that workspace."))
     return membership
 
 
@@ -70,7 +71,7 @@ def membership_set_availability(*, user: User, workspace_id: int, availability: 
     ``AVAILABILITY_CHANGES_PER_MINUTE`` calls a minute per user (429 ``rate_limited``)."""
     if availability not in Membership.Availability.values:
         choices = ", ".join(Membership.Availability.values)
-        raise DomainError("invalid_availability", f"Availability must be one of: {choices}.")
+        raise DomainError("invalid_availability", _("Availability must be one of: %(choices)s.") % {"choices": choices})
     _count_availability_change(user_id=user.pk)
     with transaction.atomic():
         membership = _membership(user_id=user.pk, workspace_id=workspace_id)
@@ -87,17 +88,18 @@ def membership_set_max_live_chats(
     """An owner or admin sets a member's most simultaneous live chats (None: unlimited)."""
     if max_live_chats is not None and not 1 <= max_live_chats <= MAX_LIVE_CHATS_LIMIT:
         raise DomainError(
-            "invalid_capacity", f"Max live chats must be between 1 and {MAX_LIVE_CHATS_LIMIT}, or empty for unlimited."
+            "invalid_capacity",
+            _("Max live chats must be between 1 and %(max)d, or empty for unlimited.") % {"max": MAX_LIVE_CHATS_LIMIT},
         )
     with transaction.atomic():
         acting = Membership.objects.filter(user=actor, workspace_id=workspace_id).first()
         if acting is None:
-            raise NotFound("not_found", "You are not a member of that workspace.")
+            raise NotFound("not_found", _("You are not a member of that workspace."))
         if not acting.can_manage:
-            raise Forbidden("forbidden", "Only workspace owners and admins can change a member's capacity.")
+            raise Forbidden("forbidden", _("Only workspace owners and admins can change a member's capacity."))
         membership = Membership.objects.select_for_update().filter(pk=membership_id, workspace_id=workspace_id).first()
         if membership is None:
-            raise NotFound("not_found", "No such member in this workspace.")
+            raise NotFound("not_found", _("No such member in this workspace."))
         if membership.max_live_chats != max_live_chats:
             membership.max_live_chats = max_live_chats
             membership.save(update_fields=["max_live_chats"])

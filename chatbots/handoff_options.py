@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 from chatbots.models import MAX_IDLE_MINUTES, Chatbot
 from chatbots.office_hours import closed_dates_clean, timezone_clean, weekly_clean
 from pivra.errors import DomainError
@@ -53,23 +55,28 @@ def chatbot_update_handoff_options(*, chatbot: Chatbot, options: HandoffOptions)
     """Save the options, each checked (bounded sizes, known zone, valid non-overlapping ranges, ISO dates)."""
     message = options.offline_message.strip()
     if not message:
-        raise DomainError("invalid_message", "The offline message cannot be empty.")
+        raise DomainError("invalid_message", _("The offline message cannot be empty."))
     if len(message) > MAX_MESSAGE_LENGTH:
-        raise DomainError("invalid_message", f"Keep the offline message under {MAX_MESSAGE_LENGTH} characters.")
+        raise DomainError(
+            "invalid_message", _("Keep the offline message under %(n)d characters.") % {"n": MAX_MESSAGE_LENGTH}
+        )
     idle = options.idle_minutes
     if idle is not None and (isinstance(idle, bool) or not 1 <= idle <= MAX_IDLE_MINUTES):
-        raise DomainError("invalid_idle_minutes", f"Idle minutes must be between 1 and {MAX_IDLE_MINUTES}, or empty.")
+        raise DomainError(
+            "invalid_idle_minutes",
+            _("Idle minutes must be between 1 and %(max)d, or empty.") % {"max": MAX_IDLE_MINUTES},
+        )
     if options.routing not in Chatbot.Routing.values:
-        raise DomainError("invalid_routing", "Routing must be first claim or round robin.")
+        raise DomainError("invalid_routing", _("Routing must be first claim or round robin."))
     survey = chatbot.satisfaction_survey if options.satisfaction_survey is None else options.satisfaction_survey
     if survey not in Chatbot.SatisfactionSurvey.values:
-        raise DomainError("invalid_survey", "The satisfaction survey must be off, thumbs or 1 to 5 stars.")
+        raise DomainError("invalid_survey", _("The satisfaction survey must be off, thumbs or 1 to 5 stars."))
     zone = timezone_clean(options.timezone)
     weekly = weekly_clean(options.weekly)
     closed = closed_dates_clean(options.closed_dates)
     if options.office_hours_enabled and not any(weekly.values()):
         raise DomainError(
-            "invalid_office_hours", "Office hours are on but no day has hours: add hours, or turn office hours off."
+            "invalid_office_hours", _("Office hours are on but no day has hours: add hours, or turn office hours off.")
         )
     chatbot.handoff_offline_message = message
     chatbot.handoff_skip_wait_when_offline = bool(options.skip_wait_when_offline)

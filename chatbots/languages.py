@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
@@ -124,11 +125,13 @@ def chatbot_text_variants_set(
     cleaned = clean_keywords(keywords)
     if cleaned:
         variant["keywords"] = cleaned
-    variants = dict(chatbot.text_variants) if isinstance(chatbot.text_variants, dict) else {}
-    if variant:
-        variants[language] = variant
-    else:
-        variants.pop(language, None)
-    chatbot.text_variants = variants
-    chatbot.save(update_fields=["text_variants", "updated_at"])
+    with transaction.atomic():  # two owners saving two languages at once both keep theirs
+        locked = Chatbot.objects.select_for_update().only("text_variants").get(pk=chatbot.pk)
+        variants = dict(locked.text_variants) if isinstance(locked.text_variants, dict) else {}
+        if variant:
+            variants[language] = variant
+        else:
+            variants.pop(language, None)
+        chatbot.text_variants = variants
+        chatbot.save(update_fields=["text_variants", "updated_at"])
     return chatbot

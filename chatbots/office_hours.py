@@ -20,13 +20,22 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from pivra.errors import DomainError
 
 if TYPE_CHECKING:
     from chatbots.models import Chatbot
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-DAY_NAMES = dict(zip(DAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"), strict=True))
+DAY_NAMES = dict(
+    zip(
+        DAYS,
+        (_("Monday"), _("Tuesday"), _("Wednesday"), _("Thursday"), _("Friday"), _("Saturday"), _("Sunday")),
+        strict=True,
+    )
+)
 MAX_RANGES_PER_DAY = 6
 MAX_CLOSED_DATES = 366
 MAX_TIMEZONE_LENGTH = 64
@@ -52,11 +61,12 @@ def _known_zones() -> frozenset[str]:
 def timezone_clean(name: object) -> str:
     """A known IANA zone name, else DomainError — never a path or a POSIX TZ string."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_TIMEZONE_LENGTH:
-        raise DomainError("invalid_timezone", "Choose a time zone from the list, e.g. Europe/Paris.")
+        raise DomainError("invalid_timezone", gettext("Choose a time zone from the list, e.g. Europe/Paris."))
     name = name.strip()
     if name not in _known_zones():
         raise DomainError(
-            "invalid_timezone", f"Unknown time zone {name[:MAX_TIMEZONE_LENGTH]!r}: choose one from the list."
+            "invalid_timezone",
+            gettext("Unknown time zone %(name)r: choose one from the list.") % {"name": name[:MAX_TIMEZONE_LENGTH]},
         )
     return name
 
@@ -66,7 +76,10 @@ def time_clean(text: object) -> str:
     match = _TIME.match(text.strip()) if isinstance(text, str) and len(text) <= 10 else None
     if match is None or (match.group(1) == "24" and match.group(2) != "00"):
         shown = str(text)[:10] if isinstance(text, str) else "this"
-        raise DomainError("invalid_office_hours", f"{shown!r} is not a time: use HH:MM, e.g. 09:00 or 17:30.")
+        raise DomainError(
+            "invalid_office_hours",
+            gettext("%(value)r is not a time: use HH:MM, e.g. 09:00 or 17:30.") % {"value": shown},
+        )
     hour = int(match.group(1)) % 24
     return f"{hour:02d}:{match.group(2)}"
 
@@ -93,7 +106,8 @@ def day_ranges_parse(*, day: str, text: str) -> list[Range]:
     """One day's ranges as typed on the settings page: ``"09:00-12:00, 13:00-17:30"``; empty = closed."""
     if len(text) > 200:
         raise DomainError(
-            "invalid_office_hours", f"{DAY_NAMES[day]}: too long; use at most {MAX_RANGES_PER_DAY} ranges."
+            "invalid_office_hours",
+            gettext("%(day)s: too long; use at most %(n)d ranges.") % {"day": DAY_NAMES[day], "n": MAX_RANGES_PER_DAY},
         )
     ranges: list[Range] = []
     for part in (p.strip() for p in re.split(r"[,;\n]", text)):
@@ -102,12 +116,16 @@ def day_ranges_parse(*, day: str, text: str) -> list[Range]:
         pieces = _RANGE_SEPARATOR.split(part)
         if len(pieces) != 2:
             raise DomainError(
-                "invalid_office_hours", f"{DAY_NAMES[day]}: {part[:40]!r} is not a range; write it like 09:00-17:00."
+                "invalid_office_hours",
+                gettext("%(day)s: %(value)r is not a range; write it like 09:00-17:00.")
+                % {"day": DAY_NAMES[day], "value": part[:40]},
             )
         try:
             ranges.append((time_clean(pieces[0]), time_clean(pieces[1])))
         except DomainError as exc:
-            raise DomainError("invalid_office_hours", f"{DAY_NAMES[day]}: {exc.detail}") from None
+            raise DomainError(
+                "invalid_office_hours", gettext("%(day)s: %(problem)s") % {"day": DAY_NAMES[day], "problem": exc.detail}
+            ) from None
     return ranges
 
 
@@ -116,26 +134,35 @@ def weekly_clean(weekly: object) -> dict[str, list[list[str]]]:
     day, no empty range, and no two ranges overlapping (including one that crosses midnight into the
     next day's first range, and Sunday night into Monday)."""
     if not isinstance(weekly, Mapping):
-        raise DomainError("invalid_office_hours", "Office hours must map each day to its ranges.")
+        raise DomainError("invalid_office_hours", gettext("Office hours must map each day to its ranges."))
     unknown = [str(key)[:10] for key in weekly if key not in DAYS]
     if unknown:
-        raise DomainError("invalid_office_hours", f"Unknown day {unknown[0]!r}: use mon, tue, … sun.")
+        raise DomainError(
+            "invalid_office_hours", gettext("Unknown day %(day)r: use mon, tue, … sun.") % {"day": unknown[0]}
+        )
     cleaned: dict[str, list[list[str]]] = {}
     spans: list[tuple[int, int, str]] = []
     for index, day in enumerate(DAYS):
         ranges = weekly.get(day) or []
         if not isinstance(ranges, list | tuple) or len(ranges) > MAX_RANGES_PER_DAY:
             raise DomainError(
-                "invalid_office_hours", f"{DAY_NAMES[day]}: use at most {MAX_RANGES_PER_DAY} ranges a day."
+                "invalid_office_hours",
+                gettext("%(day)s: use at most %(n)d ranges a day.") % {"day": DAY_NAMES[day], "n": MAX_RANGES_PER_DAY},
             )
         cleaned[day] = []
         for pair in ranges:
             if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise DomainError("invalid_office_hours", f"{DAY_NAMES[day]}: each range needs a start and an end.")
+                raise DomainError(
+                    "invalid_office_hours",
+                    gettext("%(day)s: each range needs a start and an end.") % {"day": DAY_NAMES[day]},
+                )
             try:
                 start, end = time_clean(pair[0]), time_clean(pair[1])
             except DomainError as exc:
-                raise DomainError("invalid_office_hours", f"{DAY_NAMES[day]}: {exc.detail}") from None
+                raise DomainError(
+                    "invalid_office_hours",
+                    gettext("%(day)s: %(problem)s") % {"day": DAY_NAMES[day], "problem": exc.detail},
+                ) from None
             cleaned[day].append([start, end])
             begin, finish = _span(index, start, end)
             spans.append((begin, finish, _shown(day, start, end)))
@@ -147,19 +174,22 @@ def weekly_clean(weekly: object) -> dict[str, list[list[str]]]:
 def _refuse_overlaps(spans: list[tuple[int, int, str]]) -> None:
     # On the week's circle: a Sunday range that crosses midnight also meets Monday's first range.
     circle = sorted(spans + [(b + MINUTES_PER_WEEK, f + MINUTES_PER_WEEK, s) for b, f, s in spans])
-    for (_, finish, shown), (begin, _, other) in itertools.pairwise(circle):
+    for (_start, finish, shown), (begin, _end, other) in itertools.pairwise(circle):
         if begin < finish and shown != other:
-            raise DomainError("invalid_office_hours", f"{shown} overlaps {other}: merge them into one range.")
+            raise DomainError(
+                "invalid_office_hours",
+                gettext("%(range)s overlaps %(other)s: merge them into one range.") % {"range": shown, "other": other},
+            )
         if begin < finish:
-            raise DomainError("invalid_office_hours", f"{shown} is listed twice.")
+            raise DomainError("invalid_office_hours", gettext("%(range)s is listed twice.") % {"range": shown})
 
 
 def closed_dates_clean(dates: object) -> list[str]:
     """ISO dates (``2026-12-25``), deduplicated and sorted, at most MAX_CLOSED_DATES."""
     if not isinstance(dates, list | tuple):
-        raise DomainError("invalid_closed_dates", "Closed dates must be a list of dates like 2026-12-25.")
+        raise DomainError("invalid_closed_dates", gettext("Closed dates must be a list of dates like 2026-12-25."))
     if len(dates) > MAX_CLOSED_DATES:
-        raise DomainError("invalid_closed_dates", f"Use at most {MAX_CLOSED_DATES} closed dates.")
+        raise DomainError("invalid_closed_dates", gettext("Use at most %(n)d closed dates.") % {"n": MAX_CLOSED_DATES})
     cleaned: set[str] = set()
     for value in dates:
         text = value.strip() if isinstance(value, str) else ""
@@ -170,7 +200,8 @@ def closed_dates_clean(dates: object) -> list[str]:
         except ValueError:
             shown = str(value)[:20] if isinstance(value, str) else "this"
             raise DomainError(
-                "invalid_closed_dates", f"{shown!r} is not a date: use YYYY-MM-DD, e.g. 2026-12-25."
+                "invalid_closed_dates",
+                gettext("%(value)r is not a date: use YYYY-MM-DD, e.g. 2026-12-25.") % {"value": shown},
             ) from None
     return sorted(cleaned)
 
@@ -179,7 +210,7 @@ def closed_dates_parse(*, text: str) -> list[str]:
     """The settings page's closed dates: one per line (or comma separated)."""
     parts = [part.strip() for part in re.split(r"[\n,;]", text) if part.strip()]
     if len(parts) > MAX_CLOSED_DATES:
-        raise DomainError("invalid_closed_dates", f"Use at most {MAX_CLOSED_DATES} closed dates.")
+        raise DomainError("invalid_closed_dates", gettext("Use at most %(n)d closed dates.") % {"n": MAX_CLOSED_DATES})
     return closed_dates_clean(parts)
 
 

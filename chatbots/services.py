@@ -8,10 +8,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from chatbots.features import workspace_effective_plan, workspace_has_feature, workspace_limit
 from chatbots.models import (
@@ -50,10 +53,10 @@ def workspace_create(*, name: str, owner: User, plan_code: str = "free") -> Work
     """A workspace with its owner's membership and a subscription to ``plan_code``."""
     name = name.strip()
     if not name:
-        raise DomainError("invalid_name", "A workspace needs a name.")
+        raise DomainError("invalid_name", _("A workspace needs a name."))
     plan = Plan.objects.filter(code=plan_code).first()
     if plan is None:
-        raise NotFound("unknown_plan", f"There is no plan {plan_code!r}.")
+        raise NotFound("unknown_plan", _("There is no plan %(plan)r.") % {"plan": plan_code})
     workspace = Workspace.objects.create(name=name, slug=_unique_slug(name))
     Membership.objects.create(user=owner, workspace=workspace, role=Membership.Role.OWNER)
     Subscription.objects.create(workspace=workspace, plan=plan, status=Subscription.Status.ACTIVE)
@@ -63,7 +66,9 @@ def workspace_create(*, name: str, owner: User, plan_code: str = "free") -> Work
 def membership_add(*, workspace: Workspace, user: User, role: str = Membership.Role.AGENT) -> Membership:
     """Add ``user`` to the workspace (or change their role); refuses past the plan's agent seats."""
     if role not in Membership.Role.values:
-        raise DomainError("invalid_role", f"Role must be one of: {', '.join(Membership.Role.values)}.")
+        raise DomainError(
+            "invalid_role", _("Role must be one of: %(roles)s.") % {"roles": ", ".join(Membership.Role.values)}
+        )
     with transaction.atomic():
         # Lock the workspace row so two concurrent invitations cannot both take the last seat.
         Workspace.objects.select_for_update().get(pk=workspace.pk)
@@ -75,10 +80,14 @@ def membership_add(*, workspace: Workspace, user: User, role: str = Membership.R
         seats = workspace_limit(workspace=workspace, limit=Limit.AGENTS)
         if Membership.objects.filter(workspace=workspace).count() >= seats:
             plan = workspace_effective_plan(workspace=workspace)
-            members = "team member" if seats == 1 else "team members"
             raise DomainError(
                 "plan_limit",
-                f"The {plan.name if plan else 'current'} plan allows {seats} {members}; upgrade to add more.",
+                ngettext(
+                    "The %(plan)s plan allows %(seats)d team member; upgrade to add more.",
+                    "The %(plan)s plan allows %(seats)d team members; upgrade to add more.",
+                    seats,
+                )
+                % {"plan": plan.name if plan else _("current"), "seats": seats},
             )
         return Membership.objects.create(workspace=workspace, user=user, role=role)
 
@@ -92,8 +101,8 @@ def subscription_set(
 ) -> Subscription:
     plan = Plan.objects.filter(code=plan_code).first()
     if plan is None:
-        raise NotFound("unknown_plan", f"There is no plan {plan_code!r}.")
-    subscription, _ = Subscription.objects.update_or_create(
+        raise NotFound("unknown_plan", _("There is no plan %(plan)r.") % {"plan": plan_code})
+    subscription, _created = Subscription.objects.update_or_create(
         workspace=workspace,
         defaults={"plan": plan, "status": status, "current_period_end": current_period_end},
     )
@@ -118,7 +127,9 @@ def normalize_origin(value: str) -> str:
     """``https://Example.com/`` → ``https://example.com``; raises DomainError for anything that is not
     a plain site address. Origins go into a response header (``frame-ancestors``), so ``*`` or
     ``https://a; script-src *`` must be refused here, not merely normalised."""
-    invalid = DomainError("invalid_origin", f"{value[:100]!r} is not a site address like https://www.example.com.")
+    invalid = DomainError(
+        "invalid_origin", _("%(value)r is not a site address like https://www.example.com.") % {"value": value[:100]}
+    )
     raw = value.strip().rstrip("/")
     if len(raw) > MAX_ORIGIN_LENGTH or not raw.isprintable():
         raise invalid
@@ -130,7 +141,10 @@ def normalize_origin(value: str) -> str:
     if parts.scheme not in ("http", "https") or not hostname:
         raise invalid
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise DomainError("invalid_origin", f"{value[:100]!r} must be just the site (scheme and host), without a path.")
+        raise DomainError(
+            "invalid_origin",
+            _("%(value)r must be just the site (scheme and host), without a path.") % {"value": value[:100]},
+        )
     try:
         # Browsers report an international domain in its ASCII (punycode) form, as should we.
         host = hostname.encode("idna").decode("ascii").lower()
@@ -150,23 +164,34 @@ def clean_keywords(keywords: Iterable[str]) -> list[str]:
         if not phrase:
             continue
         if len(phrase) > MAX_KEYWORD_LENGTH:
-            raise DomainError("invalid_keywords", f"Keep each trigger keyword under {MAX_KEYWORD_LENGTH} characters.")
+            raise DomainError(
+                "invalid_keywords",
+                _("Keep each trigger keyword under %(n)d characters.") % {"n": MAX_KEYWORD_LENGTH},
+            )
         if phrase.lower() not in (k.lower() for k in cleaned):
             cleaned.append(phrase)
     if len(cleaned) > MAX_KEYWORDS:
-        raise DomainError("invalid_keywords", f"Use at most {MAX_KEYWORDS} trigger keywords.")
+        raise DomainError("invalid_keywords", _("Use at most %(n)d trigger keywords.") % {"n": MAX_KEYWORDS})
     return cleaned
 
 
 def chatbot_create(*, workspace: Workspace, name: str, allowed_origins: Iterable[str] = (), **fields: Any) -> Chatbot:
     name = name.strip()
     if not name:
-        raise DomainError("invalid_name", "A chatbot needs a name.")
+        raise DomainError("invalid_name", _("A chatbot needs a name."))
     with transaction.atomic():
         Workspace.objects.select_for_update().get(pk=workspace.pk)
         allowed = workspace_limit(workspace=workspace, limit=Limit.CHATBOTS)
         if Chatbot.objects.filter(workspace=workspace).count() >= allowed:
-            raise DomainError("plan_limit", f"Your plan allows {allowed} chatbot(s); upgrade to add more.")
+            raise DomainError(
+                "plan_limit",
+                ngettext(
+                    "Your plan allows %(n)d chatbot; upgrade to add more.",
+                    "Your plan allows %(n)d chatbots; upgrade to add more.",
+                    allowed,
+                )
+                % {"n": allowed},
+            )
         chatbot = Chatbot(
             workspace=workspace,
             name=name,
@@ -191,19 +216,22 @@ def chatbot_update_handoff_settings(
     if enabled and not workspace_has_feature(workspace=chatbot.workspace, feature=Feature.HANDOFF):
         raise DomainError(
             "plan_required",
-            "Human handoff is available on Starter plan and above. Upgrade to enable it.",
+            _("Human handoff is available on Starter plan and above. Upgrade to enable it."),
             status=402,
         )
     if not MIN_TIMEOUT_SECONDS <= timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise DomainError(
             "invalid_timeout",
-            f"Response timeout must be between {MIN_TIMEOUT_SECONDS} and {MAX_TIMEOUT_SECONDS} seconds.",
+            _("Response timeout must be between %(min)d and %(max)d seconds.")
+            % {"min": MIN_TIMEOUT_SECONDS, "max": MAX_TIMEOUT_SECONDS},
         )
     waiting_message, busy_message = waiting_message.strip(), busy_message.strip()
     if not waiting_message or not busy_message:
-        raise DomainError("invalid_message", "The waiting and team busy messages cannot be empty.")
+        raise DomainError("invalid_message", _("The waiting and team busy messages cannot be empty."))
     if len(waiting_message) > 500 or len(busy_message) > 500:
-        raise DomainError("invalid_message", "Keep the waiting and team busy messages under 500 characters.")
+        raise DomainError(
+            "invalid_message", _("Keep the waiting and team busy messages under %(n)d characters.") % {"n": 500}
+        )
     chatbot.handoff_enabled = enabled
     chatbot.handoff_keywords = clean_keywords(keywords)
     chatbot.handoff_waiting_message = waiting_message
@@ -234,16 +262,28 @@ def knowledge_entry_save(
     """Create or edit an entry; refuses an empty question/answer or an entry past the plan's limit."""
     question, answer = question.strip(), answer.strip()
     if not question or not answer:
-        raise DomainError("invalid_entry", "A knowledge entry needs both a question and an answer.")
+        raise DomainError("invalid_entry", _("A knowledge entry needs both a question and an answer."))
     if len(question) > 300 or len(answer) > 5000:
-        raise DomainError("invalid_entry", "Keep questions under 300 and answers under 5000 characters.")
+        raise DomainError(
+            "invalid_entry",
+            _("Keep questions under %(question)d and answers under %(answer)d characters.")
+            % {"question": 300, "answer": 5000},
+        )
     if entry is None:
         allowed = workspace_limit(workspace=chatbot.workspace, limit=Limit.KNOWLEDGE_ENTRIES)
         if KnowledgeEntry.objects.filter(chatbot=chatbot).count() >= allowed:
-            raise DomainError("plan_limit", f"Your plan allows {allowed} knowledge entries; upgrade to add more.")
+            raise DomainError(
+                "plan_limit",
+                ngettext(
+                    "Your plan allows %(n)d knowledge entry; upgrade to add more.",
+                    "Your plan allows %(n)d knowledge entries; upgrade to add more.",
+                    allowed,
+                )
+                % {"n": allowed},
+            )
         entry = KnowledgeEntry(chatbot=chatbot)
     elif entry.chatbot_id != chatbot.pk:
-        raise NotFound("not_found", "No such knowledge entry.")
+        raise NotFound("not_found", _("No such knowledge entry."))
     entry.question, entry.answer, entry.is_active = question, answer, is_active
     entry.save()
     return entry
@@ -300,14 +340,14 @@ def chatbot_update_general(
     changes, which removes it), ``""`` removes it."""
     name, greeting, fallback_message = name.strip(), greeting.strip(), fallback_message.strip()
     if not name or not greeting or not fallback_message:
-        raise DomainError("invalid_settings", "Name, greeting and fallback answer cannot be empty.")
+        raise DomainError("invalid_settings", _("Name, greeting and fallback answer cannot be empty."))
     if ai_provider not in Chatbot.Provider.values:
-        raise DomainError("invalid_settings", "Choose the knowledge base or an OpenAI-compatible endpoint.")
+        raise DomainError("invalid_settings", _("Choose the knowledge base or an OpenAI-compatible endpoint."))
     if ai_provider == Chatbot.Provider.OPENAI and not workspace_has_feature(
         workspace=chatbot.workspace, feature=Feature.LLM
     ):
         raise DomainError(
-            "plan_required", "Connecting your own AI model is available on Starter plan and above.", status=402
+            "plan_required", _("Connecting your own AI model is available on Starter plan and above."), status=402
         )
     chatbot.name, chatbot.greeting, chatbot.accent_color = name, greeting, accent_color
     chatbot.allowed_origins = sorted({normalize_origin(o) for o in allowed_origins if o.strip()})
@@ -316,4 +356,16 @@ def chatbot_update_general(
     chatbot.fallback_message = fallback_message
     chatbot.full_clean()
     chatbot.save()
+    return chatbot
+
+
+def chatbot_update_languages(*, chatbot: Chatbot, language: str, default_language: str) -> Chatbot:
+    """Save the Language section: ``language`` fixes the widget's language ("" follows the visitor's
+    browser); ``default_language`` is the one the default texts are written in. Variants of other
+    languages are kept (a variant of the new default is simply not used while it is the default)."""
+    codes = [code for code, _name in settings.LANGUAGES]
+    if language not in ("", *codes) or default_language not in codes:
+        raise DomainError("invalid_language", _("Choose one of the languages offered."))
+    chatbot.language, chatbot.default_language = language, default_language
+    chatbot.save(update_fields=["language", "default_language", "updated_at"])
     return chatbot

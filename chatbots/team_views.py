@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chatbots.access import request_membership, workspace_required
@@ -56,7 +57,10 @@ def member_capacity(request: HttpRequest, membership_id: int) -> HttpResponse:
     raw = str(request.POST.get("max_live_chats", "")).strip()
     value = parse_int(raw, min_value=1, max_value=MAX_LIVE_CHATS_LIMIT) if raw else None
     if raw and value is None:
-        messages.error(request, f"Max live chats must be a whole number from 1 to {MAX_LIVE_CHATS_LIMIT}, or empty.")
+        messages.error(
+            request,
+            _("Max live chats must be a whole number from 1 to %(max)d, or empty.") % {"max": MAX_LIVE_CHATS_LIMIT},
+        )
         return redirect(back)
     try:
         member = membership_set_max_live_chats(
@@ -70,7 +74,7 @@ def member_capacity(request: HttpRequest, membership_id: int) -> HttpResponse:
             raise Http404(exc.detail) from exc
         messages.error(request, exc.detail)
     else:
-        limit = "unlimited" if member.max_live_chats is None else str(member.max_live_chats)
+        limit = _("unlimited") if member.max_live_chats is None else str(member.max_live_chats)
         name = member.user.get_short_name() or member.user.get_username()
-        messages.success(request, f"Max live chats for {name}: {limit}.")
+        messages.success(request, _("Max live chats for %(name)s: %(limit)s.") % {"name": name, "limit": limit})
     return redirect(back)

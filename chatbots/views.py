@@ -7,12 +7,21 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from chatbots.access import request_membership, workspace_required
 from chatbots.features import workspace_effective_plan, workspace_has_feature
-from chatbots.forms import GeneralSettingsForm, HandoffSettingsForm, KnowledgeEntryForm
+from chatbots.forms import (
+    GeneralSettingsForm,
+    HandoffSettingsForm,
+    KnowledgeEntryForm,
+    LanguageSettingsForm,
+    TextVariantsForm,
+    language_choices,
+)
 from chatbots.handoff_options import chatbot_update_handoff_options
+from chatbots.languages import chatbot_text_variants_set
 from chatbots.models import Chatbot, KnowledgeEntry
 from chatbots.plans import Feature
 from chatbots.presence import workspace_roster
@@ -20,6 +29,7 @@ from chatbots.selectors import SESSION_WORKSPACE_KEY, chatbots_for_workspace, me
 from chatbots.services import (
     chatbot_update_general,
     chatbot_update_handoff_settings,
+    chatbot_update_languages,
     knowledge_entry_delete,
     knowledge_entry_save,
 )
@@ -57,67 +67,148 @@ def _chatbot(request: HttpRequest, chatbot_id: str | None) -> Chatbot:
     pk = parse_int(chatbot_id, min_value=1, max_value=MAX_ID)
     chatbot = bots.filter(pk=pk).first() if pk is not None else bots.first()
     if chatbot is None:
-        raise Http404("No chatbot in this workspace.")
+        raise Http404(_("No chatbot in this workspace."))
     return chatbot
 
 
-def _settings_url(chatbot: Chatbot, anchor: str = "") -> str:
-    return f"{reverse('dashboard:chatbot-settings')}?chatbot={chatbot.pk}{anchor}"
+def _settings_url(chatbot: Chatbot, anchor: str = "", *, variant: str = "") -> str:
+    query = f"&variant={variant}" if variant else ""
+    return f"{reverse('dashboard:chatbot-settings')}?chatbot={chatbot.pk}{query}{anchor}"
+
+
+def _variant_languages(chatbot: Chatbot) -> list[dict[str, object]]:
+    """The languages an owner may write variants for (all but the default), each saying whether it has one."""
+    variants = chatbot.text_variants if isinstance(chatbot.text_variants, dict) else {}
+    return [
+        {"code": code, "name": name, "has_texts": bool(variants.get(code))}
+        for code, name in language_choices()
+        if code != chatbot.default_language
+    ]
+
+
+def _variant_language(request: HttpRequest, chatbot: Chatbot, languages: list[dict[str, object]]) -> tuple[str, str]:
+    """The language whose texts the page shows (?variant= or the posted one), and an error for a bad one."""
+    wanted = request.POST.get("variant") if request.method == "POST" else request.GET.get("variant")
+    codes = [str(lang["code"]) for lang in languages]
+    if not wanted:
+        return codes[0] if codes else "", ""
+    if wanted in codes:
+        return wanted, ""
+    if wanted == chatbot.default_language:
+        return (codes[0] if codes else ""), _(
+            "The default language uses the texts above; choose another language for a variant."
+        )
+    return (codes[0] if codes else ""), _("Choose one of the languages offered.")
+
+
+def _save_handoff(request: HttpRequest, chatbot: Chatbot, form: HandoffSettingsForm) -> bool:
+    if not form.is_valid():
+        return False
+    try:
+        with transaction.atomic():  # one section, saved whole or not at all
+            chatbot_update_handoff_settings(
+                chatbot=chatbot,
+                enabled=form.cleaned_data["enabled"],
+                keywords=form.keyword_list(),
+                waiting_message=form.cleaned_data["waiting_message"],
+                timeout_seconds=form.cleaned_data["timeout_seconds"],
+                busy_message=form.cleaned_data["busy_message"],
+            )
+            chatbot_update_handoff_options(chatbot=chatbot, options=form.options())
+    except DomainError as exc:
+        form.add_error(None, exc.detail)
+        return False
+    messages.success(request, _("Human handoff settings saved."))
+    return True
+
+
+def _save_general(request: HttpRequest, chatbot: Chatbot, form: GeneralSettingsForm) -> bool:
+    if not form.is_valid():
+        return False
+    data = form.cleaned_data
+    try:
+        chatbot_update_general(
+            chatbot=chatbot,
+            name=data["name"],
+            greeting=data["greeting"],
+            accent_color=data["accent_color"],
+            allowed_origins=form.origin_list(),
+            ai_provider=data["ai_provider"],
+            llm_base_url=data["llm_base_url"] or "",
+            llm_model=data["llm_model"],
+            llm_api_key=form.key_change(),
+            fallback_message=data["fallback_message"],
+        )
+    except DomainError as exc:
+        form.add_error(None, exc.detail)
+        return False
+    messages.success(request, _("Settings saved."))
+    return True
+
+
+def _save_languages(request: HttpRequest, chatbot: Chatbot, form: LanguageSettingsForm) -> bool:
+    if not form.is_valid():
+        return False
+    try:
+        chatbot_update_languages(
+            chatbot=chatbot,
+            language=form.cleaned_data["language"] or "",
+            default_language=form.cleaned_data["default_language"],
+        )
+    except DomainError as exc:
+        form.add_error(None, exc.detail)
+        return False
+    messages.success(request, _("Language settings saved."))
+    return True
+
+
+def _save_variants(request: HttpRequest, chatbot: Chatbot, language: str, form: TextVariantsForm) -> bool:
+    if not form.is_valid():
+        return False
+    try:
+        chatbot_text_variants_set(chatbot=chatbot, language=language, texts=form.texts(), keywords=form.keyword_list())
+    except DomainError as exc:
+        form.add_error(None, exc.detail)
+        return False
+    messages.success(request, _("Texts in this language saved."))
+    return True
 
 
 @workspace_required
 def chatbot_settings(request: HttpRequest) -> HttpResponse:
-    """Chatbot → Settings → General, with the Human Handoff section and the knowledge entries."""
+    """Chatbot → Settings → General, with the Human Handoff and Language sections and the knowledge entries."""
     membership = request_membership(request)
     chatbot = _chatbot(request, request.GET.get("chatbot") or request.POST.get("chatbot"))
     general = GeneralSettingsForm.for_chatbot(chatbot)
     handoff = HandoffSettingsForm.for_chatbot(chatbot)
+    languages = LanguageSettingsForm.for_chatbot(chatbot)
+    variant_languages = _variant_languages(chatbot)
+    variant, variant_error = _variant_language(request, chatbot, variant_languages)
+    variants = TextVariantsForm.for_chatbot(chatbot, variant)
     if request.method == "POST":
         if not membership.can_manage:
-            messages.error(request, "Only workspace owners and admins can change settings.")
+            messages.error(request, _("Only workspace owners and admins can change settings."))
             return redirect(_settings_url(chatbot))
         section = request.POST.get("section")
         if section == "handoff":
             handoff = HandoffSettingsForm.for_chatbot(chatbot, data=request.POST)
-            if handoff.is_valid():
-                try:
-                    with transaction.atomic():  # one section, saved whole or not at all
-                        chatbot_update_handoff_settings(
-                            chatbot=chatbot,
-                            enabled=handoff.cleaned_data["enabled"],
-                            keywords=handoff.keyword_list(),
-                            waiting_message=handoff.cleaned_data["waiting_message"],
-                            timeout_seconds=handoff.cleaned_data["timeout_seconds"],
-                            busy_message=handoff.cleaned_data["busy_message"],
-                        )
-                        chatbot_update_handoff_options(chatbot=chatbot, options=handoff.options())
-                except DomainError as exc:
-                    handoff.add_error(None, exc.detail)
-                else:
-                    messages.success(request, "Human handoff settings saved.")
-                    return redirect(_settings_url(chatbot))
+            if _save_handoff(request, chatbot, handoff):
+                return redirect(_settings_url(chatbot))
         elif section == "general":
             general = GeneralSettingsForm.for_chatbot(chatbot, data=request.POST)
-            if general.is_valid():
-                data = general.cleaned_data
-                try:
-                    chatbot_update_general(
-                        chatbot=chatbot,
-                        name=data["name"],
-                        greeting=data["greeting"],
-                        accent_color=data["accent_color"],
-                        allowed_origins=general.origin_list(),
-                        ai_provider=data["ai_provider"],
-                        llm_base_url=data["llm_base_url"] or "",
-                        llm_model=data["llm_model"],
-                        llm_api_key=general.key_change(),
-                        fallback_message=data["fallback_message"],
-                    )
-                except DomainError as exc:
-                    general.add_error(None, exc.detail)
-                else:
-                    messages.success(request, "Settings saved.")
-                    return redirect(_settings_url(chatbot))
+            if _save_general(request, chatbot, general):
+                return redirect(_settings_url(chatbot))
+        elif section == "languages":
+            languages = LanguageSettingsForm.for_chatbot(chatbot, data=request.POST)
+            if _save_languages(request, chatbot, languages):
+                return redirect(_settings_url(chatbot, "#languages"))
+        elif section == "variants":
+            # The posted code goes to the service as it came: it refuses the default language and unknown codes.
+            posted = str(request.POST.get("variant") or "")[:20]
+            variants = TextVariantsForm.for_chatbot(chatbot, variant, data=request.POST)
+            if _save_variants(request, chatbot, posted, variants):
+                return redirect(_settings_url(chatbot, "#variants", variant=posted))
+            variant_error = ""  # the form carries the error
     workspace = membership.workspace
     context = {
         "nav": "settings",
@@ -125,6 +216,13 @@ def chatbot_settings(request: HttpRequest) -> HttpResponse:
         "chatbots": chatbots_for_workspace(workspace_id=workspace.pk),
         "general": general,
         "handoff": handoff,
+        "languages": languages,
+        "variants": variants,
+        "variant": variant,
+        "variant_error": variant_error,
+        "variant_languages": variant_languages,
+        "variants_saved": any(lang["has_texts"] for lang in variant_languages),
+        "variant_name": next((lang["name"] for lang in variant_languages if lang["code"] == variant), ""),
         "handoff_allowed": workspace_has_feature(workspace=workspace, feature=Feature.HANDOFF),
         "plan": workspace_effective_plan(workspace=workspace),
         "can_manage": membership.can_manage,
@@ -140,14 +238,14 @@ def chatbot_settings(request: HttpRequest) -> HttpResponse:
 def knowledge_save(request: HttpRequest) -> HttpResponse:
     chatbot = _chatbot(request, request.POST.get("chatbot"))
     if not request_membership(request).can_manage:
-        messages.error(request, "Only workspace owners and admins can edit knowledge.")
+        messages.error(request, _("Only workspace owners and admins can edit knowledge."))
         return redirect(_settings_url(chatbot, "#knowledge"))
     entry_id = parse_int(request.POST.get("entry"), min_value=1, max_value=MAX_ID)
     entry = KnowledgeEntry.objects.filter(chatbot=chatbot, pk=entry_id).first() if entry_id is not None else None
     form = KnowledgeEntryForm(request.POST)
     if not form.is_valid():
         problems = "; ".join(f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())
-        messages.error(request, f"The entry was not saved — {problems}")
+        messages.error(request, _("The entry was not saved — %(problems)s") % {"problems": problems})
         return redirect(_settings_url(chatbot, "#knowledge"))
     try:
         knowledge_entry_save(
@@ -160,7 +258,7 @@ def knowledge_save(request: HttpRequest) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
-        messages.success(request, "Knowledge entry saved.")
+        messages.success(request, _("Knowledge entry saved."))
     return redirect(_settings_url(chatbot, "#knowledge"))
 
 
@@ -170,10 +268,10 @@ def knowledge_delete(request: HttpRequest, entry_id: int) -> HttpResponse:
     chatbot = _chatbot(request, request.POST.get("chatbot"))
     entry = KnowledgeEntry.objects.filter(chatbot=chatbot, pk=entry_id).first()
     if entry is None:
-        raise Http404("No such knowledge entry.")
+        raise Http404(_("No such knowledge entry."))
     if not request_membership(request).can_manage:
-        messages.error(request, "Only workspace owners and admins can edit knowledge.")
+        messages.error(request, _("Only workspace owners and admins can edit knowledge."))
     else:
         knowledge_entry_delete(entry=entry)
-        messages.success(request, "Knowledge entry deleted.")
+        messages.success(request, _("Knowledge entry deleted."))
     return redirect(_settings_url(chatbot, "#knowledge"))

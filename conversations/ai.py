@@ -8,9 +8,11 @@ import time
 from typing import Any, Literal, NoReturn
 
 import redis
+from django.conf import settings
 from django.db import transaction
+from django.utils import translation
 
-from chatbots.responders import FRIENDLY_ERROR, ChatTurn, ResponderError, responder_for
+from chatbots.responders import FRIENDLY_ERROR, ChatTurn, ResponderError, in_language, responder_for
 from conversations.ai_slots import (
     ai_leases_kept,
     ai_reply_lock,
@@ -157,26 +159,32 @@ def _stream_and_store(conversation: Conversation, reply_to_seq: int, question: s
     failed = False
     last_check = time.monotonic()
     try:
-        for chunk in responder_for(conversation.chatbot).stream(
-            question=question, history=_history(conversation, reply_to_seq)
-        ):
-            if ai_silenced(conversation_id=conversation.pk):
-                break
-            if time.monotonic() - last_check >= STATUS_CHECK_SECONDS:
-                last_check = time.monotonic()
-                if not _still_open(conversation.pk):
+        # Pivra's own words a responder yields (an untouched default fallback) in the conversation's language.
+        with translation.override(conversation.language or settings.LANGUAGE_CODE):
+            for chunk in responder_for(conversation.chatbot).stream(
+                question=question, history=_history(conversation, reply_to_seq)
+            ):
+                if ai_silenced(conversation_id=conversation.pk):
                     break
-            chunks.append(chunk)
-            send_now_rollback_unsafe(
-                groups, {"type": "ai.delta", "conversation": conversation_key, "reply_to": reply_to_seq, "text": chunk}
-            )
+                if time.monotonic() - last_check >= STATUS_CHECK_SECONDS:
+                    last_check = time.monotonic()
+                    if not _still_open(conversation.pk):
+                        break
+                chunks.append(chunk)
+                send_now_rollback_unsafe(
+                    groups,
+                    {"type": "ai.delta", "conversation": conversation_key, "reply_to": reply_to_seq, "text": chunk},
+                )
     except ResponderError as exc:
         logger.warning("AI provider failed for conversation %s: %s", conversation_key, exc)
         failed = True
     except Exception:  # any bug in a responder still must not leave the visitor with a stuck typing indicator
         logger.exception("AI responder crashed for conversation %s", conversation_key)
         failed = True
-    text = FRIENDLY_ERROR if failed or not "".join(chunks).strip() else "".join(chunks).strip()
+    if failed or not "".join(chunks).strip():
+        text = in_language(FRIENDLY_ERROR, conversation.language)  # Pivra's words: the conversation's language
+    else:
+        text = "".join(chunks).strip()
     with transaction.atomic():
         locked = conversation_lock(conversation_id=conversation.pk)
         # Both checks again, under the lock: a handoff request or a twin task may have committed

@@ -32,6 +32,8 @@ CHUNK_BYTES = 64 * 1024
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # A leading tab or carriage return can break the cell out of its column in some importers.
 CONTROL_PREFIXES = ("\t", "\r")
+# Not translated (issue 17): CSV/JSON column headers and keys are machine-readable field names, data for
+# spreadsheets and imports (stable whatever the console language), not UI text; so is INCOMPLETE_NOTICE.
 CSV_HEADER = (
     "conversation",
     "chatbot",

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from chatbots.models import Chatbot
 
@@ -26,9 +27,9 @@ class Visitor(models.Model):
 
 class Conversation(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open (AI)"
-        HANDOFF = "handoff", "Handoff"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open (AI)")
+        HANDOFF = "handoff", _("Handoff")
+        CLOSED = "closed", _("Closed")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="conversations")
@@ -36,7 +37,7 @@ class Conversation(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     # The highest seq written; the next event takes last_seq + 1 under this row's lock.
     last_seq = models.PositiveIntegerField(default=0)
-    lead = models.JSONField(default=dict, blank=True, help_text="Lead capture data, e.g. the visitor's mobile.")
+    lead = models.JSONField(default=dict, blank=True, help_text=_("Lead capture data, e.g. the visitor's mobile."))
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -68,10 +69,10 @@ class Event(models.Model):
     """One entry of a conversation's log: a message or a state change, numbered by ``seq``."""
 
     class Author(models.TextChoices):
-        VISITOR = "visitor", "Visitor"
-        AI = "ai", "AI"
-        AGENT = "agent", "Agent"
-        SYSTEM = "system", "System"
+        VISITOR = "visitor", _("Visitor")
+        AI = "ai", _("AI")
+        AGENT = "agent", _("Agent")
+        SYSTEM = "system", _("System")
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from chatbots.models import Membership
 from conversations.models import Conversation, Note
@@ -59,9 +60,11 @@ def clean_note_text(text: str | None) -> str:
     limit = note_max_length()
     value = clean_text(text, field="text").strip()
     if not value:
-        raise DomainError("note_empty", "Write the note first.", status=422)
+        raise DomainError("note_empty", _("Write the note first."), status=422)
     if len(value) > limit:
-        raise DomainError("note_too_long", f"A note can be at most {limit} characters long.", status=413)
+        raise DomainError(
+            "note_too_long", _("A note can be at most %(limit)d characters long.") % {"limit": limit}, status=413
+        )
     return value
 
 
@@ -94,7 +97,7 @@ def note_add(*, author: User, conversation_public_id: str, text: str, client_id:
         else None
     )
     if conversation is None:
-        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+        raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
     return note_create(conversation=conversation, author=author, text=text, client_id=client_id)
 
 
@@ -110,7 +113,7 @@ def note_ack(created: NoteCreated) -> dict[str, Any]:
 
 def _resent(existing: Note, *, author: User, text: str) -> NoteCreated:
     if existing.text != text or existing.author_id != author.pk:
-        raise Conflict("client_id_reused", "This client_id was already used for a different note.")
+        raise Conflict("client_id_reused", _("This client_id was already used for a different note."))
     return NoteCreated(note=existing, duplicate=True)
 
 
@@ -127,7 +130,7 @@ def _create(*, conversation: Conversation, author: User, text: str, client_id: s
     else:
         is_member = Membership.objects.filter(workspace_id=workspace_id, user_id=author.pk).exists()
     if not author.is_active or not is_member:
-        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+        raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
     mentions = mentions_in(text=text, members=members, author_id=author.pk)
     with transaction.atomic():
         if client_id is not None:
@@ -137,7 +140,7 @@ def _create(*, conversation: Conversation, author: User, text: str, client_id: s
         # Read in the transaction: the note sits after every event committed before it.
         last_seq = Conversation.objects.filter(pk=conversation.pk).values_list("last_seq", flat=True).first()
         if last_seq is None:
-            raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+            raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
         note = Note.objects.create(
             conversation_id=conversation.pk,
             author=author,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from django.contrib.auth.models import User
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Path, Router, Schema, Status
 from ninja.security import django_auth
 
@@ -67,7 +68,7 @@ def list_notes(request: HttpRequest, conversation_id: ConversationId) -> list[di
         else None
     )
     if conversation is None:
-        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+        raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
     return [note_body(note) for note in notes_for_conversation(conversation=conversation)]
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from psycopg.types.json import Jsonb
 
+from chatbots.languages import supported_language
 from chatbots.models import Chatbot
 from conversations.agent_names import agent_public_name
 from conversations.frames import event_frame
@@ -58,9 +59,26 @@ def _clean_page(page: str | None) -> str:
     return page[:1000] if page.startswith(("http://", "https://")) else ""
 
 
-def conversation_start(*, visitor: Visitor) -> Conversation:
-    """A fresh AI conversation for the visitor."""
-    return Conversation.objects.create(chatbot_id=visitor.chatbot_id, visitor=visitor)
+def conversation_start(*, visitor: Visitor, language: str | None = None) -> Conversation:
+    """A fresh AI conversation for the visitor, held in ``language`` (the widget's negotiated one, issue
+    17): its waiting / busy / offline texts and trigger keywords follow it. Without a language Pivra
+    speaks, the visitor's previous conversation's ("Start new conversation" and "Continue with AI" keep
+    it), else the chatbot's default language. A language the owner fixed always wins (the frame shows it)."""
+    chatbot = visitor.chatbot
+    code = supported_language(chatbot.language) if chatbot.language else None
+    if code is None and language:
+        code = supported_language(language)
+    if code is None:
+        code = (
+            Conversation.objects.filter(visitor=visitor)
+            .exclude(language="")
+            .order_by("-created_at")
+            .values_list("language", flat=True)
+            .first()
+        )
+    if not code:
+        code = supported_language(chatbot.default_language) or ""
+    return Conversation.objects.create(chatbot_id=visitor.chatbot_id, visitor=visitor, language=code)
 
 
 def conversation_lock(*, conversation_id: int) -> Conversation:

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db.models import Q
 from django.template.loader import render_to_string
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from conversations.agent_names import UNNAMED_AGENT
 from conversations.models import Conversation, Event
@@ -23,7 +25,7 @@ from pivra.attachment_links import attachment_label
 SUBJECT_MAX = 150
 MAX_LINES = 500
 MAX_CHARS = 500_000  # about 500 KB of message text per part
-OMITTED = "Earlier messages omitted"
+OMITTED = gettext_noop("Earlier messages omitted")  # worded under the conversation's language
 _AUTHORS = (Event.Author.VISITOR, Event.Author.AI, Event.Author.AGENT)
 # Control characters (CR and LF above all: a header is one line), runs of whitespace, and the
 # invisible format and bidi-override characters that would make a subject read other than it is.
@@ -57,8 +59,10 @@ def one_line(value: str, limit: int) -> str:
 
 
 def transcript_subject(*, conversation: Conversation) -> str:
-    name = one_line(conversation.chatbot.name, 80) or "us"
-    return one_line(f"Your conversation with {name}", SUBJECT_MAX)
+    name = one_line(conversation.chatbot.name, 80)
+    if not name:
+        return one_line(_("Your conversation with us"), SUBJECT_MAX)
+    return one_line(_("Your conversation with %(chatbot)s") % {"chatbot": name}, SUBJECT_MAX)
 
 
 def _attachment_name(data: dict[str, Any]) -> str:
@@ -71,7 +75,7 @@ def _attachment_name(data: dict[str, Any]) -> str:
 def _line(event: Event, bot: str) -> TranscriptLine:
     name = _attachment_name(event.data)
     if event.author == Event.Author.VISITOR:
-        label = "You"
+        label = _("You")
     elif event.author == Event.Author.AI:
         label = bot
     else:
@@ -84,7 +88,7 @@ def _line(event: Event, bot: str) -> TranscriptLine:
 
 def transcript_lines(*, conversation: Conversation) -> tuple[list[TranscriptLine], bool]:
     """The messages, oldest first, and whether earlier ones were left out (the bounds)."""
-    bot = one_line(conversation.chatbot.name, 80) or "Assistant"
+    bot = one_line(conversation.chatbot.name, 80) or _("Assistant")
     events = (
         Event.objects.filter(conversation=conversation, author__in=_AUTHORS)
         .filter(Q(kind="message") | Q(data__has_key="attachment"))  # offers, answers, ratings stay out
@@ -108,10 +112,10 @@ def transcript_render(*, conversation: Conversation) -> tuple[str, str, str]:
     """(subject, text, html) of the transcript; the HTML is rendered with autoescaping on."""
     lines, omitted = transcript_lines(conversation=conversation)
     context = {
-        "chatbot": one_line(conversation.chatbot.name, 80) or "Assistant",
+        "chatbot": one_line(conversation.chatbot.name, 80) or _("Assistant"),
         "started": conversation.created_at.astimezone(UTC),
         "lines": lines,
-        "omitted": OMITTED if omitted else "",
+        "omitted": _(OMITTED) if omitted else "",
     }
     text = render_to_string("conversations/email/transcript.txt", context)
     html = render_to_string("conversations/email/transcript.html", context)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Path, Router, Schema
 from ninja.security import django_auth
 from pydantic import Field
@@ -43,7 +44,7 @@ def member_conversation(*, user_id: int, public_id: str) -> Conversation:
         else None
     )
     if conversation is None:
-        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+        raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
     return conversation
 
 

@@ -16,7 +16,9 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import translation
 
+from chatbots.languages import supported_language
 from conversations.models import Conversation
 from conversations.transcript import transcript_render
 from conversations.transcript_limits import Bucket, buckets_hit, ip_key, recipient_key
@@ -140,10 +142,29 @@ def transcript_request(
     return address
 
 
+def transcript_language(*, conversation: Conversation) -> str:
+    """The language the visitor chatted in: the conversation's, else its chatbot's default, else
+    the site's (an unknown or retired code falls back the same way)."""
+    for code in (conversation.language, conversation.chatbot.default_language):
+        supported = supported_language(code)
+        if supported:
+            return supported
+    return settings.LANGUAGE_CODE
+
+
 def transcript_email(*, conversation: Conversation, to: str) -> EmailMultiAlternatives:
-    """The email: the operator's From address (never a tenant's), text and HTML parts."""
-    subject, text, html = transcript_render(conversation=conversation)
-    message = EmailMultiAlternatives(subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[to])
+    """The email: the operator's From address (never a tenant's), text and HTML parts, in the
+    conversation's language (it goes to the visitor, whoever asked for it)."""
+    language = transcript_language(conversation=conversation)
+    with translation.override(language):
+        subject, text, html = transcript_render(conversation=conversation)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to],
+        headers={"Content-Language": language},
+    )
     message.attach_alternative(html, "text/html")
     return message
 

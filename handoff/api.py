@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.security import django_auth
 
@@ -106,7 +107,7 @@ def list_handoffs(request: HttpRequest, status: HandoffFilter = "open") -> list[
     elif status in Handoff.Status.values:
         query = query.filter(status=status)
     elif status != "all":
-        raise DomainError("invalid_status", "status must be open, all, pending, active, busy or resolved.")
+        raise DomainError("invalid_status", _("status must be open, all, pending, active, busy or resolved."))
     now = timezone.now()
     return [handoff_out(handoff=h, now=now) for h in query.order_by("requested_at")[:500]]
 
@@ -197,7 +198,7 @@ def _conversation(request: HttpRequest, conversation_id: str) -> Conversation:
         else None
     )
     if conversation is None:
-        raise NotFound("conversation_not_found", "No such conversation in your workspaces.")
+        raise NotFound("conversation_not_found", _("No such conversation in your workspaces."))
     return conversation
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from chatbots.models import Chatbot
 from conversations.models import Conversation
@@ -12,14 +13,14 @@ from conversations.models import Conversation
 
 class Handoff(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting"
-        ACTIVE = "active", "Claimed"
-        BUSY = "busy", "Team busy (timed out)"
-        RESOLVED = "resolved", "Resolved"
+        PENDING = "pending", _("Waiting")
+        ACTIVE = "active", _("Claimed")
+        BUSY = "busy", _("Team busy (timed out)")
+        RESOLVED = "resolved", _("Resolved")
 
     class Trigger(models.TextChoices):
-        BUTTON = "button", "Button"
-        KEYWORD = "keyword", "Keyword"
+        BUTTON = "button", _("Button")
+        KEYWORD = "keyword", _("Keyword")
 
     conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="handoff")
     # Denormalised from the conversation so queue queries are scoped without joins.
@@ -31,7 +32,7 @@ class Handoff(models.Model):
     # When it last started waiting in line: the request, a requeue (release, agent removed), a
     # transfer nobody accepted. The expected wait is measured from it (handoff/queue_position.py).
     queued_at = models.DateTimeField()
-    deadline_at = models.DateTimeField(help_text="When a still-pending handoff turns to Team busy.")
+    deadline_at = models.DateTimeField(help_text=_("When a still-pending handoff turns to Team busy."))
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_handoffs"
     )
@@ -55,7 +56,7 @@ class Handoff(models.Model):
     )
     offer_kind = models.CharField(max_length=10, blank=True)
     offer_expires_at = models.DateTimeField(null=True, blank=True)
-    routing_tried = models.JSONField(default=list, blank=True, help_text="User ids already offered by round robin.")
+    routing_tried = models.JSONField(default=list, blank=True, help_text=_("User ids already offered by round robin."))
     # The last visitor or agent message while active; the idle sweep resolves what has been silent too long.
     last_message_at = models.DateTimeField(null=True, blank=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from chatbots.languages import handoff_keywords_for
 from chatbots.office_hours import handoff_hidden_at
 from conversations.models import Conversation, Event
 from handoff.keywords import matching_keyword
@@ -21,9 +22,11 @@ def silence_during_handoff(*, conversation: Conversation, event: Event) -> bool:
 def offer_on_keyword(*, conversation: Conversation, event: Event) -> bool:
     """A trigger keyword makes the bot ask "Would you like to speak with a team member?"."""
     chatbot = conversation.chatbot
-    if not chatbot.handoff_keywords:
+    # The keywords of the conversation's language plus the default ones.
+    keywords = handoff_keywords_for(chatbot=chatbot, language=conversation.language)
+    if not keywords:
         return False
-    keyword = matching_keyword(text=event.text, keywords=chatbot.handoff_keywords)
+    keyword = matching_keyword(text=event.text, keywords=keywords)
     if keyword is None or not handoff_available(chatbot=chatbot):
         return False
     if handoff_hidden_at(chatbot=chatbot, at=timezone.now()):

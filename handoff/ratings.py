@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from actions.outbox import outbox_write
@@ -35,6 +36,20 @@ SCALE_SCORES: dict[str, tuple[int, ...]] = {
     Chatbot.SatisfactionSurvey.FIVE.value: (1, 2, 3, 4, 5),
 }
 THUMBS_UP, THUMBS_DOWN = "\U0001f44d", "\U0001f44e"
+
+
+def _invalid_score_detail(scale: str) -> str:
+    """Which scores the survey takes, as one whole sentence per scale (no " or " glued in code)."""
+    scores = SCALE_SCORES[scale]
+    if len(scores) == 2:
+        # Translators: the two scores a thumbs survey takes (1 = thumbs down, 5 = thumbs up).
+        return _("The score must be %(low)s or %(high)s for this survey.") % {"low": scores[0], "high": scores[1]}
+    # Translators: the five scores a star survey takes, 1 to 5.
+    return _("The score must be %(s1)s or %(s2)s or %(s3)s or %(s4)s or %(s5)s for this survey.") % {
+        f"s{i}": score for i, score in enumerate(scores, start=1)
+    }
+
+
 # 4-5 stars or a thumbs up: a positive rating (the Analytics page's "% positive").
 POSITIVE_MIN = 4
 
@@ -56,7 +71,9 @@ def clean_rating_comment(comment: str | None) -> str:
     comment = strip_unstorable(comment or "").strip()
     if len(comment) > RATING_COMMENT_MAX:
         raise DomainError(
-            "comment_too_long", f"The comment can be at most {RATING_COMMENT_MAX} characters long.", status=422
+            "comment_too_long",
+            _("The comment can be at most %(count)d characters long.") % {"count": RATING_COMMENT_MAX},
+            status=422,
         )
     return comment
 
@@ -76,22 +93,21 @@ def conversation_rate(
             existing = event_by_client_id(conversation=conversation, client_id=client_id)
             if existing is not None:
                 if existing.kind != "rating" or existing.data.get("score") != score:
-                    raise Conflict("client_id_reused", "This client_id was already used for a different action.")
+                    raise Conflict("client_id_reused", _("This client_id was already used for a different action."))
                 return existing
         scale = conversation.chatbot.satisfaction_survey
         if scale == Chatbot.SatisfactionSurvey.OFF:
-            raise Conflict("survey_off", "This chat does not ask for ratings.")
+            raise Conflict("survey_off", _("This chat does not ask for ratings."))
         if conversation.status != Conversation.Status.CLOSED:
-            raise Conflict("not_resolved", "You can rate the conversation once it is resolved.")
+            raise Conflict("not_resolved", _("You can rate the conversation once it is resolved."))
         if not _still_rateable(conversation):
-            raise Conflict("not_rateable", "This conversation can no longer be rated.")
+            raise Conflict("not_rateable", _("This conversation can no longer be rated."))
         if conversation.rated_at is not None:
-            raise Conflict("already_rated", "You already rated this conversation. Thank you!")
+            raise Conflict("already_rated", _("You already rated this conversation. Thank you!"))
         if isinstance(score, bool) or score not in SCALE_SCORES[scale]:
-            allowed = " or ".join(str(s) for s in SCALE_SCORES[scale])
             # 409, not 422: which scores are valid depends on the chatbot's survey setting of the moment
             # (a schema-valid score must not get 422: tests/test_api_schema.py's positive-data check).
-            raise Conflict("invalid_score", f"The score must be {allowed} for this survey.")
+            raise Conflict("invalid_score", _invalid_score_detail(scale))
         now = timezone.now()
         Conversation.objects.filter(pk=conversation.pk).update(rating=score, rating_comment=comment, rated_at=now)
         conversation.rating, conversation.rating_comment, conversation.rated_at = score, comment, now

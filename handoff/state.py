@@ -6,6 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from chatbots.languages import owner_text
 from chatbots.office_hours import handoff_hidden_at
 from conversations.agent_names import agent_public_name
 from conversations.models import Conversation, Visitor
@@ -46,10 +47,11 @@ def state_snapshot(*, conversation: Conversation, handoff: Handoff | None) -> di
             "agent": None if handoff.claimed_by is None else agent_public_name(handoff.claimed_by),
             # A transfer waiting for the colleague to accept: the widget says who is coming.
             "transfer_to": _transfer_to(handoff),
-            "waiting_message": chatbot.handoff_waiting_message,
-            "busy_message": chatbot.handoff_busy_message,
+            # The owner's words in the conversation's language (its variant, else the default text).
+            "waiting_message": owner_text(chatbot=chatbot, name="waiting", language=conversation.language),
+            "busy_message": owner_text(chatbot=chatbot, name="busy", language=conversation.language),
             "busy_reason": handoff.busy_reason,
-            "offline_message": chatbot.handoff_offline_message,
+            "offline_message": owner_text(chatbot=chatbot, name="offline", language=conversation.language),
             "lead_phone": conversation.lead.get("phone"),
             # Where a waiting visitor stands and the usual wait (None outside the line / too little history).
             **queue_snapshot(handoff=handoff),
@@ -71,9 +73,10 @@ def _transfer_to(handoff: Handoff) -> str | None:
     return agent_public_name(handoff.offered_to)
 
 
-def visitor_current_conversation(*, visitor: Visitor) -> Conversation:
+def visitor_current_conversation(*, visitor: Visitor, language: str | None = None) -> Conversation:
     """The conversation the widget shows: one an agent is live in (even an older one the visitor left
-    for the AI — they must never miss the agent), else the newest, else a fresh one."""
+    for the AI — they must never miss the agent), else the newest, else a fresh one (in ``language``,
+    the widget's negotiated language, when given)."""
     live = (
         Conversation.objects.select_related("chatbot")
         .filter(visitor=visitor, handoff__status=Handoff.Status.ACTIVE)
@@ -83,4 +86,4 @@ def visitor_current_conversation(*, visitor: Visitor) -> Conversation:
     if live is not None:
         return live
     latest = Conversation.objects.select_related("chatbot").filter(visitor=visitor).order_by("-created_at").first()
-    return latest or conversation_start(visitor=visitor)
+    return latest or conversation_start(visitor=visitor, language=language)

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
 from ninja.security import django_auth
 from pydantic import Field
@@ -73,7 +74,7 @@ def _session_expiry(request: HttpRequest) -> datetime | None:
 
 def _enabled() -> None:
     if not settings.WEB_PUSH_ENABLED:
-        raise DomainError("web_push_disabled", "Web Push is turned off on this server (PIVRA_WEB_PUSH).", status=409)
+        raise DomainError("web_push_disabled", _("Web Push is turned off on this server (PIVRA_WEB_PUSH)."), status=409)
 
 
 @router.post(

@@ -9,7 +9,10 @@ notice can never reach another workspace's agent, nor someone removed since:
 - a visitor message in a live chat (``message``): the agent who claimed it;
 - an @mention in an internal note (``mention``): the members mentioned, never the note's author.
 
-Texts are plain (the browser shows them as text, never as markup), one line, bounded.
+Texts are plain (the browser shows them as text, never as markup), one line, bounded. A notice keeps
+the facts it is worded from (names, the visitor's words: data, never translated); ``Notice.wording()``
+words title and body in the active language, so delivery words them once per recipient language
+(``notifications.services.notice_deliver``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from chatbots.models import Membership
 from conversations.models import Conversation, Event, Note
@@ -35,12 +39,42 @@ class Notice:
     user_ids: tuple[int, ...]
     workspace_id: int
     conversation_public_id: str
-    title: str
-    body: str
+    # What the texts are worded from (names, the visitor's words, …): data, never translated.
+    facts: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
         return open_url(self.conversation_public_id)
+
+    def wording(self) -> tuple[str, str]:
+        """(title, body) in the active language, one bounded line each."""
+        facts = dict(self.facts)
+        if self.kind == "handoff":
+            # Translators: a browser notification's title: a visitor waits for an agent, then the chatbot's name.
+            title = _("%(visitor)s asks for a person · %(chatbot)s") % {
+                "visitor": _visitor_label(facts),
+                "chatbot": facts.get("chatbot", ""),
+            }
+            said = facts.get("said", "")
+            body = f"“{one_line(said, BODY_CHARS - 4)}”" if said else _("Waiting in the queue.")
+        elif self.kind == "message":
+            # Translators: a browser notification's title: the visitor of the agent's live chat sent a message.
+            title = _("%(visitor)s wrote") % {"visitor": _visitor_label(facts)}
+            body = facts.get("text", "")
+        else:
+            # Translators: a browser notification's title; the author's name, or "A colleague".
+            author = facts.get("author") or _("A colleague")
+            title = _("%(author)s mentioned you") % {"author": author}
+            body = facts.get("text", "")
+        return one_line(title, TITLE_CHARS), one_line(body, BODY_CHARS)
+
+    @property
+    def title(self) -> str:
+        return self.wording()[0]
+
+    @property
+    def body(self) -> str:
+        return self.wording()[1]
 
 
 def open_url(conversation_public_id: str) -> str:
@@ -61,9 +95,14 @@ def _members(workspace_id: int, user_ids: Iterable[int] | None = None) -> QueryS
     return members
 
 
-def _visitor_label(conversation: Conversation) -> str:
+def _visitor_facts(conversation: Conversation) -> tuple[tuple[str, str], ...]:
     phone = (conversation.lead or {}).get("phone")
-    return f"Visitor {phone}" if phone else f"Visitor {str(conversation.visitor.public_id)[:8]}"
+    return (("phone", str(phone)),) if phone else (("visitor", str(conversation.visitor.public_id)[:8]),)
+
+
+def _visitor_label(facts: dict[str, str]) -> str:
+    # Translators: how a notification names a visitor: their mobile number, or the start of their id.
+    return _("Visitor %(who)s") % {"who": facts.get("phone") or facts.get("visitor", "")}
 
 
 def handoff_notice(*, conversation_id: int) -> Notice | None:
@@ -89,14 +128,12 @@ def handoff_notice(*, conversation_id: int) -> Notice | None:
         .values_list("text", flat=True)
         .first()
     )
-    body = f"“{one_line(said, BODY_CHARS - 4)}”" if said else "Waiting in the queue."
     return Notice(
         kind="handoff",
         user_ids=tuple(sorted(users.values_list("user_id", flat=True))),
         workspace_id=workspace_id,
         conversation_public_id=str(conversation.public_id),
-        title=one_line(f"{_visitor_label(conversation)} asks for a person · {conversation.chatbot.name}", TITLE_CHARS),
-        body=body,
+        facts=(*_visitor_facts(conversation), ("chatbot", conversation.chatbot.name), ("said", said or "")),
     )
 
 
@@ -126,8 +163,7 @@ def message_notice(*, conversation_id: int, event_id: int) -> Notice | None:
         user_ids=tuple(users),
         workspace_id=workspace_id,
         conversation_public_id=str(conversation.public_id),
-        title=one_line(f"{_visitor_label(conversation)} wrote", TITLE_CHARS),
-        body=one_line(event.text, BODY_CHARS),
+        facts=(*_visitor_facts(conversation), ("text", event.text)),
     )
 
 
@@ -144,14 +180,12 @@ def mention_notice(*, note_id: int) -> Notice | None:
     user_ids = tuple(sorted(users.values_list("user_id", flat=True)))
     if not user_ids:
         return None
-    author = note.author_name or "A colleague"
     return Notice(
         kind="mention",
         user_ids=user_ids,
         workspace_id=workspace_id,
         conversation_public_id=str(note.conversation.public_id),
-        title=one_line(f"{author} mentioned you", TITLE_CHARS),
-        body=one_line(note.text, BODY_CHARS),
+        facts=(("author", note.author_name or ""), ("text", note.text)),
     )
 
 

@@ -19,8 +19,9 @@ from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from accounts.models import AgentProfile
 from chatbots.models import Membership
 from notifications.models import PushSubscription
 from notifications.notices import KINDS, Notice, one_line, open_url
@@ -137,14 +138,34 @@ def push_subscription_deliver(*, subscription_id: int, user_id: int, workspace_i
     return push_send(subscription=subscription, payload=payload.encode(), kind=kind)
 
 
+def recipients_by_language(user_ids: Iterable[int]) -> dict[str, list[int]]:
+    """``user_ids`` grouped by the console language each agent chose (accounts.AgentProfile; one
+    query). An agent who follows the browser gets ``settings.LANGUAGE_CODE``: a push or a notice
+    worded on the server has no browser to ask."""
+    ids = sorted(set(user_ids))
+    offered = dict(settings.LANGUAGES)
+    chosen = dict(AgentProfile.objects.filter(user_id__in=ids).exclude(language="").values_list("user_id", "language"))
+    groups: dict[str, list[int]] = {}
+    for user_id in ids:
+        language = chosen.get(user_id, "")
+        groups.setdefault(language if language in offered else settings.LANGUAGE_CODE, []).append(user_id)
+    return groups
+
+
 def notice_deliver(*, notice: Notice) -> int:
-    return agent_notify(
-        user_ids=notice.user_ids,
-        kind=notice.kind,
-        workspace_id=notice.workspace_id,
-        conversation_public_id=notice.conversation_public_id,
-        title=notice.title,
-        body=notice.body,
-        # A mention's page notice is the note's own ``note.mention`` frame (conversations/notes.py).
-        frames=notice.kind != "mention",
-    )
+    """Each recipient is told in their own language: one wording (and one fan-out) per language."""
+    queued = 0
+    for language, user_ids in recipients_by_language(notice.user_ids).items():
+        with translation.override(language):
+            title, body = notice.wording()
+        queued += agent_notify(
+            user_ids=user_ids,
+            kind=notice.kind,
+            workspace_id=notice.workspace_id,
+            conversation_public_id=notice.conversation_public_id,
+            title=title,
+            body=body,
+            # A mention's page notice is the note's own ``note.mention`` frame (conversations/notes.py).
+            frames=notice.kind != "mention",
+        )
+    return queued

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from chatbots.models import Membership
 from notifications.endpoints import ENDPOINT_PATTERN, endpoint_allowed
@@ -39,12 +40,15 @@ def _invalid(detail: str) -> DomainError:
 def _check_endpoint(endpoint: str) -> str:
     endpoint = endpoint.strip()
     if not ENDPOINT_RE.fullmatch(endpoint):
-        raise _invalid(f"The endpoint must be a URL of at most {MAX_ENDPOINT_LENGTH} printable ASCII characters.")
+        raise _invalid(
+            _("The endpoint must be a URL of at most %(count)d printable ASCII characters.")
+            % {"count": MAX_ENDPOINT_LENGTH}
+        )
     allow_private = outbound_allow_private()
     if not endpoint_allowed(endpoint, allow_private=allow_private) or not url_allowed_literal(
         endpoint, allow_private=allow_private
     ):
-        raise _invalid("That push endpoint is not allowed: only https URLs of the browsers' push services are.")
+        raise _invalid(_("That push endpoint is not allowed: only https URLs of the browsers' push services are."))
     return endpoint
 
 
@@ -52,15 +56,15 @@ def _check_keys(p256dh: str, auth: str) -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if len(p256dh) > MAX_KEY_LENGTH or len(auth) > MAX_KEY_LENGTH:
-        raise _invalid("The subscription's keys are too long.")
+        raise _invalid(_("The subscription's keys are too long."))
     try:
         point = b64url_decode(p256dh)
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
         secret = b64url_decode(auth)
     except ValueError:
-        raise _invalid("The subscription's keys are not valid (p256dh: a P-256 point, auth: 16 bytes).") from None
+        raise _invalid(_("The subscription's keys are not valid (p256dh: a P-256 point, auth: 16 bytes).")) from None
     if len(point) != 65 or len(secret) != 16:
-        raise _invalid("The subscription's keys are not valid (p256dh: a P-256 point, auth: 16 bytes).")
+        raise _invalid(_("The subscription's keys are not valid (p256dh: a P-256 point, auth: 16 bytes)."))
     return p256dh.strip(), auth.strip()
 
 
@@ -78,7 +82,7 @@ def push_subscription_save(
     another user had subscribed it, it becomes ``user``'s only when the keys are the same too (that
     browser, signed in as someone else); knowing someone's endpoint alone takes nothing over."""
     if not Membership.objects.filter(user=user).exists():
-        raise DomainError("no_workspace", "Only a member of a workspace can be notified.", status=403)
+        raise DomainError("no_workspace", _("Only a member of a workspace can be notified."), status=403)
     endpoint = _check_endpoint(endpoint)
     p256dh, auth = _check_keys(p256dh, auth)
     fields = {
@@ -97,7 +101,7 @@ def push_subscription_save(
                 if existing is not None and existing.user_id != user.pk:
                     if (existing.p256dh, existing.auth) != (p256dh, auth):
                         raise DomainError(
-                            "endpoint_taken", "This push endpoint belongs to another subscription.", status=409
+                            "endpoint_taken", _("This push endpoint belongs to another subscription."), status=409
                         )
                     # The same browser, signed in as someone else: a new row (and id), so a push
                     # queued for the previous user can never reach this one.

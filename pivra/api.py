@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -35,7 +36,7 @@ class ObjectBodyParser(Parser):
     def parse_body(self, request: HttpRequest) -> DictStrAny:
         data = json.loads(request.body)
         if not isinstance(data, dict):
-            raise BodyIsNotAnObject(f"The body must be a JSON object, not {type(data).__name__}.")
+            raise BodyIsNotAnObject(_("The body must be a JSON object, not %(type)s.") % {"type": type(data).__name__})
         return data
 
 
@@ -97,20 +98,30 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
         problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
     if fields == {"text"} and kinds == {"string_too_long"} and _MESSAGE_ROUTE.search(request.path):
         limit = settings.MESSAGE_MAX_LENGTH
-        return _error(request, 413, "message_too_long", f"Messages can be at most {limit} characters long.")
+        return _error(
+            request,
+            413,
+            "message_too_long",
+            _("Messages can be at most %(limit)d characters long.") % {"limit": limit},
+        )
     if fields == {"text"} and kinds <= {"string_too_short", "string_pattern_mismatch"}:
-        return _error(request, 422, "empty_message", "Type a message first.")
+        return _error(request, 422, "empty_message", _("Type a message first."))
     if fields == {"email"}:  # a transcript's address: the same words as the service's own check
-        return _error(request, 422, "invalid_email", "Please enter a valid email address.")
+        return _error(request, 422, "invalid_email", _("Please enter a valid email address."))
     if fields == {"comment"} and kinds == {"string_too_long"}:  # a rating's comment: the service's code
-        return _error(request, 422, "comment_too_long", "The comment can be at most 1000 characters long.")
+        return _error(
+            request,
+            422,
+            "comment_too_long",
+            _("The comment can be at most %(count)d characters long.") % {"count": 1000},
+        )
     code = _FIELD_CODES.get(fields.pop(), "invalid_input") if len(fields) == 1 else "invalid_input"
-    return _error(request, 422, code, "; ".join(problems) or "Invalid input.")
+    return _error(request, 422, code, "; ".join(problems) or _("Invalid input."))
 
 
 @api.exception_handler(AuthenticationError)
 def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _error(request, 401, "not_authenticated", "Log in or send valid credentials.")
+    return _error(request, 401, "not_authenticated", _("Log in or send valid credentials."))
 
 
 @api.exception_handler(HttpError)
@@ -118,10 +129,10 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc.__cause__, BodyIsNotAnObject):
         return _error(request, 400, "invalid_input", str(exc.__cause__))
     if exc.__cause__ is not None and exc.status_code == 400:  # ninja could not parse the body
-        return _error(request, 400, "invalid_input", "The body must be a JSON object (it is not valid JSON).")
+        return _error(request, 400, "invalid_input", _("The body must be a JSON object (it is not valid JSON)."))
     if exc.status_code == 403 and "CSRF" in str(exc):
-        return _error(request, 403, "csrf_failed", "Send the csrftoken cookie's value in the X-CSRFToken header.")
-    code, _ = GENERIC_ERRORS.get(exc.status_code, ("http_error", ""))
+        return _error(request, 403, "csrf_failed", _("Send the csrftoken cookie's value in the X-CSRFToken header."))
+    code, _detail = GENERIC_ERRORS.get(exc.status_code, ("http_error", ""))
     return _error(request, exc.status_code, code, str(exc))
 
 
@@ -130,12 +141,12 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 def _unreadable_body(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A form or multipart body (malformed or not) where the operation reads JSON: its stream was
     consumed as a form before the body could be read."""
-    return _error(request, 400, "invalid_input", "The body must be a JSON object sent as application/json.")
+    return _error(request, 400, "invalid_input", _("The body must be a JSON object sent as application/json."))
 
 
 @api.exception_handler(Http404)
 def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return _error(request, 404, "not_found", "Not found.")
+    return _error(request, 404, "not_found", _("Not found."))
 
 
 @api.exception_handler(Exception)
@@ -146,7 +157,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         return unavailable_response(request, exc)
     logger.error("Internal Server Error: %s", request.path, exc_info=exc)
     code, detail = GENERIC_ERRORS[500]
-    return _error(request, 500, code, detail)
+    return _error(request, 500, code, str(detail))
 
 
 def _mount_routers() -> None:

@@ -12,20 +12,23 @@ import json
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 API_PREFIX = "/api/"
 
 # The code and detail of an error response the API did not write itself, by status.
-GENERIC_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("invalid_input", "The request could not be read (malformed body or headers)."),
-    401: ("not_authenticated", "Log in or send valid credentials."),
-    403: ("forbidden", "You are not allowed to do this."),
-    404: ("not_found", "There is no API operation at this address."),
-    405: ("method_not_allowed", "This operation does not accept this HTTP method."),
-    413: ("too_large", "The request body is too large."),
-    415: ("unsupported_media_type", "Send the body as application/json."),
-    429: ("rate_limited", "Too many requests. Try again in a moment."),
-    500: ("server_error", "Something went wrong on our side. The error has been logged; try again in a moment."),
+# The details are lazy (translated when the response is written): str() them before use.
+GENERIC_ERRORS: dict[int, tuple[str, str | Promise]] = {
+    400: ("invalid_input", _("The request could not be read (malformed body or headers).")),
+    401: ("not_authenticated", _("Log in or send valid credentials.")),
+    403: ("forbidden", _("You are not allowed to do this.")),
+    404: ("not_found", _("There is no API operation at this address.")),
+    405: ("method_not_allowed", _("This operation does not accept this HTTP method.")),
+    413: ("too_large", _("The request body is too large.")),
+    415: ("unsupported_media_type", _("Send the body as application/json.")),
+    429: ("rate_limited", _("Too many requests. Try again in a moment.")),
+    500: ("server_error", _("Something went wrong on our side. The error has been logged; try again in a moment.")),
 }
 # Headers of the original response a client still needs after the rewrite.
 _KEPT_HEADERS = ("Allow", "Retry-After")
@@ -40,7 +43,7 @@ def api_error(status: int, code: str | None = None, detail: str | None = None) -
     default_code, default_detail = GENERIC_ERRORS.get(
         status, GENERIC_ERRORS[500] if status >= 500 else GENERIC_ERRORS[400]
     )
-    return JsonResponse({"code": code or default_code, "detail": detail or default_detail}, status=status)
+    return JsonResponse({"code": code or default_code, "detail": str(detail or default_detail)}, status=status)
 
 
 def _is_json_error(response: HttpResponseBase) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.utils.translation import gettext as _
 
 _SALT = "pivra.attachments.link"
 VARIANTS = ("file", "thumb")
@@ -73,12 +74,14 @@ def attachment_label(data: dict[str, Any]) -> str | None:
     attachment = data.get("attachment") if isinstance(data, dict) else None
     if not isinstance(attachment, dict):
         return None
-    return f"📎 {attachment.get('name') or 'attachment'} ({human_size(int(attachment.get('size') or 0))})"
+    name = attachment.get("name") or _("attachment")
+    return f"📎 {name} ({human_size(int(attachment.get('size') or 0))})"
 
 
 def human_size(size: int) -> str:
+    # Translators: file sizes; the number comes already formatted.
     if size < 1024:
-        return f"{size} B"
+        return _("%(size)s B") % {"size": size}
     if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
+        return _("%(size)s KB") % {"size": f"{size / 1024:.0f}"}
+    return _("%(size)s MB") % {"size": f"{size / (1024 * 1024):.1f}"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.views import PasswordResetView
 from django.http import HttpResponse
+from django.utils.translation import ngettext
 
 from pivra.client_ip import client_ip
 from pivra.login_limits import minutes_to_wait, password_reset_limit_hit
@@ -20,6 +21,14 @@ class ThrottledPasswordResetView(PasswordResetView):
             password_reset_limit_hit(ip=client_ip(self.request), email=form.cleaned_data["email"])
         except RateLimited as exc:
             minutes = minutes_to_wait(exc.retry_after)
-            form.add_error(None, f"Too many reset requests. Try again in {minutes} minute{'s' * (minutes != 1)}.")
+            form.add_error(
+                None,
+                ngettext(
+                    "Too many reset requests. Try again in %(minutes)d minute.",
+                    "Too many reset requests. Try again in %(minutes)d minutes.",
+                    minutes,
+                )
+                % {"minutes": minutes},
+            )
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().form_valid(form)

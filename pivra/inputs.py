@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from pivra.errors import DomainError
 
 # NUL, and the surrogate range (only a lone surrogate can sit in a Python str decoded from JSON).
@@ -66,9 +68,13 @@ def clean_text(value: str | None, *, field: str = "text", max_length: int | None
     """``value`` as storable text (None → ""); refuses NUL and lone surrogates, and over-long text."""
     text = value or ""
     if has_forbidden(text):
-        raise InvalidInput(f"{field} contains characters that are not allowed (NUL or an unpaired surrogate).")
+        raise InvalidInput(
+            _("%(field)s contains characters that are not allowed (NUL or an unpaired surrogate).") % {"field": field}
+        )
     if max_length is not None and len(text) > max_length:
-        raise InvalidInput(f"{field} can be at most {max_length} characters long.")
+        raise InvalidInput(
+            _("%(field)s can be at most %(limit)d characters long.") % {"field": field, "limit": max_length}
+        )
     return text
 
 
@@ -88,21 +94,25 @@ def parse_int(value: str | int | None, *, min_value: int, max_value: int) -> int
 
 
 def parse_date(
-    value: str | None, *, field: str = "The date", min_value: date = MIN_DATE, max_value: date = MAX_DATE
+    value: str | None, *, field: str | None = None, min_value: date = MIN_DATE, max_value: date = MAX_DATE
 ) -> date | None:
     """``"2026-03-06"`` → that date; None for no value; raises InvalidInput for anything that is not
     a plain ``YYYY-MM-DD`` date (ASCII digits) within [min_value, max_value]."""
     text = (value or "").strip()
     if not text:
         return None
+    field = field or _("The date")
     try:
         day = date.fromisoformat(text) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) else None
     except ValueError:  # 2026-13-45
         day = None
     if day is None:
-        raise InvalidInput(f"{field} must be a date like 2026-03-06.")
+        raise InvalidInput(_("%(field)s must be a date like 2026-03-06.") % {"field": field})
     if not min_value <= day <= max_value:
-        raise InvalidInput(f"{field} must be between {min_value.isoformat()} and {max_value.isoformat()}.")
+        raise InvalidInput(
+            _("%(field)s must be between %(min)s and %(max)s.")
+            % {"field": field, "min": min_value.isoformat(), "max": max_value.isoformat()}
+        )
     return day
 
 
@@ -114,7 +124,7 @@ def clean_client_id(value: str | None, *, required: bool) -> str | None:
         return None
     if value is None or not _CLIENT_ID.fullmatch(value):
         raise InvalidInput(
-            f"client_id must be 1 to {MAX_CLIENT_ID_LENGTH} visible ASCII characters (no spaces).",
+            _("client_id must be 1 to %(max)d visible ASCII characters (no spaces).") % {"max": MAX_CLIENT_ID_LENGTH},
             code="invalid_client_id",
         )
     return value

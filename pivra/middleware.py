@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -23,6 +24,8 @@ from django.core.exceptions import BadRequest, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.cookie import parse_cookie
 from django.http.multipartparser import MultiPartParserError
+from django.utils import translation
+from django.utils.translation import gettext_noop
 
 from pivra.inputs import MAX_JSON_DEPTH, has_forbidden, has_forbidden_in
 
@@ -66,7 +69,20 @@ class RefuseUnstorableInput:
         return self.get_response(request)
 
 
-def _unstorable_part(request: HttpRequest) -> str | None:
+@dataclass(frozen=True)
+class _Why:
+    """A refusal's reason: a msgid (marked with gettext_noop) and its values, worded only when answered
+    (this middleware runs before LocaleMiddleware: ``_refusal`` picks the browser's language)."""
+
+    message: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def words(self) -> str:
+        text = translation.gettext(self.message)
+        return text % self.values if self.values else text
+
+
+def _unstorable_part(request: HttpRequest) -> _Why | None:
     """Why the request is refused (its first part holding an unstorable character), or None."""
     charset_problem = _unreadable_charset(request)
     if charset_problem is not None:
@@ -74,16 +90,17 @@ def _unstorable_part(request: HttpRequest) -> str | None:
     try:
         return _first_unstorable(request)
     except MultiPartParserError:
-        return "Invalid input: the form could not be read."
+        return _Why(gettext_noop("Invalid input: the form could not be read."))
     except RequestDataTooBig:
         return None  # the view's own limits answer (413 / 400)
     except BadRequest as error:  # a form that is not UTF-8: answered here in the API's format
-        return f"Invalid input: {error}"
+        # Translators: %(error)s is Django's own explanation (already in the reader's language, or English).
+        return _Why(gettext_noop("Invalid input: %(error)s"), {"error": str(error)})
     except (LookupError, ValueError):  # UnicodeError included: a codec that cannot decode this body
-        return "Invalid input: the request could not be decoded with the charset it declares."
+        return _Why(gettext_noop("Invalid input: the request could not be decoded with the charset it declares."))
 
 
-def _unreadable_charset(request: HttpRequest) -> str | None:
+def _unreadable_charset(request: HttpRequest) -> _Why | None:
     """Refuses a declared charset that is not a text encoding (``rot13``, ``base64``, ``zlib``) or
     cannot decode leniently (``idna``): decoding a form or query string with it raises, which was a
     500 on every address. An unknown name is left to Django, which then ignores it (UTF-8)."""
@@ -101,27 +118,57 @@ def _unreadable_charset(request: HttpRequest) -> str | None:
             pass
         else:
             return None
-    return f"Invalid input: the charset {charset[:40]!r} of the Content-Type is not a text encoding this server reads."
+    return _Why(
+        gettext_noop(
+            "Invalid input: the charset %(charset)s of the Content-Type is not a text encoding this server reads."
+        ),
+        {"charset": repr(charset[:40])},
+    )
 
 
-def _first_unstorable(request: HttpRequest) -> str | None:
+def _first_unstorable(request: HttpRequest) -> _Why | None:
     if has_forbidden(request.path_info) or has_forbidden(request.path):
-        return _not_allowed("the address")
+        return _Why(
+            gettext_noop(
+                "Invalid input: the address contains a character that is not allowed (NUL or an unpaired surrogate)."
+            )
+        )
     for key, values in request.GET.lists():
         if has_forbidden(key) or any(has_forbidden(value) for value in values):
-            return _not_allowed("a query parameter")
+            return _Why(
+                gettext_noop(
+                    "Invalid input: a query parameter contains a character that is not allowed "
+                    "(NUL or an unpaired surrogate)."
+                )
+            )
     for key, value in request.META.items():
         if key.startswith("HTTP_") and isinstance(value, str) and has_forbidden(value):
-            return _not_allowed(f"the {key[5:].replace('_', '-').title()} header")
+            # Translators: %(header)s is an HTTP header's name, e.g. User-Agent (never translated).
+            return _Why(
+                gettext_noop(
+                    "Invalid input: the %(header)s header contains a character that is not allowed "
+                    "(NUL or an unpaired surrogate)."
+                ),
+                {"header": key[5:].replace("_", "-").title()},
+            )
     # A cookie is unquoted after the header was read: "\000" in a quoted value becomes a NUL.
     if any(has_forbidden(key) or has_forbidden(value) for key, value in request.COOKIES.items()):
-        return _not_allowed("a cookie")
+        return _Why(
+            gettext_noop(
+                "Invalid input: a cookie contains a character that is not allowed (NUL or an unpaired surrogate)."
+            )
+        )
     content_type = request.content_type or ""
     if content_type in _FORM_TYPES:
         # Form fields only: an uploaded file's content may hold any byte.
         for key, values in request.POST.lists():
             if has_forbidden(key) or any(has_forbidden(value) for value in values):
-                return _not_allowed("the form")
+                return _Why(
+                    gettext_noop(
+                        "Invalid input: the form contains a character that is not allowed "
+                        "(NUL or an unpaired surrogate)."
+                    )
+                )
     # The API's parser reads any body as JSON whatever its declared type, a form's included; a
     # multipart body is the exception, its stream is spent above and the API can no longer read it.
     reads_json = content_type not in _FORM_TYPES or (
@@ -132,9 +179,13 @@ def _first_unstorable(request: HttpRequest) -> str | None:
     return None
 
 
-def _unstorable_json(body: bytes) -> str | None:
+def _unstorable_json(body: bytes) -> _Why | None:
     if b"\x00" in body:
-        return _not_allowed("the body")
+        return _Why(
+            gettext_noop(
+                "Invalid input: the body contains a character that is not allowed (NUL or an unpaired surrogate)."
+            )
+        )
     try:
         document = json.loads(body)
     except RecursionError:
@@ -147,18 +198,22 @@ def _unstorable_json(body: bytes) -> str | None:
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-_TOO_DEEP = f"Invalid input: the body is nested over {MAX_JSON_DEPTH} levels deep."
-_BAD_BODY = (
-    "Invalid input: the body contains a character that is not allowed (NUL or an unpaired surrogate)"
-    f" or is nested over {MAX_JSON_DEPTH} levels deep."
+_TOO_DEEP = _Why(
+    gettext_noop("Invalid input: the body is nested over %(depth)s levels deep."), {"depth": MAX_JSON_DEPTH}
+)
+_BAD_BODY = _Why(
+    gettext_noop(
+        "Invalid input: the body contains a character that is not allowed (NUL or an unpaired surrogate)"
+        " or is nested over %(depth)s levels deep."
+    ),
+    {"depth": MAX_JSON_DEPTH},
 )
 
 
-def _not_allowed(where: str) -> str:
-    return f"Invalid input: {where} contains a character that is not allowed (NUL or an unpaired surrogate)."
-
-
-def _refusal(request: HttpRequest, detail: str) -> HttpResponse:
+def _refusal(request: HttpRequest, why: _Why) -> HttpResponse:
+    # Before LocaleMiddleware and sessions: the browser's language (Accept-Language, language cookie).
+    with translation.override(translation.get_language_from_request(request)):
+        detail = why.words()
     wants_json = request.path_info.startswith("/api/") or "json" in request.headers.get("Accept", "")
     if wants_json:
         return JsonResponse({"code": "invalid_input", "detail": detail}, status=400)

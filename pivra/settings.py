@@ -161,6 +161,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "pivra.context_processors.pivra",
@@ -287,6 +288,8 @@ LANGUAGES = [
 LOCALE_PATHS = [SITE_DIR / "locale"]
 TIME_ZONE = env_str("PIVRA_TIME_ZONE", "UTC")
 USE_I18N = True
+# Display formats per language (pivra/formats/<lang>/formats.py; others: Django's own).
+FORMAT_MODULE_PATH = ["pivra.formats"]
 USE_TZ = True
 
 STATIC_URL = "/static/"

@@ -24,6 +24,7 @@ import redis.exceptions
 from django.db import InterfaceError as DjangoInterfaceError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.template import loader
+from django.utils.translation import gettext, gettext_noop
 from django.views import defaults
 from kombu.exceptions import OperationalError
 
@@ -34,7 +35,8 @@ logger = logging.getLogger("pivra.unavailable")
 UNAVAILABLE_CODE = "unavailable"
 # How long a client waits before trying again: a Redis restart (supervised) takes about a second.
 RETRY_AFTER_SECONDS = 3
-UNAVAILABLE_DETAIL = (
+# Marked for the catalogues; each use words it in the reader's language (gettext at the time of use).
+UNAVAILABLE_DETAIL = gettext_noop(
     "The service is briefly unavailable (reconnecting to its database or message store). Try again in a few seconds."
 )
 # The socket close code both clients treat as "reconnect with backoff" (the console's 4503 already).
@@ -114,7 +116,7 @@ def unavailable_response(request: HttpRequest, exc: BaseException | None = None)
     log_unavailable("api" if is_api_request(request) else "pages", exc)
     response: HttpResponse
     if is_api_request(request) or "application/json" in request.headers.get("Accept", ""):
-        response = JsonResponse({"code": UNAVAILABLE_CODE, "detail": UNAVAILABLE_DETAIL}, status=503)
+        response = JsonResponse({"code": UNAVAILABLE_CODE, "detail": gettext(UNAVAILABLE_DETAIL)}, status=503)
     else:
         page = loader.get_template("503.html").render({"retry_after": RETRY_AFTER_SECONDS})
         response = HttpResponse(page, status=503)

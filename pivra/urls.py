@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from accounts.urls import dashboard_urlpatterns as accounts_dashboard
 from actions.urls import dashboard_urlpatterns as actions_dashboard
 from attachments import urls as attachments_urls
 from canned.urls import dashboard_urlpatterns as canned_dashboard
@@ -12,13 +13,17 @@ from notifications.urls import dashboard_urlpatterns as notifications_dashboard
 from pivra import health, views
 from pivra.api import api
 from pivra.auth_views import ThrottledPasswordResetView
+from pivra.console.i18n_views import javascript_catalog
 from pivra.console.urls import dashboard_urlpatterns as console_dashboard
 from pivra.widget import sse
 from pivra.widget import views as widget_views
 
 # Each app owns its console pages; they share one namespace so templates say {% url 'dashboard:…' %}.
 dashboard_patterns = [*chatbots_dashboard, *console_dashboard, *actions_dashboard, *canned_dashboard]
+dashboard_patterns += accounts_dashboard  # the agent's own profile (console language)
 dashboard_patterns += notifications_dashboard  # the service worker and the notification click target
+# The console scripts' strings in one language (the code is in the URL, so the answer is cacheable).
+dashboard_patterns += [path("jsi18n/<str:lang>/", javascript_catalog, name="jsi18n")]
 
 urlpatterns = [
     path("", views.index, name="index"),

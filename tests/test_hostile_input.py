@@ -151,6 +151,20 @@ def _valid_posts(world: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     settings_url = reverse("dashboard:chatbot-settings")
     yield settings_url, {**general, "section": "general", "chatbot": bot.pk}
     yield settings_url, {**handoff, "section": "handoff", "chatbot": bot.pk}
+    yield settings_url, {"section": "languages", "chatbot": bot.pk, "language": "", "default_language": "en"}
+    yield (
+        settings_url,
+        {
+            "section": "variants",
+            "chatbot": bot.pk,
+            "variant": "fr",
+            "texts-greeting": "Bonjour",
+            "texts-waiting": "",
+            "texts-busy": "",
+            "texts-offline": "",
+            "texts-keywords": "",
+        },
+    )
     yield reverse("dashboard:knowledge-save"), {"chatbot": bot.pk, "entry": entry.pk, "question": "Q", "answer": "A"}
     yield reverse("dashboard:knowledge-delete", args=[entry.pk]), {"chatbot": bot.pk}
     yield reverse("dashboard:switch-workspace"), {"workspace": bot.workspace_id}

@@ -4,10 +4,12 @@ fallback message."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
+from django.utils import translation
 
-from chatbots.models import Chatbot
+from chatbots.models import DEFAULT_FALLBACK, Chatbot
 from chatbots.responders import KnowledgeBaseResponder, knowledge_search
 from chatbots.responders import knowledge as knowledge_module
 from chatbots.responders.knowledge import tokenize
@@ -88,6 +90,26 @@ def test_chatbot_without_entries_gets_the_fallback_message() -> None:
 
     assert knowledge_search(chatbot=chatbot, query="shipping cost") == []
     assert answer(chatbot, "shipping cost") == ["Nothing here yet."]
+
+
+def _tagged(message: str) -> str:
+    """gettext stand-in showing the language active when the text was worded (no catalogue needed)."""
+    return f"[{translation.get_language()}] {message}"
+
+
+@pytest.mark.django_db
+def test_an_untouched_default_fallback_speaks_the_conversation_language_and_an_owner_text_never_changes() -> None:
+    default = make_chatbot(make_workspace())
+    assert default.fallback_message == DEFAULT_FALLBACK
+    own = make_chatbot(make_workspace("Own"), fallback_message="Nothing here yet.")
+    with mock.patch("chatbots.responders.base.translation.gettext", _tagged):
+        french = list(KnowledgeBaseResponder(default, language="fr").stream(question="shipping", history=[]))
+        with translation.override("de"):  # no language given: the active one (conversations/ai.py sets it)
+            active = list(KnowledgeBaseResponder(default).stream(question="shipping", history=[]))
+        owners = list(KnowledgeBaseResponder(own, language="fr").stream(question="shipping", history=[]))
+    assert french == [f"[fr] {DEFAULT_FALLBACK}"]
+    assert active == [f"[de] {DEFAULT_FALLBACK}"]
+    assert owners == ["Nothing here yet."]  # the owner's own words are data, never translated
 
 
 @pytest.mark.django_db

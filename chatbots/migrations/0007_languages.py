@@ -4,25 +4,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chatbots', '0006_transcript_emails'),
+        ("chatbots", "0006_transcript_emails"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='chatbot',
-            name='default_language',
-            field=models.CharField(choices=[('en', 'English'), ('fr', 'Français'), ('de', 'Deutsch'), ('es', 'Español'), ('pt-br', 'Português (Brasil)'), ('it', 'Italiano'), ('nl', 'Nederlands'), ('ar', 'العربية')], default='en', help_text="Used when the visitor's browser asks for none of Pivra's languages; the texts above are in it.", max_length=10, verbose_name='Default language'),
+            model_name="chatbot",
+            name="default_language",
+            field=models.CharField(
+                choices=[
+                    ("en", "English"),
+                    ("fr", "Français"),
+                    ("de", "Deutsch"),
+                    ("es", "Español"),
+                    ("pt-br", "Português (Brasil)"),
+                    ("it", "Italiano"),
+                    ("nl", "Nederlands"),
+                    ("ar", "العربية"),
+                ],
+                default="en",
+                help_text="Used when the visitor's browser asks for none of Pivra's languages; the texts above are in it.",
+                max_length=10,
+                verbose_name="Default language",
+            ),
         ),
         migrations.AddField(
-            model_name='chatbot',
-            name='language',
-            field=models.CharField(blank=True, choices=[('en', 'English'), ('fr', 'Français'), ('de', 'Deutsch'), ('es', 'Español'), ('pt-br', 'Português (Brasil)'), ('it', 'Italiano'), ('nl', 'Nederlands'), ('ar', 'العربية')], help_text="Empty: the visitor's browser language when Pivra speaks it.", max_length=10, verbose_name='Always show the widget in'),
+            model_name="chatbot",
+            name="language",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("en", "English"),
+                    ("fr", "Français"),
+                    ("de", "Deutsch"),
+                    ("es", "Español"),
+                    ("pt-br", "Português (Brasil)"),
+                    ("it", "Italiano"),
+                    ("nl", "Nederlands"),
+                    ("ar", "العربية"),
+                ],
+                help_text="Empty: the visitor's browser language when Pivra speaks it.",
+                max_length=10,
+                verbose_name="Always show the widget in",
+            ),
         ),
         migrations.AddField(
-            model_name='chatbot',
-            name='text_variants',
+            model_name="chatbot",
+            name="text_variants",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from chatbots.models import Chatbot
-from chatbots.responders.base import FRIENDLY_ERROR, ChatTurn, Responder, ResponderError, RetrievedEntry
-from chatbots.responders.knowledge import KnowledgeBaseResponder, knowledge_search
+from chatbots.responders.base import FRIENDLY_ERROR, ChatTurn, Responder, ResponderError, RetrievedEntry, in_language
+from chatbots.responders.knowledge import KnowledgeBaseResponder, fallback_text, knowledge_search
 from chatbots.responders.openai_compat import OpenAICompatibleResponder
 
 __all__ = [
@@ -15,6 +15,8 @@ __all__ = [
     "Responder",
     "ResponderError",
     "RetrievedEntry",
+    "fallback_text",
+    "in_language",
     "knowledge_search",
     "responder_for",
 ]

@@ -6,10 +6,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from django.utils import translation
+from django.utils.translation import gettext_noop
+
 # Shown to visitors instead of any provider error: the real cause goes to the logs only.
-FRIENDLY_ERROR = (
+# Marked only (gettext_noop): conversations/ai.py words it in the conversation's language (``in_language``).
+FRIENDLY_ERROR = gettext_noop(
     "Sorry, I'm having trouble answering right now. Please try again in a moment, or ask to talk to a human."
 )
+
+
+def in_language(text: str, language: str) -> str:
+    """One of Pivra's own marked texts (``FRIENDLY_ERROR``, ``DEFAULT_FALLBACK``) in ``language`` ("" =
+    as is: the source English)."""
+    if not language:
+        return text
+    with translation.override(language):
+        return translation.gettext(text)
 
 
 @dataclass(frozen=True)

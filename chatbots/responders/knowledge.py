@@ -14,9 +14,10 @@ import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 from django.db.models import Count, Max
+from django.utils import translation
 
-from chatbots.models import Chatbot, KnowledgeEntry
-from chatbots.responders.base import ChatTurn, RetrievedEntry
+from chatbots.models import DEFAULT_FALLBACK, Chatbot, KnowledgeEntry
+from chatbots.responders.base import ChatTurn, RetrievedEntry, in_language
 
 # bm25s's plain "en" list (Lucene's 33 words) keeps "what", "how", "does", "you"…, which fill every chat
 # question and every FAQ title; its NLTK-based list drops them so the topic words decide the ranking.
@@ -119,12 +120,25 @@ def knowledge_search(*, chatbot: Chatbot, query: str, limit: int = 3) -> list[Re
     ]
 
 
-class KnowledgeBaseResponder:
-    """Offline responder: the best-matching entry's answer, or the chatbot's fallback message."""
+def fallback_text(*, chatbot: Chatbot, language: str = "") -> str:
+    """The chatbot's fallback message; one the owner never changed (still Pivra's shipped text) is shown
+    in the conversation's ``language`` ("" = the active one: conversations/ai.py streams inside
+    ``translation.override(conversation.language)``), as ``chatbots.languages.owner_text`` does for the
+    other texts."""
+    text = chatbot.fallback_message
+    if text == DEFAULT_FALLBACK:
+        return in_language(DEFAULT_FALLBACK, language or translation.get_language() or "")
+    return text
 
-    def __init__(self, chatbot: Chatbot) -> None:
+
+class KnowledgeBaseResponder:
+    """Offline responder: the best-matching entry's answer, or the chatbot's fallback message (in the
+    conversation's ``language`` while it is Pivra's own text)."""
+
+    def __init__(self, chatbot: Chatbot, language: str = "") -> None:
         self.chatbot = chatbot
+        self.language = language
 
     def stream(self, *, question: str, history: Sequence[ChatTurn]) -> Iterator[str]:
         matches = knowledge_search(chatbot=self.chatbot, query=question, limit=1)
-        yield matches[0].answer if matches else self.chatbot.fallback_message
+        yield matches[0].answer if matches else fallback_text(chatbot=self.chatbot, language=self.language)

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0005_conversation_rated_index'),
+        ("conversations", "0005_conversation_rated_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='conversation',
-            name='language',
+            model_name="conversation",
+            name="language",
             field=models.CharField(blank=True, max_length=10),
         ),
     ]

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from chatbots.presence import member_at_capacity
@@ -40,7 +41,7 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
         and handoff.claimed_by_id != agent.pk
         and member_at_capacity(user_id=agent.pk, workspace_id=handoff.workspace_id)
     ):
-        raise Conflict("over_capacity", "You are at your limit of live chats. Resolve or release one first.")
+        raise Conflict("over_capacity", _("You are at your limit of live chats. Resolve or release one first."))
     with transaction.atomic():
         # While an offer runs (a transfer, round robin) only its agent may claim; claiming ends it.
         won = (
@@ -63,16 +64,19 @@ def handoff_claim(*, agent: User, conversation_public_id: str, now: datetime | N
                 return handoff
             if offer_blocks_claim(handoff=handoff, agent=agent, now=now):
                 offered = agent_display_name(handoff.offered_to)
-                raise Conflict("offered_to_other", f"This conversation is being offered to {offered} right now.")
+                raise Conflict(
+                    "offered_to_other",
+                    _("This conversation is being offered to %(name)s right now.") % {"name": offered},
+                )
             if handoff.status in OPEN_STATUSES:  # an offer that started or ended during this claim
-                raise Conflict("offer_changed", "Who may claim this conversation just changed. Try again.")
+                raise Conflict("offer_changed", _("Who may claim this conversation just changed. Try again."))
             if handoff.status == Handoff.Status.ACTIVE:
                 holder = agent_display_name(handoff.claimed_by)
-                raise Conflict("already_claimed", f"Already claimed by {holder}.")
-            raise Conflict("handoff_resolved", "This handoff is already resolved.")
+                raise Conflict("already_claimed", _("Already claimed by %(name)s.") % {"name": holder})
+            raise Conflict("handoff_resolved", _("This handoff is already resolved."))
         if not agent_can_act_locked(user_id=agent.pk, workspace_id=handoff.workspace_id):
             # Removed or deactivated while claiming: nothing is kept (the transaction rolls back).
-            raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+            raise NotFound("handoff_not_found", _("No handoff for this conversation in your workspaces."))
         handoff.refresh_from_db()  # timed_out_at may have been set since it was read (a late claim)
         handoff.claimed_by = agent  # the row now says so; spares a query when the state is built
         conversation = conversation_lock(conversation_id=handoff.conversation_id)

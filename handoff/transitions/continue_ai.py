@@ -4,6 +4,7 @@ new conversation" (refused while an agent is live)."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Event, Visitor
 from conversations.services import (
@@ -40,7 +41,7 @@ def handoff_continue_with_ai(
             if newer is not None:
                 return newer
         if handoff is None or handoff.status != Handoff.Status.BUSY:
-            raise Conflict("not_busy", "Continuing with the AI is offered while the team is busy.")
+            raise Conflict("not_busy", _("Continuing with the AI is offered while the team is busy."))
         event_append(
             conversation=conversation,
             kind="conversation.continued",
@@ -57,5 +58,5 @@ def handoff_continue_with_ai(
 def conversation_start_new(*, visitor: Visitor) -> Conversation:
     """ "Start new conversation": a fresh AI conversation, unless an agent is live with the visitor."""
     if Handoff.objects.filter(conversation__visitor=visitor, status=Handoff.Status.ACTIVE).exists():
-        raise Conflict("agent_live", "A team member is with you in this conversation.")
+        raise Conflict("agent_live", _("A team member is with you in this conversation."))
     return conversation_start(visitor=visitor)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Event, Visitor
 from conversations.services import conversation_for_visitor, conversation_lock, event_append, event_by_client_id
@@ -31,14 +32,14 @@ def conversation_end_by_visitor(
             earlier = event_by_client_id(conversation=conversation, client_id=client_id)
             if earlier is not None:
                 if earlier.kind != "conversation.ended":
-                    raise Conflict("client_id_reused", "This client_id was already used for a different action.")
+                    raise Conflict("client_id_reused", _("This client_id was already used for a different action."))
                 return conversation, earlier
         if handoff is not None:
-            raise Conflict("handoff_open", "A team member is handling this conversation: they will close it.")
+            raise Conflict("handoff_open", _("A team member is handling this conversation: they will close it."))
         if conversation.status == Conversation.Status.CLOSED:
-            raise Conflict("not_open", "This conversation is already closed.")
+            raise Conflict("not_open", _("This conversation is already closed."))
         if not Event.objects.filter(conversation_id=conversation.pk, author=Event.Author.VISITOR).exists():
-            raise Conflict("nothing_to_end", "There is nothing to end yet.")
+            raise Conflict("nothing_to_end", _("There is nothing to end yet."))
         now = timezone.now()
         Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.CLOSED, closed_at=now)
         conversation.status, conversation.closed_at = Conversation.Status.CLOSED, now

@@ -7,6 +7,7 @@ from datetime import datetime
 import phonenumbers
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from conversations.models import Conversation, Event, Visitor
@@ -31,7 +32,7 @@ def lead_capture(
         conversation = conversation_lock_for_visitor(visitor=visitor, public_id=conversation_public_id)
         handoff = Handoff.objects.filter(conversation=conversation).first()
         if handoff is None:
-            raise Conflict("no_handoff", "A mobile number can be left once a team member was requested.")
+            raise Conflict("no_handoff", _("A mobile number can be left once a team member was requested."))
         if conversation.lead.get("phone") == e164:
             return conversation  # a resend of a number already saved changes nothing
         if conversation.status == Conversation.Status.CLOSED:
@@ -39,7 +40,7 @@ def lead_capture(
             # (and would let a visitor keep firing lead notifications at a closed case).
             raise Conflict(
                 "conversation_resolved",
-                "This conversation is resolved. Start a new conversation to leave your number.",
+                _("This conversation is resolved. Start a new conversation to leave your number."),
             )
         conversation.lead = {**conversation.lead, "phone": e164, "captured_at": (now or timezone.now()).isoformat()}
         Conversation.objects.filter(pk=conversation.pk).update(lead=conversation.lead)
@@ -72,15 +73,19 @@ def parse_phone(*, raw: str, locale: str = "") -> str:
     number, and numbers known to be landlines: the team follows up by text or on a mobile."""
     raw = (raw or "").strip()
     if not raw or len(raw) > 40:
-        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {PHONE_EXAMPLE}.")
+        raise DomainError(
+            "invalid_phone", _("Please enter a valid mobile number, e.g. %(example)s.") % {"example": PHONE_EXAMPLE}
+        )
     try:
         number = phonenumbers.parse(raw, _region_from_locale(locale))
     except phonenumbers.NumberParseException:
-        raise DomainError("invalid_phone", f"Please enter a valid mobile number, e.g. {PHONE_EXAMPLE}.") from None
+        raise DomainError(
+            "invalid_phone", _("Please enter a valid mobile number, e.g. %(example)s.") % {"example": PHONE_EXAMPLE}
+        ) from None
     if not phonenumbers.is_valid_number(number):
-        raise DomainError("invalid_phone", "That number doesn't look right. Check it, including the country code.")
+        raise DomainError("invalid_phone", _("That number doesn't look right. Check it, including the country code."))
     # Only a number known to be fixed-line is refused: many regions (the US, Canada, …) share one
     # numbering plan for both, where phonenumbers answers FIXED_LINE_OR_MOBILE, and those must pass.
     if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
-        raise DomainError("invalid_phone", "That looks like a landline. Please enter a mobile number.")
+        raise DomainError("invalid_phone", _("That looks like a landline. Please enter a mobile number."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chatbots.models import Membership
 from handoff.models import Handoff
@@ -46,7 +47,7 @@ def handoff_offer_to_agent(*, handoff: Handoff, to: User, kind: str, by: User | 
     """Offer a pending handoff to ``to`` for ``seconds``, inside the caller's transaction (which holds
     the handoff row). The agent's consoles are told after commit; the caller writes the thread's event."""
     if kind not in OFFER_KINDS:
-        raise DomainError("invalid_offer", f"Unknown offer kind {kind!r}.")
+        raise DomainError("invalid_offer", _("Unknown offer kind %(kind)s.") % {"kind": repr(kind)})
     expires_at = timezone.now() + timedelta(seconds=seconds)
     handoff.offered_to, handoff.offered_by, handoff.offer_kind, handoff.offer_expires_at = to, by, kind, expires_at
     handoff.save(update_fields=list(OFFER_FIELDS))
@@ -102,7 +103,7 @@ def handoff_offer_decline(*, agent: User, conversation_public_id: str, now: date
     now = now or timezone.now()
     handoff = agent_handoff(agent=agent, conversation_public_id=conversation_public_id)
     if not handoff_offer_end(handoff_id=handoff.pk, reason=REASON_DECLINED, now=now, agent=agent):
-        raise Conflict("no_offer", "This conversation is not being offered to you (any more).")
+        raise Conflict("no_offer", _("This conversation is not being offered to you (any more)."))
     handoff.refresh_from_db()
     return handoff
 

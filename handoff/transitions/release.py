@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib.auth.models import User
+from django.utils.translation import gettext as _
 
 from handoff.models import Handoff
 from handoff.state import agent_display_name
@@ -23,9 +24,12 @@ def handoff_release(*, agent: User, conversation_public_id: str, now: datetime |
     handoff = Handoff.objects.select_related("claimed_by").get(pk=handoff.pk)
     if not released:
         if handoff.status == Handoff.Status.RESOLVED:
-            raise Conflict("handoff_resolved", "This handoff is already resolved.")
+            raise Conflict("handoff_resolved", _("This handoff is already resolved."))
         if handoff.status == Handoff.Status.ACTIVE:
-            holder = agent_display_name(handoff.claimed_by) or "another agent"
-            raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can release it.")
-        raise Conflict("not_claimed", "This conversation is already waiting in the queue.")
+            holder = agent_display_name(handoff.claimed_by) or _("another agent")
+            raise Forbidden(
+                "not_assignee",
+                _("Only %(holder)s, who claimed this conversation, can release it.") % {"holder": holder},
+            )
+        raise Conflict("not_claimed", _("This conversation is already waiting in the queue."))
     return handoff

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Event
 from conversations.services import Received, clean_message_text, event_append
@@ -45,7 +46,7 @@ def handoff_reply(
 
 def _resent(existing: Event, *, agent: User, text: str) -> Received:
     if existing.text != text or existing.agent_id != agent.pk:
-        raise Conflict("client_id_reused", "This client_id was already used for a different message.")
+        raise Conflict("client_id_reused", _("This client_id was already used for a different message."))
     return Received(event=existing, duplicate=True)
 
 
@@ -57,18 +58,20 @@ def _reply_locked(
         # handoff and a resend's stored event (``reply_target``), then the append (one round trip).
         target = reply_target(public_id=key, agent=agent, client_id=client_id) if key else None
         if target is None:
-            raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+            raise NotFound("handoff_not_found", _("No handoff for this conversation in your workspaces."))
         conversation, status, claimed_by_id, existing_id = target
         if existing_id is not None:
             return _resent(Event.objects.get(pk=existing_id), agent=agent, text=text)
         if status == Handoff.Status.RESOLVED or conversation.status == Conversation.Status.CLOSED:
             # The code claim and resolve give for it too: "claim first" cannot help here.
-            raise Conflict("handoff_resolved", "This conversation is resolved: it takes no more replies.")
+            raise Conflict("handoff_resolved", _("This conversation is resolved: it takes no more replies."))
         if status != Handoff.Status.ACTIVE:
-            raise Conflict("not_claimed", "Claim this conversation before replying.")
+            raise Conflict("not_claimed", _("Claim this conversation before replying."))
         if claimed_by_id != agent.pk:
             holder = agent_display_name(User.objects.filter(pk=claimed_by_id or 0).first())
-            raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can reply.")
+            raise Forbidden(
+                "not_assignee", _("Only %(holder)s, who claimed this conversation, can reply.") % {"holder": holder}
+            )
         event = event_append(
             conversation=conversation,
             kind="message",

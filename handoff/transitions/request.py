@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from actions.events import EventType
+from chatbots.languages import owner_text
 from chatbots.models import Chatbot
 from chatbots.office_hours import office_open_at
 from chatbots.presence import online_agent_ids
@@ -75,7 +76,7 @@ def _request_locked(conversation: Conversation, *, trigger: str, client_id: str 
         conversation=conversation,
         kind="handoff.requested",
         author=Event.Author.SYSTEM,
-        text=chatbot.handoff_waiting_message,
+        text=owner_text(chatbot=chatbot, name="waiting", language=conversation.language),
         client_id=client_id,
         data={"trigger": trigger},
         notify_console=True,

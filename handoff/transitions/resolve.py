@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from conversations.models import Conversation, Event
@@ -34,9 +35,12 @@ def handoff_resolve(*, agent: User, conversation_public_id: str, now: datetime |
         )
         if not won:
             if handoff.status == Handoff.Status.RESOLVED:
-                raise Conflict("handoff_resolved", "This handoff is already resolved.")
+                raise Conflict("handoff_resolved", _("This handoff is already resolved."))
             holder = agent_display_name(handoff.claimed_by)
-            raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can resolve it.")
+            raise Forbidden(
+                "not_assignee",
+                _("Only %(holder)s, who claimed this conversation, can resolve it.") % {"holder": holder},
+            )
     return handoff
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from actions.outbox import outbox_write
@@ -100,7 +101,7 @@ def agent_handoff(*, agent: User, conversation_public_id: str) -> Handoff:
         else None
     )
     if handoff is None:
-        raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+        raise NotFound("handoff_not_found", _("No handoff for this conversation in your workspaces."))
     return handoff
 
 

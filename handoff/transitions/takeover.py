@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from chatbots.models import Membership
@@ -45,10 +46,10 @@ def handoff_take_over(*, agent: User, conversation_public_id: str, now: datetime
         raise _not_admin()
     if handoff.status != Handoff.Status.ACTIVE:
         if handoff.status == Handoff.Status.RESOLVED:
-            raise Conflict("handoff_resolved", "This handoff is already resolved.")
-        raise Conflict("not_live", "Nobody is live in this conversation yet: claim it instead.")
+            raise Conflict("handoff_resolved", _("This handoff is already resolved."))
+        raise Conflict("not_live", _("Nobody is live in this conversation yet: claim it instead."))
     if handoff.claimed_by_id == agent.pk:
-        raise Conflict("already_yours", "You already have this conversation.")
+        raise Conflict("already_yours", _("You already have this conversation."))
     previous = handoff.claimed_by
     with transaction.atomic():
         holder = Q(claimed_by=previous) if previous is not None else Q(claimed_by__isnull=True)
@@ -56,12 +57,12 @@ def handoff_take_over(*, agent: User, conversation_public_id: str, now: datetime
             claimed_by=agent, claimed_at=now, last_message_at=now, **cleared_offer()
         )
         if not won:
-            raise Conflict("handoff_changed", "This conversation changed hands just now. Reload and try again.")
+            raise Conflict("handoff_changed", _("This conversation changed hands just now. Reload and try again."))
         role = member_role_locked(user_id=agent.pk, workspace_id=handoff.workspace_id)
         if role is None:
             # Removed or deactivated while taking over (as in claim): the transaction rolls back, so the
             # chat stays with its holder and is not left live with someone who cannot act.
-            raise NotFound("handoff_not_found", "No handoff for this conversation in your workspaces.")
+            raise NotFound("handoff_not_found", _("No handoff for this conversation in your workspaces."))
         if role not in MANAGER_ROLES:
             raise _not_admin()  # demoted since the first read: rolled back too
         handoff.refresh_from_db()
@@ -105,4 +106,4 @@ def _is_manager(*, agent: User, workspace_id: int) -> bool:
 
 
 def _not_admin() -> Forbidden:
-    return Forbidden("not_admin", "Only an owner or admin of the workspace can take over a conversation.")
+    return Forbidden("not_admin", _("Only an owner or admin of the workspace can take over a conversation."))

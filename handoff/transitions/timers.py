@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from actions.events import EventType
+from chatbots.languages import owner_text
 from conversations.models import Event
 from conversations.services import conversation_lock, event_append
 from handoff.models import Handoff
@@ -102,7 +103,9 @@ def handoff_expire(*, handoff_id: int, now: datetime | None = None, reason: str 
             conversation=conversation,
             kind="handoff.timed_out",
             author=Event.Author.SYSTEM,
-            text=chatbot.handoff_offline_message if reason in SKIPPED_WAIT else chatbot.handoff_busy_message,
+            text=owner_text(
+                chatbot=chatbot, name="offline" if reason in SKIPPED_WAIT else "busy", language=conversation.language
+            ),
             data={"reason": reason},
             notify_console=True,
         )

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from actions.events import EventType
 from chatbots.models import Membership
@@ -39,14 +40,18 @@ def handoff_transfer(
     if handoff.status != Handoff.Status.ACTIVE or handoff.claimed_by_id != agent.pk:
         _refuse(handoff_id=handoff.pk, agent=agent)  # who may transfer, before anything about the target
     if to_user_id == agent.pk:
-        raise DomainError("transfer_to_self", "Choose a colleague: you already have this conversation.")
+        raise DomainError("transfer_to_self", _("Choose a colleague: you already have this conversation."))
     target = _colleague(workspace_id=handoff.workspace_id, user_id=to_user_id)
     if target.pk not in online_agent_ids(workspace_id=handoff.workspace_id):
-        raise Conflict("agent_offline", f"{agent_display_name(target)} is not online. Choose an online colleague.")
+        raise Conflict(
+            "agent_offline",
+            _("%(name)s is not online. Choose an online colleague.") % {"name": agent_display_name(target)},
+        )
     if member_at_capacity(user_id=target.pk, workspace_id=handoff.workspace_id):
         raise Conflict(
             "over_capacity",
-            f"{agent_display_name(target)} is at their limit of live chats. Choose another colleague.",
+            _("%(name)s is at their limit of live chats. Choose another colleague.")
+            % {"name": agent_display_name(target)},
         )
     seconds = int(settings.TRANSFER_ACCEPT_SECONDS)
     with transaction.atomic():
@@ -113,7 +118,7 @@ def _colleague(*, workspace_id: int, user_id: int) -> User:
         .first()
     )
     if membership is None:
-        raise NotFound("agent_not_found", "No such colleague in this workspace.")
+        raise NotFound("agent_not_found", _("No such colleague in this workspace."))
     return membership.user
 
 
@@ -121,11 +126,15 @@ def _refuse(*, handoff_id: int, agent: User) -> None:
     """Why the guarded update refused, as the error the agent reads."""
     handoff = Handoff.objects.select_related("claimed_by", "offered_to").get(pk=handoff_id)
     if handoff.status == Handoff.Status.RESOLVED:
-        raise Conflict("handoff_resolved", "This handoff is already resolved.")
+        raise Conflict("handoff_resolved", _("This handoff is already resolved."))
     if handoff.status == Handoff.Status.ACTIVE:
-        holder = agent_display_name(handoff.claimed_by) or "another agent"
-        raise Forbidden("not_assignee", f"Only {holder}, who claimed this conversation, can transfer it.")
+        holder = agent_display_name(handoff.claimed_by) or _("another agent")
+        raise Forbidden(
+            "not_assignee", _("Only %(holder)s, who claimed this conversation, can transfer it.") % {"holder": holder}
+        )
     if handoff.offer_kind == KIND_TRANSFER and handoff.offered_by_id == agent.pk:
         offered = agent_display_name(handoff.offered_to)
-        raise Conflict("transfer_pending", f"You already transferred this conversation to {offered}.")
-    raise Conflict("not_claimed", "Claim this conversation before transferring it.")
+        raise Conflict(
+            "transfer_pending", _("You already transferred this conversation to %(name)s.") % {"name": offered}
+        )
+    raise Conflict("not_claimed", _("Claim this conversation before transferring it."))

@@ -21,11 +21,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.utils import translation
 from psycopg_pool import PoolTimeout
 
+from accounts.languages import agent_language
 from conversations.notes import note_ack, note_add
 from handoff.api import claim_body, reply_body
 from handoff.models import Handoff
@@ -61,6 +64,13 @@ def console_command(*, session_key: str | None, user_id: int, frame: frames.Comm
     if not validity.valid:
         return CommandOutcome(validity=validity)
     agent = validity.user
+    # The refusal's words in the agent's chosen console language (a socket has no LocaleMiddleware).
+    with translation.override(agent_language(user=agent) or settings.LANGUAGE_CODE):
+        answer = _answer(agent=agent, frame=frame)
+    return CommandOutcome(validity=validity, answer=answer)
+
+
+def _answer(*, agent: User, frame: frames.Command) -> dict[str, Any]:
     conversation_id = str(frame.conversation_id)
     try:
         if isinstance(frame, frames.Reply):
@@ -80,7 +90,7 @@ def console_command(*, session_key: str | None, user_id: int, frame: frames.Comm
             answer = {"type": "ack", "client_id": frame.client_id, "handoff": handoff_json}
     except DomainError as exc:
         answer = {"type": "error", **exc.as_dict(), "client_id": frame.client_id}
-    return CommandOutcome(validity=validity, answer=answer)
+    return answer
 
 
 def _session_validity(*, session_key: str | None, user_id: int) -> SessionValidity:

@@ -55,9 +55,13 @@ from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.utils import timezone
+from django.conf import settings
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 from pydantic import ValidationError
 
+from accounts.languages import agent_language
+from chatbots.languages import accept_language_codes, supported_language
 from chatbots.models import Membership
 from conversations.frames import event_frame
 from conversations.models import Conversation, Event
@@ -81,7 +85,8 @@ _WORKSPACE_CACHE_SIZE = 2000
 CLOSE_NO_WORKSPACE = 4403
 # Close code once the session no longer signs the user in (logout, deactivation, password change, expiry).
 CLOSE_SESSION_ENDED = 4401
-SESSION_ENDED_DETAIL = "Your session ended. Sign in again."
+SESSION_ENDED_DETAIL = gettext_noop("Your session ended. Sign in again.")
+SERVER_ERROR_DETAIL = gettext_noop("Something went wrong. Please try again.")
 # Expiry and changes no signal reports (a queryset update, a deleted session row) are found by this
 # re-check; event-driven ends arrive at once. Consoles are few, so a read per socket per half-minute is cheap.
 SESSION_RECHECK_SECONDS = 30.0
@@ -99,6 +104,15 @@ SESSION_UNVERIFIED_MAX_SECONDS = 60.0
 
 def _workspace_ids(user_id: int) -> frozenset[int]:
     return frozenset(Membership.objects.filter(user_id=user_id).values_list("workspace_id", flat=True))
+
+
+def _browser_language(scope: dict[str, Any]) -> str:
+    """The first language of the handshake's ``Accept-Language`` that Pivra speaks, or ""."""
+    header = dict(scope.get("headers") or []).get(b"accept-language", b"")
+    for code in accept_language_codes(header.decode("latin-1")):
+        if language := supported_language(code):
+            return language
+    return ""
 
 
 def _workspaces(user_id: int) -> dict[int, int]:
@@ -143,10 +157,13 @@ class ConsoleConsumer(SocketConsumer):
     _failed_checks = 0
     _verified_at = 0.0  # time.monotonic() of the last successful session check
     _presence: PresenceLeases | None = None
+    _language = ""  # the language of error details (connect sets it)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         session = self.scope.get("session")
+        # The language of the socket's own error details: the browser's until the agent's choice is read.
+        self._language = _browser_language(self.scope)
         if user is None or not user.is_authenticated or session is None:
             await self.accept()  # then closed with a code the page can read, not a bare HTTP 403
             await self._end_session()
@@ -165,6 +182,7 @@ class ConsoleConsumer(SocketConsumer):
             await self.accept()
             await (self._end_unverified() if validity is None else self._end_session())
             return
+        self._language = await database_sync_to_async(agent_language)(user=user) or self._language
         self._presence = PresenceLeases(layer=self.channel_layer, user_id=user.pk, socket_id=self.channel_name)
         if not await self._presence.admit():
             await self.accept()  # closed with a code the page explains, as the session checks are
@@ -226,6 +244,13 @@ class ConsoleConsumer(SocketConsumer):
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame, separators=(",", ":")))
 
+    def _words(self, message: str, **values: Any) -> str:
+        """``message`` (a msgid marked with gettext_noop) in the socket's language (its agent's chosen
+        one, else the browser's: a socket has no LocaleMiddleware), ``values`` filled in."""
+        with translation.override(self._language or settings.LANGUAGE_CODE):
+            text = translation.gettext(message)
+        return text % values if values else text
+
     async def _error(self, code: str, detail: str, client_id: str | None = None) -> None:
         frame = {"type": "error", "code": code, "detail": detail}
         if client_id is not None:
@@ -239,9 +264,8 @@ class ConsoleConsumer(SocketConsumer):
         if self.ended or self.user_id is None:
             return
         if not self._command_budget.take():  # a flood is refused here, before it reaches the database
-            await self._error(
-                "rate_limited", "You're sending too fast. Wait a moment, then try again.", frame.client_id
-            )
+            detail = self._words(gettext_noop("You're sending too fast. Wait a moment, then try again."))
+            await self._error("rate_limited", detail, frame.client_id)
             return
         try:
             async with user_command_slot(self.user_id):  # one agent's many pages cannot take every thread
@@ -252,17 +276,17 @@ class ConsoleConsumer(SocketConsumer):
                 # it (503 ``unavailable``). The socket stays; the page sends the command again with the
                 # same client_id, and a reply that did commit is found by it, stored once.
                 log_unavailable("console command", exc)
-                await self._error(UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, frame.client_id)
+                await self._error(UNAVAILABLE_CODE, self._words(UNAVAILABLE_DETAIL), frame.client_id)
                 return
             logger.exception("console %s failed", frame.type)
-            await self._error("server_error", "Something went wrong. Please try again.", frame.client_id)
+            await self._error("server_error", self._words(SERVER_ERROR_DETAIL), frame.client_id)
             return
         if outcome.validity is None:  # the command's thread logged why
             self._failed_checks += 1
             if self._unverified_too_long():
                 await self._end_unverified()
             else:  # the command did not run: the page re-sends it with the same client_id
-                await self._error(UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, frame.client_id)
+                await self._error(UNAVAILABLE_CODE, self._words(UNAVAILABLE_DETAIL), frame.client_id)
             return
         self._failed_checks = 0
         self._verified_at = time.monotonic()
@@ -276,39 +300,47 @@ class ConsoleConsumer(SocketConsumer):
         if self.ended:
             return
         if text_data is None:
-            await self._error("invalid_frame", "Frames must be JSON text.")
+            await self._error("invalid_frame", self._words(gettext_noop("Frames must be JSON text.")))
             return
         size = len(text_data.encode())
         largest = frames.max_frame_bytes("reply")
         if size > largest:  # not parsed: the client id, if any, is found in the text
-            detail = f"Frames can be at most {largest} bytes."
+            detail = self._words(gettext_noop("Frames can be at most %(bytes)s bytes."), bytes=largest)
             await self._error("frame_too_large", detail, frames.client_id_in_text(text_data))
             return
         try:
             raw = json.loads(text_data)
         except (ValueError, RecursionError):  # not JSON, a number over 4,300 digits, or ~1,000 nested arrays
-            await self._error("invalid_json", "That frame is not valid JSON.")
+            await self._error("invalid_json", self._words(gettext_noop("That frame is not valid JSON.")))
             return
         frame_type = str(raw.get("type"))[:40] if isinstance(raw, dict) else ""
         if size > (limit := frames.max_frame_bytes(frame_type)):
-            detail = f"A {frame_type or 'frame'!r} frame can be at most {limit} bytes."
+            # Translators: %(type)s is a frame's machine type in quotes, e.g. 'reply' (never translated).
+            detail = self._words(
+                gettext_noop("A %(type)s frame can be at most %(bytes)s bytes."),
+                type=repr(frame_type or "frame"),
+                bytes=limit,
+            )
             await self._error("frame_too_large", detail, frames.client_id_of(raw))
             return
         if has_forbidden_in(raw):  # NUL or a lone surrogate: no text column can store it
-            detail = "The frame contains characters that are not allowed."
+            detail = self._words(gettext_noop("The frame contains characters that are not allowed."))
             await self._error("invalid_input", detail, frames.client_id_of(raw))
             return
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            await self._error("invalid_frame", 'A frame is a JSON object with a "type".')
+            await self._error("invalid_frame", self._words(gettext_noop('A frame is a JSON object with a "type".')))
             return
         if raw["type"] not in frames.KNOWN_TYPES:
-            await self._error("unknown_type", f"Unknown frame type {raw['type'][:40]!r}.")
+            detail = self._words(gettext_noop("Unknown frame type %(type)s."), type=repr(raw["type"][:40]))
+            await self._error("unknown_type", detail)
             return
         try:
             frame = frames.client_frame_adapter.validate_python(raw)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
-            await self._error("invalid_input", problems or "Invalid frame.", frames.client_id_of(raw))
+            # The field problems are pydantic's own (English) words, with the field's path.
+            detail = problems or self._words(gettext_noop("Invalid frame."))
+            await self._error("invalid_input", detail, frames.client_id_of(raw))
             return
         if isinstance(frame, frames.COMMANDS):
             await self._command(frame)  # checks the session itself, in the same database call
@@ -330,7 +362,7 @@ class ConsoleConsumer(SocketConsumer):
             if is_unavailable(exc):
                 raise  # Redis is away: SocketConsumer closes with 4503, the page reconnects and watches again
             logger.exception("console frame %s failed", raw["type"])
-            await self._error("server_error", "Something went wrong. Please try again.")
+            await self._error("server_error", self._words(SERVER_ERROR_DETAIL))
 
     async def _session_still_valid(self) -> bool:
         """Re-validate the socket's session; end the socket and say False when it no longer holds."""
@@ -397,7 +429,9 @@ class ConsoleConsumer(SocketConsumer):
         if await self._leave_everything():
             # The client may be gone already; the close must still be attempted.
             with contextlib.suppress(Exception):
-                await self._send({"type": SESSION_ENDED_FRAME, "code": "session_ended", "detail": SESSION_ENDED_DETAIL})
+                await self._send(
+                    {"type": SESSION_ENDED_FRAME, "code": "session_ended", "detail": self._words(SESSION_ENDED_DETAIL)}
+                )
             with contextlib.suppress(Exception):
                 await self.close(code=CLOSE_SESSION_ENDED)
 
@@ -460,7 +494,7 @@ class ConsoleConsumer(SocketConsumer):
         public_id = str(frame.conversation)
         found = await database_sync_to_async(_watchable)(self.user_id, public_id)
         if found is None:
-            await self._error("not_found", "No such conversation in your workspaces.")
+            await self._error("not_found", self._words(gettext_noop("No such conversation in your workspaces.")))
             return
         conversation_pk, workspace_id = found
         self._workspace_cache[public_id] = workspace_id

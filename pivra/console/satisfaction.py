@@ -11,13 +11,15 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversations.models import Conversation, Event
 from handoff.ratings import POSITIVE_MIN
 from handoff.state import agent_display_name
 from pivra.console.analytics import share_text
 
-FORMER_MEMBER = "Former member"
+FORMER_MEMBER = gettext_lazy("Former member")
 
 
 @dataclass
@@ -74,9 +76,9 @@ def satisfaction_stats(*, workspace_id: int, start: datetime, end: datetime) -> 
         .order_by()
     )
     stats = SatisfactionStats(
-        overall=Satisfaction("All rated conversations"),
-        ai_only=Satisfaction("AI only"),
-        person=Satisfaction("Handled by a person"),
+        overall=Satisfaction(_("All rated conversations")),
+        ai_only=Satisfaction(_("AI only")),
+        person=Satisfaction(_("Handled by a person")),
     )
     per_agent: dict[int | None, Satisfaction] = {}
     for row in rows:
@@ -87,12 +89,13 @@ def satisfaction_stats(*, workspace_id: int, start: datetime, end: datetime) -> 
             continue
         stats.person.add(**figures)
         agent_id = row["last_agent"]
-        per_agent.setdefault(agent_id, Satisfaction(FORMER_MEMBER)).add(**figures)
+        per_agent.setdefault(agent_id, Satisfaction(str(FORMER_MEMBER))).add(**figures)
     names = {
-        u.pk: agent_display_name(u) or FORMER_MEMBER for u in User.objects.filter(pk__in=[k for k in per_agent if k])
+        u.pk: agent_display_name(u) or str(FORMER_MEMBER)
+        for u in User.objects.filter(pk__in=[k for k in per_agent if k])
     }
     for agent_id, agent in per_agent.items():
-        agent.label = names.get(agent_id, FORMER_MEMBER) if agent_id else FORMER_MEMBER
+        agent.label = names.get(agent_id, str(FORMER_MEMBER)) if agent_id else str(FORMER_MEMBER)
     stats.agents = sorted(per_agent.values(), key=lambda s: (-s.rated, s.label.lower()))
     return stats
 

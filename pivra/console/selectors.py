@@ -18,6 +18,8 @@ from django.contrib.auth.models import User
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from chatbots.models import Chatbot, Membership
 from conversations.models import Conversation, Event, Visitor
@@ -33,9 +35,13 @@ TABS = (TAB_OPEN, TAB_HANDOFF)
 OPEN_HANDOFF_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY, Handoff.Status.ACTIVE)
 UNCLAIMED_STATUSES = (Handoff.Status.PENDING, Handoff.Status.BUSY)
 # The status filter offers what each tab can contain.
-STATUS_CHOICES: dict[str, list[tuple[str, str]]] = {
-    TAB_OPEN: [("open", "Open (AI)"), ("closed", "Closed")],
-    TAB_HANDOFF: [("pending", "Waiting"), ("busy", "Team busy"), ("active", "Claimed")],
+STATUS_CHOICES: dict[str, list[tuple[str, Any]]] = {
+    TAB_OPEN: [("open", gettext_lazy("Open (AI)")), ("closed", gettext_lazy("Closed"))],
+    TAB_HANDOFF: [
+        ("pending", gettext_lazy("Waiting")),
+        ("busy", gettext_lazy("Team busy")),
+        ("active", gettext_lazy("Claimed")),
+    ],
 }
 MAX_QUERY_LENGTH = 200
 
@@ -93,14 +99,14 @@ def filters_from_query(query: QueryDict, *, chatbot_ids: set[int]) -> Conversati
     chatbot = parse_int(chatbot_raw, min_value=1, max_value=MAX_ID)
     if chatbot not in chatbot_ids:
         chatbot = None  # another workspace's bot, or no number at all: ignored, never obeyed
-    date_from = _parse_date(query.get("from", ""), "From", problems)
-    date_to = _parse_date(query.get("to", ""), "To", problems)
+    date_from = _parse_date(query.get("from", ""), pgettext("date filter", "From"), problems)
+    date_to = _parse_date(query.get("to", ""), pgettext("date filter", "To"), problems)
     if date_from and date_to and date_from > date_to:
-        problems.append("The date range ends before it starts.")
+        problems.append(_("The date range ends before it starts."))
         date_from, date_to = date_to, date_from
     try:
         # The edge middleware already refuses a NUL; this keeps one from ever reaching a query.
-        q = clean_text(" ".join(query.get("q", "").split())[:MAX_QUERY_LENGTH], field="Search")
+        q = clean_text(" ".join(query.get("q", "").split())[:MAX_QUERY_LENGTH], field=_("Search"))
     except InvalidInput as exc:
         problems.append(exc.detail)
         q = ""
@@ -246,28 +252,33 @@ def visitor_label(conversation: Conversation) -> str:
     phone = (conversation.lead or {}).get("phone")
     if phone:
         return phone_display(str(phone))
-    return f"Visitor {str(conversation.visitor.public_id)[:8]}"
+    return _("Visitor %(id)s") % {"id": str(conversation.visitor.public_id)[:8]}
 
 
-BUSY_BADGES = {"offline": "Team busy · nobody online", "after_hours": "Team busy · after hours"}
+BUSY_BADGES = {
+    "offline": gettext_lazy("Team busy · nobody online"),
+    "after_hours": gettext_lazy("Team busy · after hours"),
+}
 
 
 def handoff_badge(handoff: Handoff | None, *, conversation_status: str) -> tuple[str, str]:
     """(text, tone) of the status badge: "Waiting", "Team busy", "Claimed by Alice", "Resolved"…"""
     if handoff is None:
         if conversation_status == Conversation.Status.CLOSED:
-            return "Closed", "muted"
-        return "With AI", "info"
+            return _("Closed"), "muted"
+        return _("With AI"), "info"
     if handoff.status == Handoff.Status.PENDING and handoff.offer_kind == "transfer" and handoff.offered_to_id:
-        return f"Transferring to {agent_display_name(handoff.offered_to) or 'a colleague'}", "warn"
+        name = agent_display_name(handoff.offered_to) or _("a colleague")
+        return _("Transferring to %(name)s") % {"name": name}, "warn"
     if handoff.status == Handoff.Status.PENDING:
-        return "Waiting", "warn"
+        return _("Waiting"), "warn"
     if handoff.status == Handoff.Status.BUSY:
         # A request that skipped the wait says why: agents see it came after hours or with nobody online.
-        return BUSY_BADGES.get(handoff.busy_reason, "Team busy"), "danger"
+        return str(BUSY_BADGES.get(handoff.busy_reason, _("Team busy"))), "danger"
     if handoff.status == Handoff.Status.ACTIVE:
-        return f"Claimed by {agent_display_name(handoff.claimed_by) or 'a former teammate'}", "ok"
-    return "Resolved", "muted"
+        name = agent_display_name(handoff.claimed_by) or _("a former teammate")
+        return _("Claimed by %(name)s") % {"name": name}, "ok"
+    return _("Resolved"), "muted"
 
 
 def waited_seconds(handoff: Handoff, *, now: datetime | None = None) -> int:
@@ -296,14 +307,16 @@ def ago_text(moment: datetime, *, now: datetime) -> str:
     """just now, 5 min ago, 3 h ago, 2 days ago, then the date."""
     seconds = max(0, int((now - moment).total_seconds()))
     if seconds < 60:
-        return "just now"
+        return _("just now")
     if seconds < 3600:
-        return f"{seconds // 60} min ago"
+        minutes = seconds // 60
+        return ngettext("%(count)d min ago", "%(count)d min ago", minutes) % {"count": minutes}
     if seconds < 86_400:
-        return f"{seconds // 3600} h ago"
+        hours = seconds // 3600
+        return ngettext("%(count)d h ago", "%(count)d h ago", hours) % {"count": hours}
     if seconds < 7 * 86_400:
         days = seconds // 86_400
-        return f"{days} day{'s' if days != 1 else ''} ago"
+        return ngettext("%(count)d day ago", "%(count)d days ago", days) % {"count": days}
     return timezone.localtime(moment).strftime("%-d %b %Y")
 
 
@@ -351,9 +364,9 @@ def conversation_controls(*, conversation: Conversation, handoff: Handoff | None
     badge, tone = handoff_badge(handoff, conversation_status=conversation.status)
     if handoff is None:
         note = (
-            "This conversation is closed."
+            _("This conversation is closed.")
             if conversation.status == Conversation.Status.CLOSED
-            else "The AI is answering this visitor. You can reply once they ask for a team member."
+            else _("The AI is answering this visitor. You can reply once they ask for a team member.")
         )
         return Controls(badge, tone, None, None, False, False, False, note)
     holder = agent_display_name(handoff.claimed_by)
@@ -362,14 +375,19 @@ def conversation_controls(*, conversation: Conversation, handoff: Handoff | None
         if offer is not None:
             return offer
         return Controls(
-            badge, tone, handoff.status, None, True, False, True, "Claim this conversation to reply to the visitor."
+            badge, tone, handoff.status, None, True, False, True, _("Claim this conversation to reply to the visitor.")
         )
     if handoff.status == Handoff.Status.ACTIVE:
         mine = handoff.claimed_by_id == user.pk
-        note = "" if mine else f"{holder or 'Another agent'} claimed this conversation, so only they can reply."
+        note = (
+            ""
+            if mine
+            else _("%(name)s claimed this conversation, so only they can reply.")
+            % {"name": holder or _("Another agent")}
+        )
         manager = not mine and _is_manager(user=user, workspace_id=handoff.workspace_id)
         if manager:
-            note += " As an owner or admin you can take it over."
+            note += " " + _("As an owner or admin you can take it over.")
         return Controls(
             badge,
             tone,
@@ -391,7 +409,7 @@ def conversation_controls(*, conversation: Conversation, handoff: Handoff | None
         False,
         False,
         False,
-        "This conversation is resolved. Its full thread is kept here and can be exported.",
+        _("This conversation is resolved. Its full thread is kept here and can be exported."),
     )
 
 
@@ -408,13 +426,14 @@ def _offer_controls(*, handoff: Handoff, user: User, badge: str, tone: str) -> C
             return None
         by = agent_display_name(handoff.offered_by)
         note = (
-            f"{by} transferred this conversation to you. Accept to reply to the visitor, or decline."
+            _("%(name)s transferred this conversation to you. Accept to reply to the visitor, or decline.")
+            % {"name": by}
             if by and handoff.offer_kind == "transfer"
-            else "This conversation is offered to you. Accept to reply to the visitor, or decline."
+            else _("This conversation is offered to you. Accept to reply to the visitor, or decline.")
         )
         return Controls(badge, tone, handoff.status, None, True, False, True, note, offered_to_me=True)
-    offered = agent_display_name(handoff.offered_to) or "a colleague"
-    note = f"Offered to {offered} right now; anyone can claim it if they don't accept in time."
+    offered = agent_display_name(handoff.offered_to) or _("a colleague")
+    note = _("Offered to %(name)s right now; anyone can claim it if they don't accept in time.") % {"name": offered}
     return Controls(badge, tone, handoff.status, None, False, False, True, note)
 
 
@@ -449,8 +468,9 @@ def browser_from_user_agent(user_agent: str) -> str:
             break
     system = next((name for name, pattern in _SYSTEMS if re.search(pattern, user_agent)), "")
     if browser and system:
-        return f"{browser} on {system}"
-    return browser or system or "Unknown browser"
+        # Translators: a visitor's browser and operating system, e.g. "Firefox 128 on Windows".
+        return _("%(browser)s on %(system)s") % {"browser": browser, "system": system}
+    return browser or system or _("Unknown browser")
 
 
 def visitor_details(visitor: Visitor) -> dict[str, Any]:

@@ -3,30 +3,35 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from conversations.models import Event
 from pivra.console.selectors import BUSY_BADGES
 
 # System lines of the thread: a short label before the event's own text (kept in step with conversation.js).
 SYSTEM_LABELS = {
-    "handoff.requested": "Handoff requested",
-    "handoff.claimed": "Claimed",
-    "handoff.timed_out": "Timed out · team busy",
-    "handoff.resolved": "Resolved",
-    "lead.captured": "Mobile number left",
-    "conversation.continued": "Continued with AI",
-    "handoff.transferred": "Transferred",
-    "handoff.transfer_ended": "Transfer not accepted",
-    "handoff.taken_over": "Taken over",
-    "handoff.released": "Back in the queue",
-    "rating": "Visitor rated",
+    "handoff.requested": _("Handoff requested"),
+    "handoff.claimed": _("Claimed"),
+    "handoff.timed_out": _("Timed out · team busy"),
+    "handoff.resolved": _("Resolved"),
+    "lead.captured": _("Mobile number left"),
+    "conversation.continued": _("Continued with AI"),
+    "handoff.transferred": _("Transferred"),
+    "handoff.transfer_ended": _("Transfer not accepted"),
+    "handoff.taken_over": _("Taken over"),
+    "handoff.released": _("Back in the queue"),
+    "rating": _("Visitor rated"),
 }
+# How a handoff was asked for (Handoff.Trigger), as the team reads it.
+TRIGGERS = {"button": _("Button"), "keyword": _("Keyword")}
 # Why a live chat went back to the queue (handoff/transitions/requeue.py), as the team reads it.
 RELEASE_REASONS = {
-    "released": "released by the agent",
-    "member_removed": "agent removed from the workspace",
-    "agent_deactivated": "agent deactivated",
-    "agent_deleted": "agent deleted",
-    "agent_missing": "agent no longer a member",
+    "released": _("released by the agent"),
+    "member_removed": _("agent removed from the workspace"),
+    "agent_deactivated": _("agent deactivated"),
+    "agent_deleted": _("agent deleted"),
+    "agent_missing": _("agent no longer a member"),
 }
 
 
@@ -43,13 +48,18 @@ def event_style(event: Event) -> str:
 
 def system_label(event: Event) -> str:
     if event.kind == "handoff.requested":
-        trigger = str((event.data or {}).get("trigger", "")).capitalize()
-        return f"Handoff requested · {trigger}" if trigger else "Handoff requested"
+        raw = str((event.data or {}).get("trigger", ""))
+        trigger = str(TRIGGERS.get(raw, raw.capitalize()))
+        return (
+            gettext("Handoff requested · %(trigger)s") % {"trigger": trigger}
+            if trigger
+            else str(SYSTEM_LABELS[event.kind])
+        )
     if event.kind == "handoff.claimed" and (event.data or {}).get("late"):
-        return "Claimed late"
+        return gettext("Claimed late")
     reason = str((event.data or {}).get("reason", ""))
     if event.kind == "handoff.timed_out" and reason in BUSY_BADGES:
-        return BUSY_BADGES[reason]
+        return str(BUSY_BADGES[reason])
     if event.kind == "handoff.released" and reason in RELEASE_REASONS:
-        return f"Back in the queue · {RELEASE_REASONS[reason]}"
-    return SYSTEM_LABELS.get(event.kind, event.kind.replace(".", " ").replace("_", " ").capitalize())
+        return gettext("Back in the queue · %(reason)s") % {"reason": RELEASE_REASONS[reason]}
+    return str(SYSTEM_LABELS.get(event.kind, event.kind.replace(".", " ").replace("_", " ").capitalize()))

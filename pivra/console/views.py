@@ -15,6 +15,8 @@ from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_GET
 
 from chatbots.access import request_membership, workspace_required
@@ -85,7 +87,10 @@ def _pager(page: Page[Conversation], filters: selectors.ConversationFilters) -> 
         return filters.as_query(page=str(number) if number > 1 else "")
 
     # The Open tab is newest first; the Handoff tab is the queue, longest wait first.
-    newer, older = ("Newer", "Older") if filters.tab == selectors.TAB_OPEN else ("Previous", "Next")
+    if filters.tab == selectors.TAB_OPEN:
+        newer, older = pgettext("pager", "Newer"), pgettext("pager", "Older")
+    else:
+        newer, older = pgettext("pager", "Previous"), pgettext("pager", "Next")
     numbers = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
     return {
         "previous": (newer, query(page.previous_page_number())) if page.has_previous() else None,
@@ -116,8 +121,16 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
         "chatbots": selectors.workspace_chatbots(workspace_id=workspace_id),
         "status_choices": selectors.STATUS_CHOICES[filters.tab],
         "tabs": [
-            (selectors.TAB_OPEN, "Open", filters.as_query(tab=selectors.TAB_OPEN, status="", page="")),
-            (selectors.TAB_HANDOFF, "Handoff", filters.as_query(tab=selectors.TAB_HANDOFF, status="", page="")),
+            (
+                selectors.TAB_OPEN,
+                pgettext("conversation tab", "Open"),
+                filters.as_query(tab=selectors.TAB_OPEN, status="", page=""),
+            ),
+            (
+                selectors.TAB_HANDOFF,
+                pgettext("conversation tab", "Handoff"),
+                filters.as_query(tab=selectors.TAB_HANDOFF, status="", page=""),
+            ),
         ],
         "export_query": filters.as_query(),
         "pager": _pager(page, filters),
@@ -261,7 +274,11 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
     days = parse_int(raw, min_value=0, max_value=MAX_ID) if raw else analytics.DEFAULT_PERIOD
     if days is None:  # not a number at all ("²", "٣", 5,000 digits): refused, not guessed at
         periods = ", ".join(str(p) for p in analytics.PERIODS)
-        return HttpResponse(f"Pick a period of {periods} days.", status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            _("Pick a period of %(periods)s days.") % {"periods": periods},
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     if days not in analytics.PERIODS:
         days = analytics.DEFAULT_PERIOD  # a number we do not offer (an edited link): the default period
     stats = analytics.handoff_stats(workspace_id=membership.workspace_id, days=days)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import translation
 from ninja import Query, Router, Schema, Status
 from ninja.security import HttpBearer
 from pydantic import Field
@@ -28,7 +29,12 @@ from pivra.widget.tokens import visitor_from_token
 
 class VisitorToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Visitor | None:
-        return visitor_from_token(token)
+        visitor = visitor_from_token(token)
+        if visitor is not None:
+            # Refusal details the widget shows are worded in the visitor's language, not the browser's
+            # Accept-Language (a chatbot may fix its language). LocaleMiddleware activates afresh per request.
+            translation.activate(operations.visitor_language(visitor=visitor))
+        return visitor
 
 
 router = Router(tags=["widget"], auth=VisitorToken())
@@ -49,6 +55,12 @@ class SessionIn(ApiSchema):
         default=None, max_length=500, pattern=NO_NUL, description="A stored visitor token to resume, if any."
     )
     locale: str = Field(default="", max_length=35, pattern=LOCALE)
+    language: str = Field(
+        default="",
+        max_length=35,
+        pattern=LOCALE,
+        description="The widget's negotiated language (issue 17): a conversation started now is held in it.",
+    )
     page: str | None = Field(default=None, max_length=1000, pattern=NO_NUL)
 
 
@@ -162,6 +174,7 @@ def session(request: HttpRequest, payload: SessionIn) -> dict[str, Any]:
         page=payload.page or "",
         user_agent=request.headers.get("User-Agent", ""),
         ip=_ip(request),
+        language=payload.language,
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext
 from pydantic import ValidationError
 
 from pivra.console.command_pool import TokenBucket
@@ -110,11 +112,11 @@ class WidgetConsumer(SocketConsumer):
                 # the action pending; SocketConsumer closes with 4503 and the client resends after its
                 # reconnect, with the same client_id.
                 await self._error(
-                    UNAVAILABLE_CODE, UNAVAILABLE_DETAIL, client_id=client_id, retry_after=RETRY_AFTER_SECONDS
+                    UNAVAILABLE_CODE, gettext(UNAVAILABLE_DETAIL), client_id=client_id, retry_after=RETRY_AFTER_SECONDS
                 )
                 raise
             logger.exception("widget frame %s failed", raw["type"])
-            await self._error("server_error", "Something went wrong. Please try again.", client_id=client_id)
+            await self._error("server_error", gettext("Something went wrong. Please try again."), client_id=client_id)
 
     @property
     def _ip(self) -> str | None:
@@ -129,9 +131,11 @@ class WidgetConsumer(SocketConsumer):
             visitor = operations.widget_visitor(visitor_id=visitor_id) if visitor_id is not None else None
             if visitor is None:
                 raise DomainError(
-                    "not_authenticated", "This visitor no longer exists. Start a new session.", status=401
+                    "not_authenticated", gettext("This visitor no longer exists. Start a new session."), status=401
                 )
-            return operation(visitor=visitor, **kwargs)
+            # Refusal details in the visitor's language (issue 17): the socket has no LocaleMiddleware.
+            with translation.override(operations.visitor_language(visitor=visitor)):
+                return operation(visitor=visitor, **kwargs)
 
         return await database_sync_to_async(call)()
 

@@ -13,6 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from chatbots.models import Chatbot
 from conversations.frames import event_frame
@@ -100,13 +102,35 @@ def widget_visitor(*, visitor_id: int) -> Visitor | None:
     return Visitor.objects.select_related("chatbot__workspace").filter(pk=visitor_id).first()
 
 
+def visitor_language(*, visitor: Visitor) -> str:
+    """The language the widget's server-side words (refusal details) take for this visitor: their newest
+    conversation's, else the chatbot's fixed or default language (issue 17)."""
+    latest = (
+        Conversation.objects.filter(visitor=visitor)
+        .exclude(language="")
+        .order_by("-created_at")
+        .values_list("language", flat=True)
+        .first()
+    )
+    chatbot = visitor.chatbot
+    return latest or chatbot.language or chatbot.default_language or settings.LANGUAGE_CODE
+
+
 def widget_session(
-    *, public_key: str, token: str | None, locale: str = "", page: str = "", user_agent: str = "", ip: str | None = None
+    *,
+    public_key: str,
+    token: str | None,
+    locale: str = "",
+    page: str = "",
+    user_agent: str = "",
+    ip: str | None = None,
+    language: str = "",
 ) -> dict[str, Any]:
-    """Resume the token's visitor, or start a new one when the token is missing, forged, foreign or expired."""
+    """Resume the token's visitor, or start a new one when the token is missing, forged, foreign or expired.
+    A conversation started here is held in ``language`` (the widget's negotiated one)."""
     chatbot = Chatbot.objects.select_related("workspace").filter(public_key=public_key).first()
     if chatbot is None:
-        raise NotFound("chatbot_not_found", "This chat is not available.")
+        raise NotFound("chatbot_not_found", _("This chat is not available."))
     visitor = visitor_from_token(token, chatbot_id=chatbot.pk)
     if visitor is None:
         if ip:
@@ -114,7 +138,7 @@ def widget_session(
         visitor = visitor_create(chatbot=chatbot, locale=locale, user_agent=user_agent, page=page)
     else:
         visitor_touch(visitor=visitor, locale=locale, user_agent=user_agent, page=page)
-    conversation = visitor_current_conversation(visitor=visitor)
+    conversation = visitor_current_conversation(visitor=visitor, language=language or None)
     return {
         "token": visitor_token(visitor),
         "visitor": str(visitor.public_id),
@@ -186,7 +210,7 @@ def widget_offer_reply(
 ) -> dict[str, Any]:
     client_id = _required_client_id(client_id)
     if parse_int(offer_seq, min_value=1, max_value=MAX_SEQ) is None:
-        raise NotFound("offer_not_found", "There is no such question to answer in this conversation.")
+        raise NotFound("offer_not_found", _("There is no such question to answer in this conversation."))
     conversation = _current(visitor)
     counted = _limit(visitor, ip, conversation=conversation, client_id=client_id, kinds=OFFER_ANSWER_KINDS)
     with _refusing_reuse(visitor, ip, counted=counted):
@@ -207,7 +231,8 @@ def widget_lead(
     client_id = clean_client_id(client_id, required=False)
     target = _lead_conversation(visitor)
     counted = _limit(visitor, ip, conversation=target, client_id=client_id, kinds=("lead.captured",))
-    with _refusing_reuse(visitor, ip, counted=counted):
+    # The phone errors are shown as worded: in the language of the conversation whose form was filled.
+    with _refusing_reuse(visitor, ip, counted=counted), translation.override(target.language or None):
         conversation = lead_capture(
             visitor=visitor,
             conversation_public_id=str(target.public_id),
@@ -299,7 +324,7 @@ def widget_new_conversation(*, visitor: Visitor, client_id: str | None = None, i
         else:
             started = _started_under(key, visitor=visitor, wait=TWIN_WAIT_SECONDS)
             if started is None:
-                raise Conflict("in_progress", "A new conversation is being started. Try again in a moment.")
+                raise Conflict("in_progress", _("A new conversation is being started. Try again in a moment."))
     return {"state": conversation_state(started)}
 
 

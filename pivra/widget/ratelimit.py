@@ -6,15 +6,26 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.translation import gettext as _
 
 from pivra.errors import DomainError
+
+
+def _too_fast(what: str, retry_after: int) -> str:
+    """The refusal in the active language (the visitor's: see operations.visitor_language), one whole
+    sentence per kind so translators never get a noun glued into a template."""
+    if what == "typing updates":
+        return _("You're sending typing updates too fast. Try again in %(n)d s.") % {"n": retry_after}
+    if what == "read receipts":
+        return _("You're sending read receipts too fast. Try again in %(n)d s.") % {"n": retry_after}
+    return _("You're sending messages too fast. Try again in %(n)d s.") % {"n": retry_after}
 
 
 class RateLimited(DomainError):
     status = 429
 
     def __init__(self, retry_after: int, what: str = "messages") -> None:
-        super().__init__("rate_limited", f"You're sending {what} too fast. Try again in {retry_after} s.")
+        super().__init__("rate_limited", _too_fast(what, retry_after))
         self.retry_after = retry_after
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import cache
+from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Visitor
 from conversations.services import conversation_for_visitor
@@ -36,7 +37,7 @@ def _target(visitor: Visitor, conversation: str | None) -> Conversation:
         or mine.order_by("-created_at").first()
     )
     if found is None:
-        raise NotFound("conversation_not_found", "This conversation does not exist for this visitor.")
+        raise NotFound("conversation_not_found", _("This conversation does not exist for this visitor."))
     return found
 
 
@@ -84,7 +85,7 @@ def widget_transcript(
     if memory and not cache.add(memory, _PENDING, timeout=RESEND_MEMORY_SECONDS):
         queued = cache.get(memory)
         if queued == _PENDING:
-            raise Conflict("transcript_pending", "Your transcript request is still being handled.")
+            raise Conflict("transcript_pending", _("Your transcript request is still being handled."))
         if queued is not None:
             return {"client_id": client_id, "email": queued}
         cache.add(memory, _PENDING, timeout=RESEND_MEMORY_SECONDS)  # expired in between

@@ -1,6 +1,9 @@
 // Actions pages: show only the fields of the chosen kind, and copy the signing secret.
+// A classic script (not a module): the strings come from the catalogue's globals (console/base.html loads it
+// first), English when it did not load.
 (function () {
   "use strict";
+  var gettext = typeof window.gettext === "function" ? window.gettext : function (msgid) { return msgid; };
   var form = document.querySelector("[data-action-form]");
   if (form) {
     var sync = function () {
@@ -22,7 +25,7 @@
       if (!target || !navigator.clipboard) return;
       navigator.clipboard.writeText(target.textContent.trim()).then(function () {
         var label = button.textContent;
-        button.textContent = "Copied";
+        button.textContent = gettext("Copied");
         setTimeout(function () { button.textContent = label; }, 1500);
       });
     });

@@ -6,6 +6,7 @@
 // frames carry fresh links (on an image's load error, and before a stale link is followed).
 
 import { consoleSocket, csrfToken } from "./console.js";
+import { formatNumber, gettext, interpolate } from "./i18n.js";
 
 const page = document.querySelector("[data-conversation-page]");
 const conversationId = page ? page.dataset.conversation : "";
@@ -22,11 +23,14 @@ function el(tag, className, text) {
   return node;
 }
 
+/** "512 B", "14 KB", "2.5 MB" in the agent's language (decimal sign and unit). */
 export function sizeText(bytes) {
   const n = Number(bytes) || 0;
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${Math.round(n / 1024)} KB`;
-  return `${(n / (1024 * 1024)).toFixed(1)} MB`;
+  const number = (value, digits = 0) =>
+    formatNumber(value, { useGrouping: false, minimumFractionDigits: digits, maximumFractionDigits: digits });
+  if (n < 1024) return interpolate(gettext("%(size)s B"), { size: number(n) }, true);
+  if (n < 1024 * 1024) return interpolate(gettext("%(size)s KB"), { size: number(Math.round(n / 1024)) }, true);
+  return interpolate(gettext("%(size)s MB"), { size: number(n / (1024 * 1024), 1) }, true);
 }
 
 /** The bubble of a message carrying a file, or null for any other event. */
@@ -35,13 +39,13 @@ export function attachmentBubble(frame) {
   if (!att || typeof att.url !== "string" || !att.url.startsWith("/api/attachments/")) return null;
   const bubble = el("div", "ev-bubble");
   bubble.dataset.linksAt = String(Date.now());
-  const name = String(att.name || "attachment");
+  const name = String(att.name || gettext("attachment"));
   if (typeof att.thumb_url === "string" && att.thumb_url.startsWith("/api/attachments/")) {
     const link = el("a", "att-thumb");
     link.href = att.url;
     link.target = "_blank";
     link.rel = "noopener";
-    link.title = `Open ${name} full size`;
+    link.title = interpolate(gettext("Open %(name)s full size"), { name }, true);
     const img = el("img");
     const w = Number(att.width) || 320;
     const h = Number(att.height) || 240;
@@ -51,12 +55,12 @@ export function attachmentBubble(frame) {
     img.alt = name;
     img.src = att.thumb_url;
     link.append(img);
-    bubble.append(link, el("span", "att-caption", `${name} · ${sizeText(att.size)}`));
+    bubble.append(link, el("span", "att-caption", `${name} · ${sizeText(att.size)}`)); // a name and a size: no words
   } else {
     const link = el("a", "att-file");
     link.href = att.url;
     link.download = name;
-    const icon = el("span", "att-icon", "PDF");
+    const icon = el("span", "att-icon", "PDF"); // a file type, aria-hidden
     icon.setAttribute("aria-hidden", "true");
     link.append(icon, el("span", "att-name", name), el("span", "att-size", sizeText(att.size)));
     bubble.append(link);
@@ -172,14 +176,20 @@ function newClientId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+function uploadingText(name, percent) {
+  // Translators: %(percent)s is already a percentage, e.g. "42%".
+  return interpolate(gettext("Uploading %(name)s… %(percent)s"), { name, percent: formatNumber(percent / 100, { style: "percent" }) }, true);
+}
+
 function upload(file) {
   if (file.size > MAX_BYTES) {
-    showStatus(`${file.name} is too large: files can be at most ${Math.round(MAX_BYTES / (1024 * 1024))} MB.`, true);
+    const limit = formatNumber(Math.round(MAX_BYTES / (1024 * 1024)), { useGrouping: false });
+    showStatus(interpolate(gettext("%(name)s is too large: files can be at most %(limit)s MB."), { name: file.name, limit }, true), true);
     return;
   }
   uploading = true;
   syncEnabled();
-  showStatus(`Uploading ${file.name}… 0%`);
+  showStatus(uploadingText(file.name, 0));
   const body = new FormData();
   body.append("client_id", newClientId());
   body.append("file", file, file.name);
@@ -188,7 +198,7 @@ function upload(file) {
   xhr.setRequestHeader("X-CSRFToken", csrfToken());
   xhr.setRequestHeader("Accept", "application/json");
   xhr.upload.addEventListener("progress", (e) => {
-    if (e.lengthComputable) showStatus(`Uploading ${file.name}… ${Math.min(99, Math.round((e.loaded / e.total) * 100))}%`);
+    if (e.lengthComputable) showStatus(uploadingText(file.name, Math.min(99, Math.round((e.loaded / e.total) * 100))));
   });
   xhr.addEventListener("load", () => {
     let data = null;
@@ -205,12 +215,16 @@ function upload(file) {
       consoleSocket.dispatchEvent(new CustomEvent("event", { detail: data.event }));
       return;
     }
-    const detail = data && typeof data.detail === "string" ? data.detail : `The file could not be sent (HTTP ${xhr.status}).`;
-    showStatus(`${file.name} was not sent: ${detail}`, true);
+    const detail =
+      data && typeof data.detail === "string"
+        ? data.detail
+        : interpolate(gettext("The file could not be sent (HTTP %(status)s)."), { status: xhr.status }, true);
+    showStatus(interpolate(gettext("%(name)s was not sent: %(reason)s"), { name: file.name, reason: detail }, true), true);
   });
   xhr.addEventListener("error", () => {
     done();
-    showStatus(`${file.name} was not sent: can't reach Pivra. Check your connection and try again.`, true);
+    const message = gettext("%(name)s was not sent: can't reach Pivra. Check your connection and try again.");
+    showStatus(interpolate(message, { name: file.name }, true), true);
   });
   xhr.send(body);
 }

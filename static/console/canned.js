@@ -7,6 +7,8 @@
 // reply box takes is not inserted (the box says why). While the list is open, Enter and Tab belong to
 // it: with no match they do nothing (Esc closes the list, then Enter sends).
 
+import { formatNumber, gettext, interpolate, ngettext } from "./i18n.js";
+
 const page = document.querySelector("[data-conversation-page]");
 const composer = page?.querySelector("[data-composer]");
 const textarea = composer?.querySelector("#reply-box");
@@ -25,11 +27,11 @@ box.hidden = true;
 box.dataset.cannedPicker = "";
 const heading = document.createElement("div");
 heading.className = "canned-picker-head";
-heading.textContent = "Canned replies · ↑↓ to choose, Enter to insert, Esc to close";
+heading.textContent = gettext("Canned replies · ↑↓ to choose, Enter to insert, Esc to close");
 const list = document.createElement("ul");
 list.id = "canned-picker-list";
 list.setAttribute("role", "listbox");
-list.setAttribute("aria-label", "Canned replies");
+list.setAttribute("aria-label", gettext("Canned replies"));
 box.append(heading, list);
 
 // Said after an insert: a gap where a placeholder had no value, or a reply too long for the box.
@@ -40,12 +42,17 @@ warning.dataset.cannedWarning = "";
 warning.setAttribute("role", "status");
 
 const MISSING_LABELS = {
-  "visitor.name": "visitor name",
-  "visitor.email": "visitor email",
-  "visitor.mobile": "visitor mobile number",
-  "agent.name": "agent name",
-  "workspace.name": "workspace name",
+  "visitor.name": gettext("visitor name"),
+  "visitor.email": gettext("visitor email"),
+  "visitor.mobile": gettext("visitor mobile number"),
+  "agent.name": gettext("agent name"),
+  "workspace.name": gettext("workspace name"),
 };
+
+/** A count as the agent's language writes it, without grouping (as typed limits are read: 5000, not 5,000). */
+function plain(n) {
+  return formatNumber(n, { useGrouping: false });
+}
 
 function warn(message) {
   warning.textContent = message; // text only
@@ -53,9 +60,18 @@ function warn(message) {
 }
 
 function missingWarning(missing) {
-  const labels = missing.map((name) => MISSING_LABELS[name] || `value for {{${name}}}`);
-  const list = labels.length > 1 ? `${labels.slice(0, -1).join(", ")} or ${labels[labels.length - 1]}` : labels[0];
-  return `No ${list} known — check the text before sending.`;
+  const labels = missing.map(
+    (name) => MISSING_LABELS[name] || interpolate(gettext("value for %(placeholder)s"), { placeholder: `{{${name}}}` }, true),
+  );
+  const list = labels.length > 1 ? orList(labels) : labels[0];
+  return interpolate(gettext("No %(values)s known — check the text before sending."), { values: list }, true);
+}
+
+/** "a, b or c" in the agent's language (Intl.ListFormat would add an Oxford comma to the English). */
+function orList(labels) {
+  const last = labels[labels.length - 1];
+  // Translators: the end of a list of missing values, e.g. "visitor name, visitor email or agent name".
+  return interpolate(gettext("%(first)s or %(last)s"), { first: labels.slice(0, -1).join(gettext(", ")), last }, true);
 }
 
 async function errorDetail(response) {
@@ -65,7 +81,7 @@ async function errorDetail(response) {
   } catch {
     /* not JSON: the status says enough */
   }
-  return `Could not load the canned replies (HTTP ${response.status}).`;
+  return interpolate(gettext("Could not load the canned replies (HTTP %(status)s)."), { status: response.status }, true);
 }
 
 /** The text after "/" up to the caret while the reply box starts with "/" and the caret is in that word. */
@@ -91,13 +107,15 @@ async function load() {
         loadError = "";
       } else {
         replies = [];
-        loadError = response.redirected ? "Your session ended. Reload the page and sign in again." : await errorDetail(response);
+        loadError = response.redirected
+          ? gettext("Your session ended. Reload the page and sign in again.")
+          : await errorDetail(response);
       }
     } catch {
       // Offline: a list read before stays usable; with none, say so rather than "Loading…" forever.
       if (replies === null || loadError) {
         replies = [];
-        loadError = "Could not load the canned replies. Check your connection and try again.";
+        loadError = gettext("Could not load the canned replies. Check your connection and try again.");
       }
     } finally {
       loading = null;
@@ -124,9 +142,11 @@ function render(filter) {
   if (!matches.length) {
     const message =
       replies === null
-        ? "Loading…"
+        ? gettext("Loading…")
         : loadError ||
-          (all.length ? `No reply matches /${filter}` : "No canned replies yet. Owners and admins add them under Canned replies.");
+          (all.length
+            ? interpolate(gettext("No reply matches %(shortcut)s"), { shortcut: `/${filter}` }, true)
+            : gettext("No canned replies yet. Owners and admins add them under Canned replies."));
     const empty = text("li", loadError ? "canned-picker-empty canned-picker-error" : "canned-picker-empty", message);
     list.append(empty);
   }
@@ -183,10 +203,13 @@ function insert(reply) {
   const limit = textarea.maxLength; // -1 when the box has none
   if (limit > 0 && reply.text.length + rest.length > limit) {
     // The list stays open (Enter stays the list's, the "/word" is not sent by accident); Esc closes it.
-    warn(
-      `/${reply.shortcut} is ${reply.text.length} characters once filled in; a reply can be at most ${limit}. ` +
-        "Nothing was inserted: shorten the canned reply or write this one yourself.",
+    const length = reply.text.length;
+    const message = ngettext(
+      "%(shortcut)s is %(length)s characters once filled in; a reply can be at most %(limit)s. Nothing was inserted: shorten the canned reply or write this one yourself.",
+      "%(shortcut)s is %(length)s characters once filled in; a reply can be at most %(limit)s. Nothing was inserted: shorten the canned reply or write this one yourself.",
+      length,
     );
+    warn(interpolate(message, { shortcut: `/${reply.shortcut}`, length: plain(length), limit: plain(limit) }, true));
     textarea.focus();
     return;
   }

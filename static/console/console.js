@@ -7,6 +7,8 @@
 // When the server closes it because the session ended (logout, deactivation, password change,
 // expiry: code 4401) it stays closed and the page says so, with a link to sign in again.
 
+import { formatDateTime, formatTime, gettext, interpolate, ngettext, pgettext } from "./i18n.js";
+
 const SOUND_KEY = "pivra.console.sound";
 const PING_MS = 25_000;
 const MAX_BACKOFF_MS = 15_000;
@@ -27,8 +29,6 @@ const CLOSE_SESSION_ENDED = 4401;
 const CLOSE_NO_WORKSPACE = 4403; // the "revoked" frame before it reloads the page
 // The user has too many console tabs open (the server's cap): final, the page says to close some.
 const CLOSE_TOO_MANY_SOCKETS = 4429;
-const TOO_MANY_SOCKETS_TEXT = "Too many Pivra tabs are open: this one is not live. Close some tabs, then";
-const SESSION_ENDED_TEXT = "Your session ended.";
 
 const script = document.querySelector("script[data-console-socket]");
 export const workspaceId = Number(script?.dataset.workspace || 0) || null;
@@ -202,7 +202,7 @@ export function setUnclaimed(count) {
   for (const badge of document.querySelectorAll("[data-unclaimed-badge]")) {
     badge.textContent = String(n);
     badge.hidden = n === 0;
-    badge.setAttribute("aria-label", `${n} unclaimed handoff${n === 1 ? "" : "s"}`);
+    badge.setAttribute("aria-label", interpolate(ngettext("%(n)s unclaimed handoff", "%(n)s unclaimed handoffs", n), { n }, true));
   }
   const base = document.title.replace(TITLE_COUNT, "");
   document.title = n > 0 ? `(${n}) ${base}` : base;
@@ -222,6 +222,12 @@ consoleSocket.addEventListener("revoked", (event) => {
   if ((event.detail.workspaces || []).includes(workspaceId)) window.location.reload();
 });
 
+/** A translated sentence with a link in it: the text around ``%(link)s`` as text nodes, the link in its place. */
+function withLink(sentence, link) {
+  const [before, after = ""] = sentence.split("%(link)s");
+  return [before, link, after].filter((part) => part !== "");
+}
+
 // The session ended: a message at the top of the page with a way back in (the login page sends a
 // still-signed-in agent straight back, e.g. after changing their own password in another tab).
 // Too many tabs: this one stays quiet (no reconnect loop against the cap) and says how to go live again.
@@ -235,8 +241,9 @@ consoleSocket.addEventListener("ended", (event) => {
   item.className = "flash-error";
   const link = document.createElement("a");
   link.href = window.location.pathname + window.location.search;
-  link.textContent = "reload this page.";
-  item.append(`${TOO_MANY_SOCKETS_TEXT} `, link);
+  // Translators: the link text of "Too many Pivra tabs are open: … Close some tabs, then %(link)s".
+  link.textContent = gettext("reload this page.");
+  item.append(...withLink(gettext("Too many Pivra tabs are open: this one is not live. Close some tabs, then %(link)s"), link));
   box.append(item);
   (document.getElementById("main") || document.body).prepend(box);
 });
@@ -252,8 +259,8 @@ consoleSocket.addEventListener("ended", (event) => {
   item.className = "flash-error";
   const link = document.createElement("a");
   link.href = `/accounts/login/?next=${next}`;
-  link.textContent = "Sign in again.";
-  item.append(`${SESSION_ENDED_TEXT} `, link);
+  link.textContent = gettext("Sign in again.");
+  item.append(...withLink(gettext("Your session ended. %(link)s"), link));
   box.append(item);
   (document.getElementById("main") || document.body).prepend(box);
 });
@@ -264,7 +271,6 @@ consoleSocket.addEventListener("ended", (event) => {
 // socket says welcome again (which needs both, so the server is whole), answers a command, or an API
 // call works. Not after a final close: the session-ended message says what to do instead.
 
-const CONNECTION_LOST_TEXT = "Connection lost — reconnecting…";
 const BANNER_BLIP_MS = 1500;
 const connection = { socketDown: false, apiDown: false, blipOver: false, timer: 0 };
 
@@ -272,7 +278,7 @@ function renderConnectionBanner() {
   const banner = document.querySelector("[data-connection-banner]");
   if (!banner) return;
   const lost = !consoleSocket.ended && (connection.apiDown || (connection.socketDown && connection.blipOver));
-  const text = lost ? CONNECTION_LOST_TEXT : "";
+  const text = lost ? gettext("Connection lost — reconnecting…") : "";
   if (banner.textContent !== text) banner.textContent = text;
 }
 
@@ -375,7 +381,7 @@ function renderSoundToggles() {
   for (const button of document.querySelectorAll("[data-sound-toggle]")) {
     button.setAttribute("aria-pressed", String(on));
     const label = button.querySelector("[data-sound-label]");
-    if (label) label.textContent = on ? "Sound on" : "Sound off";
+    if (label) label.textContent = on ? gettext("Sound on") : gettext("Sound off");
   }
 }
 
@@ -414,7 +420,7 @@ export async function sendJson(url, body, method) {
     });
   } catch {
     noteApiReachable(false);
-    throw new Error("Can't reach Pivra. Check your connection and try again.");
+    throw new Error(gettext("Can't reach Pivra. Check your connection and try again."));
   }
   noteApiReachable(response.status !== 503);
   let data = null;
@@ -425,9 +431,10 @@ export async function sendJson(url, body, method) {
   }
   if (!response.ok) {
     let detail = data && typeof data.detail === "string" ? data.detail : null;
-    if (!detail && response.status === 403) detail = "Your session has expired. Reload the page and log in again.";
-    if (!detail && response.status === 401) detail = "You are logged out. Reload the page and log in again.";
-    const error = new Error(detail || `Something went wrong (HTTP ${response.status}). Please try again.`);
+    if (!detail && response.status === 403) detail = gettext("Your session has expired. Reload the page and log in again.");
+    if (!detail && response.status === 401) detail = gettext("You are logged out. Reload the page and log in again.");
+    const fallback = interpolate(gettext("Something went wrong (HTTP %(status)s). Please try again."), { status: response.status }, true);
+    const error = new Error(detail || fallback);
     error.code = data && data.code;
     error.status = response.status;
     throw error;
@@ -435,14 +442,16 @@ export async function sendJson(url, body, method) {
   return data;
 }
 
+/** A short duration ("42s", "3m 05s", "2h 07m", "1d 4h"); the unit letters are the translators'. */
 export function durationText(seconds) {
   const s = Math.max(0, Math.floor(seconds));
-  if (s < 60) return `${s}s`;
+  if (s < 60) return interpolate(pgettext("duration", "%(s)ss"), { s }, true);
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  const pad = (n) => String(n).padStart(2, "0");
+  if (m < 60) return interpolate(pgettext("duration", "%(m)sm %(s)ss"), { m, s: pad(s % 60) }, true);
   const h = Math.floor(m / 60);
-  if (h < 24) return `${h}h ${String(m % 60).padStart(2, "0")}m`;
-  return `${Math.floor(h / 24)}d ${h % 24}h`;
+  if (h < 24) return interpolate(pgettext("duration", "%(h)sh %(m)sm"), { h, m: pad(m % 60) }, true);
+  return interpolate(pgettext("duration", "%(d)sd %(h)sh"), { d: Math.floor(h / 24), h: h % 24 }, true);
 }
 
 /** Tick every "[data-since]" (time waiting) once a second, from the server's timestamps. */
@@ -458,19 +467,15 @@ export function startTicking(root = document) {
   return setInterval(tick, 1000);
 }
 
+// What toLocaleString() shows (numeric date, time with seconds), in the agent's language.
+const FULL_DATE_TIME = { year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric" };
 const sameDay = (a, b) => a.toDateString() === b.toDateString();
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  day: "numeric",
-  month: "short",
-  hour: "2-digit",
-  minute: "2-digit",
-});
 
+/** A timestamp in the agent's time zone and language: the time today, else the day and time. */
 export function localTime(iso) {
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return "";
-  return sameDay(date, new Date()) ? timeFormat.format(date) : dateTimeFormat.format(date);
+  return sameDay(date, new Date()) ? formatTime(date) : formatDateTime(date);
 }
 
 /** Show "[data-local]" timestamps in the agent's own time zone. */
@@ -479,7 +484,7 @@ export function localizeTimes(root = document) {
     const text = localTime(el.getAttribute("datetime"));
     if (text) {
       el.textContent = text;
-      el.title = new Date(el.getAttribute("datetime")).toLocaleString();
+      el.title = formatDateTime(el.getAttribute("datetime"), FULL_DATE_TIME);
     }
   }
 }

@@ -11,6 +11,7 @@
 import { consoleSocket, durationText, localTime, localizeTimes, postJson, startTicking } from "./console.js";
 import { attachmentBubble } from "./attachments.js";
 import { GapTracker } from "./gaps.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const page = document.querySelector("[data-conversation-page]");
 const conversationId = page.dataset.conversation;
@@ -58,26 +59,32 @@ const gaps = new GapTracker(
   },
 );
 
+// The thread's system lines (kept in step with pivra/console/thread_labels.py, which draws the same events).
 const SYSTEM_LABELS = {
-  "handoff.requested": "Handoff requested",
-  "handoff.claimed": "Claimed",
-  "handoff.timed_out": "Timed out · team busy",
-  "handoff.resolved": "Resolved",
-  "lead.captured": "Mobile number left",
-  "conversation.continued": "Continued with AI",
-  "handoff.transferred": "Transferred",
-  "handoff.transfer_ended": "Transfer not accepted",
-  "handoff.taken_over": "Taken over",
-  "handoff.released": "Back in the queue",
-  "rating": "Visitor rated",
+  "handoff.requested": gettext("Handoff requested"),
+  "handoff.claimed": gettext("Claimed"),
+  "handoff.timed_out": gettext("Timed out · team busy"),
+  "handoff.resolved": gettext("Resolved"),
+  "lead.captured": gettext("Mobile number left"),
+  "conversation.continued": gettext("Continued with AI"),
+  "handoff.transferred": gettext("Transferred"),
+  "handoff.transfer_ended": gettext("Transfer not accepted"),
+  "handoff.taken_over": gettext("Taken over"),
+  "handoff.released": gettext("Back in the queue"),
+  "rating": gettext("Visitor rated"),
 };
 // Why a live chat went back to the queue (kept in step with pivra/console/selectors.py).
 const RELEASE_REASONS = {
-  released: "released by the agent",
-  member_removed: "agent removed from the workspace",
-  agent_deactivated: "agent deactivated",
-  agent_deleted: "agent deleted",
-  agent_missing: "agent no longer a member",
+  released: gettext("released by the agent"),
+  member_removed: gettext("agent removed from the workspace"),
+  agent_deactivated: gettext("agent deactivated"),
+  agent_deleted: gettext("agent deleted"),
+  agent_missing: gettext("agent no longer a member"),
+};
+// What asked for a person (handoff.models.Handoff.Trigger); an unknown code is shown capitalised.
+const TRIGGER_LABELS = {
+  button: gettext("Button"),
+  keyword: gettext("Keyword"),
 };
 
 // --- the thread ------------------------------------------------------------------------------
@@ -91,14 +98,17 @@ function eventStyle(frame) {
 
 function systemLabel(frame) {
   if (frame.kind === "handoff.requested") {
-    const trigger = String((frame.data && frame.data.trigger) || "");
-    return trigger ? `Handoff requested · ${trigger[0].toUpperCase()}${trigger.slice(1)}` : "Handoff requested";
+    const code = String((frame.data && frame.data.trigger) || "");
+    const trigger = TRIGGER_LABELS[code] || (code ? `${code[0].toUpperCase()}${code.slice(1)}` : "");
+    return trigger ? interpolate(gettext("Handoff requested · %(trigger)s"), { trigger }, true) : gettext("Handoff requested");
   }
-  if (frame.kind === "handoff.claimed" && frame.data && frame.data.late) return "Claimed late";
-  if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "offline") return "Team busy · nobody online";
-  if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "after_hours") return "Team busy · after hours";
+  if (frame.kind === "handoff.claimed" && frame.data && frame.data.late) return gettext("Claimed late");
+  if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "offline") return gettext("Team busy · nobody online");
+  if (frame.kind === "handoff.timed_out" && frame.data && frame.data.reason === "after_hours") return gettext("Team busy · after hours");
   const reason = frame.data && frame.data.reason;
-  if (frame.kind === "handoff.released" && RELEASE_REASONS[reason]) return `Back in the queue · ${RELEASE_REASONS[reason]}`;
+  if (frame.kind === "handoff.released" && RELEASE_REASONS[reason]) {
+    return interpolate(gettext("Back in the queue · %(reason)s"), { reason: RELEASE_REASONS[reason] }, true);
+  }
   return SYSTEM_LABELS[frame.kind] || frame.kind;
 }
 
@@ -128,7 +138,7 @@ function renderEvent(frame) {
     item.append(line);
     return item;
   }
-  const who = style === "visitor" ? "Visitor" : style === "ai" ? "AI" : frame.agent || "Agent";
+  const who = style === "visitor" ? gettext("Visitor") : style === "ai" ? gettext("AI") : frame.agent || gettext("Agent");
   const meta = el("div", "ev-meta");
   meta.append(el("span", "ev-who", who), " ", timeEl(frame.created_at));
   item.append(meta, attachmentBubble(frame) || el("div", "ev-bubble", frame.text));
@@ -163,7 +173,7 @@ function setField(name, value, { link, label } = {}) {
   if (!node) return;
   node.replaceChildren();
   if (!value) {
-    node.append(el("span", "muted", name === "phone" ? "Not left yet" : "Unknown"));
+    node.append(el("span", "muted", name === "phone" ? gettext("Not left yet") : gettext("Unknown")));
   } else if (link) {
     const a = el("a", link === "tel" ? "" : "break", label || value);
     a.href = link === "tel" ? `tel:${value}` : value;
@@ -184,7 +194,7 @@ function applyState(next) {
   badge.textContent = c.badge;
   badge.className = `badge badge-${c.tone}`;
   claimButton.hidden = !c.can_claim;
-  claimButton.textContent = c.offered_to_me ? "Accept" : "Claim";
+  claimButton.textContent = c.offered_to_me ? gettext("Accept") : gettext("Claim");
   declineButton.hidden = !c.offered_to_me;
   takeOverButton.hidden = !c.can_take_over;
   transferButton.hidden = !c.can_transfer;
@@ -216,8 +226,8 @@ function applyState(next) {
     card.hidden = false;
     setField("handoff_status", next.handoff.status_label);
     setField("trigger", next.handoff.trigger);
-    setField("claimed_by", next.handoff.claimed_by || "Nobody yet");
-    page.querySelector('[data-field="waited_label"]').textContent = next.handoff.ticking ? "Time waiting" : "Waited";
+    setField("claimed_by", next.handoff.claimed_by || gettext("Nobody yet"));
+    page.querySelector('[data-field="waited_label"]').textContent = next.handoff.ticking ? gettext("Time waiting") : gettext("Waited");
     const waited = page.querySelector('[data-field="waited"]');
     waited.replaceChildren();
     if (next.handoff.ticking) {
@@ -453,7 +463,7 @@ consoleSocket.addEventListener("resync", (event) => {
   if (event.detail.conversation === conversationId) window.location.reload();
 });
 consoleSocket.addEventListener("error", (event) => {
-  if (event.detail.code === "not_found") showError("This conversation is no longer available to you.");
+  if (event.detail.code === "not_found") showError(gettext("This conversation is no longer available to you."));
 });
 consoleSocket.addEventListener("ended", () => {
   // Signed out: nothing sent from here could be accepted any more.

@@ -3,6 +3,7 @@
 // (conversations/notes.py); the notice opens the conversation. Text only, never HTML.
 
 import { consoleSocket } from "./console.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const MAX_NOTICES = 4;
 
@@ -44,11 +45,16 @@ consoleSocket.addEventListener("note.mention", (event) => {
     el("p", "notice-text", ""),
     el("p", "notice-excerpt", frame.note.text || ""),
   );
-  notice.firstChild.append(el("strong", "", `${frame.note.author_name || "A teammate"} mentioned you`), " in an internal note");
+  const who = frame.note.author_name
+    ? interpolate(gettext("%(name)s mentioned you"), { name: frame.note.author_name }, true)
+    : gettext("A teammate mentioned you");
+  // Translators: %(mention)s is "Alice mentioned you" (drawn in bold).
+  const [before, after = ""] = gettext("%(mention)s in an internal note").split("%(mention)s");
+  notice.firstChild.append(...[before, el("strong", "", who), after].filter((part) => part !== ""));
   const buttons = el("div", "notice-buttons");
-  const link = el("a", "btn btn-primary", here ? "Show note" : "Open conversation");
+  const link = el("a", "btn btn-primary", here ? gettext("Show note") : gettext("Open conversation"));
   link.href = conversationUrl(frame);
-  const dismiss = el("button", "btn", "Dismiss");
+  const dismiss = el("button", "btn", gettext("Dismiss"));
   dismiss.type = "button";
   dismiss.addEventListener("click", () => notice.remove());
   if (here) {

@@ -7,6 +7,7 @@
 // server against the workspace's members.
 
 import { consoleSocket, localTime, postJson } from "./console.js";
+import { gettext, interpolate, ngettext } from "./i18n.js";
 
 const page = document.querySelector("[data-conversation-page]");
 const conversationId = page.dataset.conversation;
@@ -41,9 +42,9 @@ function renderNote(note) {
   const time = el("time", "", localTime(note.created_at));
   time.setAttribute("datetime", note.created_at);
   time.dataset.local = "";
-  meta.append(el("span", "ev-who", note.author_name || "Agent"), " ", time);
+  meta.append(el("span", "ev-who", note.author_name || gettext("Agent")), " ", time);
   const bubble = el("div", "ev-bubble");
-  bubble.append(el("span", "note-label", "Internal note · only your team sees this"), el("span", "note-text", note.text));
+  bubble.append(el("span", "note-label", gettext("Internal note · only your team sees this")), el("span", "note-text", note.text));
   item.append(meta, bubble);
   return item;
 }
@@ -116,7 +117,12 @@ async function sendNote() {
     if (ambiguous.length) {
       // Two teammates share that first name: the server told neither of them.
       const names = ambiguous.map((name) => `@${name}`).join(", ");
-      showNoteError(`Note added, but ${names} matches more than one teammate, so nobody was notified — use @username.`);
+      const message = ngettext(
+        "Note added, but %(names)s matches more than one teammate, so nobody was notified — use @username.",
+        "Note added, but %(names)s match more than one teammate, so nobody was notified — use @username.",
+        ambiguous.length,
+      );
+      showNoteError(interpolate(message, { names }, true));
     }
     thread.scrollTop = thread.scrollHeight; // after the message: the composer may have grown
   } catch (error) {

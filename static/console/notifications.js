@@ -15,6 +15,7 @@
 //    subscription is unsubscribed and deleted on the server) and on again.
 
 import { consoleSocket, csrfToken } from "./console.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const PROMPT_KEY = "pivra.notifications.prompt"; // "dismissed" once answered, either way
 const OFF_KEY = "pivra.notifications.off"; // "1": the agent turned them off in this browser
@@ -33,10 +34,10 @@ const permission = () => (notificationsSupported() ? window.Notification.permiss
 
 /** Why Web Push is not available here, or "" when it is. */
 function pushUnavailableReason() {
-  if (!vapidKey) return "Web Push is turned off on this server, so you are told only while a dashboard tab is open.";
-  if (!window.isSecureContext) return "Web Push needs the dashboard over https, so you are told only while a dashboard tab is open.";
+  if (!vapidKey) return gettext("Web Push is turned off on this server, so you are told only while a dashboard tab is open.");
+  if (!window.isSecureContext) return gettext("Web Push needs the dashboard over https, so you are told only while a dashboard tab is open.");
   if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
-    return "This browser has no Web Push, so you are told only while a dashboard tab is open.";
+    return gettext("This browser has no Web Push, so you are told only while a dashboard tab is open.");
   }
   return "";
 }
@@ -62,8 +63,8 @@ const remembered = () => stored("localStorage", PROMPT_KEY) === "dismissed";
 const remember = () => store("localStorage", PROMPT_KEY, "dismissed");
 const turnedOff = () => stored("localStorage", OFF_KEY) === "1";
 
-const DISMISSED_TEXT = "You closed the browser's question without answering. Use “Desktop notifications” in the menu to ask again.";
-const BLOCKED_TEXT = "Notifications are blocked for this site. Allow them in the browser's site settings to turn them on.";
+const DISMISSED_TEXT = gettext("You closed the browser's question without answering. Use “Desktop notifications” in the menu to ask again.");
+const BLOCKED_TEXT = gettext("Notifications are blocked for this site. Allow them in the browser's site settings to turn them on.");
 
 // --- the in-page prompt -------------------------------------------------------------------------
 
@@ -81,11 +82,11 @@ function showPrompt() {
   const box = document.createElement("section");
   box.className = "notify-prompt";
   box.setAttribute("role", "region");
-  box.setAttribute("aria-label", "Desktop notifications");
+  box.setAttribute("aria-label", gettext("Desktop notifications"));
   box.dataset.notifyPrompt = "";
   const text = document.createElement("p");
   text.className = "notify-prompt-text";
-  text.textContent = "Get a desktop notification when a visitor asks for a person or writes to you.";
+  text.textContent = gettext("Get a desktop notification when a visitor asks for a person or writes to you.");
   const note = document.createElement("p");
   note.className = "notify-prompt-note";
   note.dataset.notifyNote = "";
@@ -95,7 +96,7 @@ function showPrompt() {
   actions.className = "notify-prompt-actions";
   const close = () => box.remove();
   actions.append(
-    button("Turn on", "btn btn-primary", async () => {
+    button(gettext("Turn on"), "btn btn-primary", async () => {
       remember();
       let answer = "default";
       try {
@@ -109,12 +110,12 @@ function showPrompt() {
         await ensurePushSubscription();
       } else {
         text.textContent = answer === "default" ? DISMISSED_TEXT : BLOCKED_TEXT;
-        actions.replaceChildren(button("Close", "btn", close));
+        actions.replaceChildren(button(gettext("Close"), "btn", close));
         note.hidden = true;
       }
       renderControl();
     }),
-    button("Not now", "btn btn-quiet", () => {
+    button(gettext("Not now"), "btn btn-quiet", () => {
       remember();
       close();
     }),
@@ -210,7 +211,8 @@ async function turnOn(status) {
     }
   }
   if (answer !== "granted") {
-    status.textContent = answer === "default" ? "Not turned on: the browser's question was closed." : "Blocked in the browser's site settings.";
+    status.textContent =
+      answer === "default" ? gettext("Not turned on: the browser's question was closed.") : gettext("Blocked in the browser's site settings.");
     return;
   }
   store("localStorage", OFF_KEY, null);
@@ -233,11 +235,11 @@ function renderControl() {
   }
   const on = permission() === "granted" && !turnedOff();
   const label = document.createElement("span");
-  label.textContent = `Desktop notifications: ${on ? "On" : "Off"}`;
+  label.textContent = on ? gettext("Desktop notifications: On") : gettext("Desktop notifications: Off");
   const status = document.createElement("span");
   status.className = "notify-control-status";
   status.setAttribute("role", "status");
-  const toggle = button(on ? "Turn off" : "Turn on", "link", async () => {
+  const toggle = button(on ? gettext("Turn off") : gettext("Turn on"), "link", async () => {
     toggle.disabled = true;
     if (on) await turnOff();
     else await turnOn(status);
@@ -302,7 +304,9 @@ consoleSocket.addEventListener("note.mention", (event) => {
   if (!frame || !frame.note) return;
   notify({
     conversation: frame.conversation,
-    title: `${frame.note.author_name || "A teammate"} mentioned you`,
+    title: frame.note.author_name
+      ? interpolate(gettext("%(name)s mentioned you"), { name: frame.note.author_name }, true)
+      : gettext("A teammate mentioned you"),
     body: frame.note.text,
     url: openUrl(frame.conversation),
   });

@@ -4,6 +4,7 @@
 // sends the conversation back to the queue at once. Text only, never HTML.
 
 import { consoleSocket, postJson } from "./console.js";
+import { gettext, interpolate, ngettext } from "./i18n.js";
 
 const region = document.createElement("div");
 region.className = "notices";
@@ -46,7 +47,8 @@ function secondsLeft(notice) {
 function renderCountdown() {
   for (const notice of offers.values()) {
     const left = secondsLeft(notice);
-    notice.querySelector("[data-countdown]").textContent = left > 0 ? `${left} s to accept` : "Time is up";
+    notice.querySelector("[data-countdown]").textContent =
+      left > 0 ? interpolate(ngettext("%(left)s s to accept", "%(left)s s to accept", left), { left }, true) : gettext("Time is up");
   }
   if (!offers.size) {
     clearInterval(tick);
@@ -65,24 +67,24 @@ function showOffer(frame) {
   notice.dataset.offer = frame.conversation;
   notice.dataset.expiresAt = frame.expires_at;
   notice.setAttribute("role", "alertdialog");
-  notice.setAttribute("aria-label", "Conversation offered to you");
+  notice.setAttribute("aria-label", gettext("Conversation offered to you"));
   const title =
     frame.kind === "route"
-      ? "New conversation for you (round robin)"
+      ? gettext("New conversation for you (round robin)")
       : frame.by
-        ? `${frame.by} transferred a conversation to you`
-        : "A conversation is offered to you";
+        ? interpolate(gettext("%(name)s transferred a conversation to you"), { name: frame.by }, true)
+        : gettext("A conversation is offered to you");
   const text = el("p", "notice-text");
   text.append(el("strong", "", title), el("span", "muted", ` · ${frame.chatbot || ""}`));
   const error = el("p", "notice-error");
   error.hidden = true;
-  const accept = el("button", "btn btn-primary", "Accept");
+  const accept = el("button", "btn btn-primary", gettext("Accept"));
   accept.type = "button";
   accept.dataset.acceptOffer = "";
-  const decline = el("button", "btn", "Decline");
+  const decline = el("button", "btn", gettext("Decline"));
   decline.type = "button";
   decline.dataset.declineOffer = "";
-  const open = el("a", "notice-link", "View");
+  const open = el("a", "notice-link", gettext("View"));
   open.href = frame.url;
   const buttons = el("div", "notice-buttons");
   buttons.append(accept, decline, open, el("span", "muted notice-countdown", ""));
@@ -115,10 +117,13 @@ function showTakenOver(frame) {
   notice.dataset.takenOver = frame.conversation;
   notice.setAttribute("role", "status");
   const text = el("p", "notice-text");
-  text.append(el("strong", "", `${frame.by || "An admin"} took over your conversation`));
-  const open = el("a", "notice-link", "View");
+  const title = frame.by
+    ? interpolate(gettext("%(name)s took over your conversation"), { name: frame.by }, true)
+    : gettext("An admin took over your conversation");
+  text.append(el("strong", "", title));
+  const open = el("a", "notice-link", gettext("View"));
   open.href = frame.url;
-  const close = el("button", "btn btn-quiet", "Dismiss");
+  const close = el("button", "btn btn-quiet", gettext("Dismiss"));
   close.type = "button";
   close.addEventListener("click", () => notice.remove());
   const buttons = el("div", "notice-buttons");

@@ -8,6 +8,7 @@
 // system line never sends a frame.
 
 import { consoleSocket } from "./console.js";
+import { gettext } from "./i18n.js";
 
 const page = document.querySelector("[data-conversation-page]");
 const conversationId = page.dataset.conversation;
@@ -31,8 +32,8 @@ function renderSeen() {
   const node = document.createElement("span");
   node.className = "seen-mark";
   node.dataset.seenMark = "";
-  node.textContent = "Seen";
-  node.title = "The visitor has seen this message";
+  node.textContent = gettext("Seen");
+  node.title = gettext("The visitor has seen this message");
   last.append(node);
 }
 

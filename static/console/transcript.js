@@ -5,6 +5,7 @@
  */
 
 import { postJson } from "./console.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const opener = document.querySelector("[data-email-transcript]");
 const dialog = document.querySelector("[data-transcript-dialog]");
@@ -44,7 +45,7 @@ if (opener && dialog) {
     event.preventDefault();
     const email = input.value.trim();
     if (!email) {
-      showError("Enter the email address to send the transcript to.");
+      showError(gettext("Enter the email address to send the transcript to."));
       input.focus();
       return;
     }
@@ -52,7 +53,8 @@ if (opener && dialog) {
     showError("");
     try {
       const body = await postJson(form.dataset.url, { email });
-      done.textContent = `Transcript queued for ${body.email}: it goes out in a moment.`; // text only
+      const message = gettext("Transcript queued for %(email)s: it goes out in a moment.");
+      done.textContent = interpolate(message, { email: body.email }, true); // text only
       done.hidden = false;
     } catch (err) {
       showError(err.message);

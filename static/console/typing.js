@@ -8,6 +8,7 @@
 // the chatbot's typing preview on, the text they have not sent yet, labelled as such. Text only.
 
 import { consoleSocket } from "./console.js";
+import { gettext } from "./i18n.js";
 
 const page = document.querySelector("[data-conversation-page]");
 const conversationId = page.dataset.conversation;
@@ -62,14 +63,14 @@ const dots = document.createElement("span");
 dots.className = "typing-dots";
 dots.setAttribute("aria-hidden", "true");
 dots.append(...[0, 1, 2].map(() => document.createElement("i")));
-line.append(dots, "Visitor is typing…");
+line.append(dots, gettext("Visitor is typing…"));
 const preview = document.createElement("div");
 preview.className = "typing-preview";
 preview.dataset.typingPreview = "";
 preview.hidden = true;
 const previewLabel = document.createElement("span");
 previewLabel.className = "typing-preview-label";
-previewLabel.textContent = "Live preview · not sent yet";
+previewLabel.textContent = gettext("Live preview · not sent yet");
 const previewText = document.createElement("p");
 previewText.className = "typing-preview-text";
 preview.append(previewLabel, previewText);

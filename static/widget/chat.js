@@ -38,7 +38,7 @@
 
 import { createSession, loadHistory } from "./chat/api.js";
 import { onParentMessage, requestClose, toParent } from "./chat/bridge.js";
-import { ACCENT, EMBEDDED } from "./chat/config.js";
+import { ACCENT, CONFIG, DIR, EMBEDDED, LANG, T } from "./chat/config.js";
 import { applyState, renderView } from "./chat/conversation.js";
 import { applyTheme, buildUI, setConnected } from "./chat/layout.js";
 import { startMarks } from "./chat/marks.js";
@@ -73,7 +73,7 @@ async function start() {
     } catch (err) {
       if (!readySent) {
         readySent = true;
-        toParent("pivra:ready", { accentColor: ACCENT });
+        toParent("pivra:ready", readyPayload());
       }
       // A 503 (Redis away) names its pause in Retry-After; "Connecting…" shows meanwhile.
       await sleep(Math.max(backoff(attempt), (Number(err && err.retryAfter) || 0) * 1000));
@@ -90,7 +90,18 @@ async function start() {
   ui.scroll.scrollTop = ui.scroll.scrollHeight;
   startHeartbeat();
   connect();
-  if (!readySent) toParent("pivra:ready", { accentColor: ACCENT });
+  if (!readySent) toParent("pivra:ready", readyPayload());
+}
+
+// The loader on the customer's page has no strings of its own: it takes the launcher's words and the
+// side it sits on (bottom left for right-to-left languages) from here.
+function readyPayload() {
+  return {
+    accentColor: ACCENT,
+    lang: LANG,
+    dir: DIR,
+    labels: { open: T.openChat, close: T.closeChat, frame: T.frameTitle, unread: T.openChatUnread, plural: CONFIG.plural },
+  };
 }
 
 start();

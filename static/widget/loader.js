@@ -27,6 +27,9 @@
   var unread = 0;
   var host, launcherWrap, launcher, badge, frame;
   var lastUrl = "";
+  // The launcher's words, in the chat's language: the frame sends them with pivra:ready (the launcher
+  // is hidden until then). This file holds no visitor-facing text of its own.
+  var labels = { open: "", close: "", unread: null, plural: null, lang: "" };
 
   var CSS =
     ":host{all:initial}" +
@@ -50,7 +53,11 @@
     "@media (prefers-reduced-motion:reduce){.pivra-l,.pivra-f,.pivra-l svg{transition:none}}" +
     // Nothing shows until the chat says it is ready: on a site the chatbot does not allow, the
     // browser refuses the frame, and visitors would get an empty panel.
-    ".pivra-w:not(.pivra-r) .pivra-l,.pivra-w:not(.pivra-r) .pivra-f{visibility:hidden}";
+    ".pivra-w:not(.pivra-r) .pivra-l,.pivra-w:not(.pivra-r) .pivra-f{visibility:hidden}" +
+    // A right-to-left chat (Arabic) sits in the bottom-left corner, its badge mirrored.
+    ".pivra-rtl .pivra-l,.pivra-rtl .pivra-f{right:auto;left:20px}" +
+    ".pivra-rtl .pivra-f{transform-origin:bottom left}" +
+    ".pivra-rtl .pivra-b{right:auto;left:-3px}";
   var READY_WAIT_MS = 15000;
 
   function svg(cls, paths) {
@@ -95,9 +102,49 @@
     var show = unread > 0 && !isOpen;
     badge.hidden = !show;
     badge.textContent = unread > 9 ? "9+" : String(unread);
-    var label = isOpen ? "Close chat" : "Open chat";
-    if (show) label += " (" + unread + " unread)";
-    launcher.setAttribute("aria-label", label);
+    var label = isOpen ? labels.close : show ? unreadLabel(unread) || labels.open : labels.open;
+    if (label) launcher.setAttribute("aria-label", label);
+    else launcher.removeAttribute("aria-label");
+  }
+
+  // "Open chat (3 unread)": the language's plural form for the count (Intl.PluralRules category ->
+  // form index, as the frame's config says).
+  function unreadLabel(count) {
+    var forms = labels.unread;
+    if (!forms || !forms.length) return "";
+    var index = forms.length - 1;
+    try {
+      var category = new Intl.PluralRules(labels.lang || undefined).select(count);
+      var map = labels.plural || {};
+      if (typeof map[category] === "number") index = map[category];
+      else if (typeof map.other === "number") index = map.other;
+    } catch (err) {
+      /* no Intl.PluralRules: the last form */
+    }
+    return String(forms[Math.min(Math.max(0, index), forms.length - 1)]).replace(/\{n\}/g, String(count));
+  }
+
+  function browserLanguages() {
+    var list = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""]) || [];
+    var out = [];
+    for (var i = 0; i < list.length && out.length < 8; i++) {
+      if (typeof list[i] === "string" && list[i] && list[i].length <= 35) out.push(list[i]);
+    }
+    return out.join(",");
+  }
+
+  function applyLabels(p) {
+    var l = p.labels && typeof p.labels === "object" ? p.labels : {};
+    labels = {
+      open: typeof l.open === "string" ? l.open : "",
+      close: typeof l.close === "string" ? l.close : "",
+      unread: Array.isArray(l.unread) ? l.unread : typeof l.unread === "string" ? [l.unread] : null,
+      plural: l.plural && typeof l.plural === "object" ? l.plural : null,
+      lang: typeof p.lang === "string" && p.lang.length <= 35 ? p.lang : "",
+    };
+    if (typeof l.frame === "string" && l.frame) frame.title = l.frame;
+    launcherWrap.classList.toggle("pivra-rtl", p.dir === "rtl");
+    renderBadge();
   }
 
   function setOpen(open) {
@@ -153,8 +200,9 @@
     frame = d.createElement("iframe");
     frame.className = "pivra-f";
     frame.id = "pivra-frame";
-    frame.title = "Chat";
-    frame.src = ORIGIN + "/widget/frame/" + encodeURIComponent(KEY) + "/?origin=" + encodeURIComponent(location.origin);
+    frame.src =
+      ORIGIN + "/widget/frame/" + encodeURIComponent(KEY) + "/?origin=" + encodeURIComponent(location.origin) +
+      "&langs=" + encodeURIComponent(browserLanguages()); // the chat negotiates its language with these
     frame.setAttribute("allow", "clipboard-write");
 
     launcher = d.createElement("button");
@@ -198,6 +246,7 @@
       isReady = true;
       launcherWrap.classList.add("pivra-r");
       if (!script.getAttribute("data-pivra-color")) setAccent(p.accentColor);
+      applyLabels(p);
       lastUrl = "";
       sendPage();
       if (isOpen) post("pivra:open"); // opened before the frame could hear it

@@ -3,7 +3,7 @@
  * issues and stores the visitor token, its renewal after a 401, and the history load.
  */
 
-import { API, CONFIG, T, TOKEN_KEY } from "./config.js";
+import { API, CONFIG, LANG, T, TOKEN_KEY } from "./config.js";
 import { applyState, onEvent, switchTo } from "./conversation.js";
 import { mutate, showNotice } from "./layout.js";
 import { dropSocket } from "./socket.js";
@@ -44,6 +44,8 @@ export async function createSession() {
     public_key: CONFIG.publicKey,
     token: store.get(TOKEN_KEY),
     locale: navigator.language || "",
+    // The negotiated language: a conversation this session starts is held in it (waiting / busy texts).
+    language: LANG,
     page: S.pageUrl,
   });
   if (!data || !data.token) throw new Error("no token");

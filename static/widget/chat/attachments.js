@@ -7,7 +7,7 @@
  * "Attachments") and shown from blob: URLs: an <img src> could not send the Authorization header.
  */
 
-import { API, CONFIG, T, fmt } from "./config.js";
+import { API, CONFIG, LANG, T, t } from "./config.js";
 import { onEvent } from "./conversation.js";
 import { mutate, showNotice } from "./layout.js";
 import { S, ui } from "./state.js";
@@ -16,21 +16,6 @@ import { el, icon, uuid } from "./util.js";
 const ACCEPT = "image/png,image/jpeg,image/gif,image/webp,application/pdf";
 const MAX_BYTES = Number(CONFIG.attachmentMaxBytes) > 0 ? Number(CONFIG.attachmentMaxBytes) : 10 * 1024 * 1024;
 const CLIP = ["M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"];
-const W = Object.assign(
-  {
-    attach: "Attach an image or PDF",
-    uploading: "Uploading… {n}%",
-    tooBig: "This file is too large (maximum {max} MB).",
-    wrongType: "Only images (PNG, JPEG, GIF, WebP) and PDF files can be sent.",
-    uploadFailed: "The file could not be sent. Please try again.",
-    openImage: "Open image {name}",
-    closeImage: "Close image",
-    download: "Download {name}",
-    unavailable: "This file is no longer available.",
-  },
-  CONFIG.strings && typeof CONFIG.strings === "object" ? CONFIG.strings : {},
-);
-
 // --- the paperclip ------------------------------------------------------------------------------
 
 export function attachButton() {
@@ -41,8 +26,8 @@ export function attachButton() {
   input.tabIndex = -1;
   const button = el("button", "pv-attach");
   button.type = "button";
-  button.title = W.attach;
-  button.setAttribute("aria-label", W.attach);
+  button.title = T.attach;
+  button.setAttribute("aria-label", T.attach);
   button.append(icon(CLIP, 18));
   button.addEventListener("click", () => {
     if (!button.disabled) input.click();
@@ -60,14 +45,15 @@ export function attachButton() {
 
 function sizeText(bytes) {
   const n = Number(bytes) || 0;
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${Math.round(n / 1024)} KB`;
-  return `${(n / (1024 * 1024)).toFixed(1)} MB`;
+  const number = (value, digits) => value.toLocaleString(LANG, { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  if (n < 1024) return t("sizeB", { n: number(n, 0) });
+  if (n < 1024 * 1024) return t("sizeKB", { n: number(Math.round(n / 1024), 0) });
+  return t("sizeMB", { n: number(n / (1024 * 1024), 1) });
 }
 
 function upload(file) {
   if (file.size > MAX_BYTES) {
-    showNotice(fmt(W.tooBig, { max: Math.round(MAX_BYTES / (1024 * 1024)) }));
+    showNotice(t("tooBig", { max: Math.round(MAX_BYTES / (1024 * 1024)) }));
     return;
   }
   const row = el("div", "pv-row pv-visitor pv-sending");
@@ -78,7 +64,7 @@ function upload(file) {
   bar.max = 100;
   bar.value = 0;
   bubble.append(bar);
-  const meta = el("div", "pv-meta", fmt(W.uploading, { n: 0 }));
+  const meta = el("div", "pv-meta", t("uploading", { n: 0 }));
   meta.setAttribute("aria-live", "polite");
   row.append(bubble, meta);
   mutate(() => ui.log.append(row), true);
@@ -96,7 +82,7 @@ function upload(file) {
     if (!e.lengthComputable) return;
     const n = Math.min(99, Math.round((e.loaded / e.total) * 100));
     bar.value = n;
-    meta.textContent = fmt(W.uploading, { n });
+    meta.textContent = t("uploading", { n });
   });
   xhr.addEventListener("load", () => {
     let data = null;
@@ -112,17 +98,17 @@ function upload(file) {
     }
     failed(row, meta, refusalText(xhr.status, data));
   });
-  xhr.addEventListener("error", () => failed(row, meta, W.uploadFailed));
+  xhr.addEventListener("error", () => failed(row, meta, T.uploadFailed));
   xhr.send(body);
 }
 
 function refusalText(status, data) {
   const detail = data && typeof data.detail === "string" ? data.detail : "";
   if (detail) return detail;
-  if (status === 413) return fmt(W.tooBig, { max: Math.round(MAX_BYTES / (1024 * 1024)) });
-  if (status === 415) return W.wrongType;
-  if (status === 429) return fmt(T.rateLimited, { n: 60 });
-  return W.uploadFailed;
+  if (status === 413) return t("tooBig", { max: Math.round(MAX_BYTES / (1024 * 1024)) });
+  if (status === 415) return T.wrongType;
+  if (status === 429) return t("rateLimited", { n: 60 });
+  return T.uploadFailed;
 }
 
 function failed(row, meta, text) {
@@ -130,7 +116,7 @@ function failed(row, meta, text) {
   row.classList.add("pv-failed");
   delete row.dataset.pending;
   row.querySelector(".pv-att-progress")?.remove();
-  meta.textContent = `${T.notSent} — ${text}`;
+  meta.textContent = t("notSentReason", { reason: text });
   meta.setAttribute("role", "alert");
   showNotice(text);
   setTimeout(() => row.remove(), 15000);
@@ -179,11 +165,11 @@ export function fillAttachment(row, ev) {
   if (!att || !bubble || typeof att.id !== "string") return;
   bubble.textContent = "";
   bubble.classList.add("pv-att");
-  const name = String(att.name || "attachment");
+  const name = String(att.name || T.attachmentName);
   if (att.thumb_url) {
     const open = el("button", "pv-att-thumb");
     open.type = "button";
-    open.setAttribute("aria-label", fmt(W.openImage, { name }));
+    open.setAttribute("aria-label", t("openImage", { name }));
     const img = el("img");
     img.alt = name;
     const w = Number(att.width) || 320;
@@ -194,13 +180,13 @@ export function fillAttachment(row, ev) {
     open.append(img);
     fetchBlob(att, "thumb", ev.seq)
       .then((src) => (img.src = src))
-      .catch(() => open.replaceWith(el("span", "pv-att-missing", W.unavailable)));
+      .catch(() => open.replaceWith(el("span", "pv-att-missing", T.unavailable)));
     open.addEventListener("click", () => showImage(att, ev.seq));
     bubble.append(open);
   } else {
     const link = el("a", "pv-att-file");
     link.href = "#";
-    link.setAttribute("aria-label", fmt(W.download, { name }));
+    link.setAttribute("aria-label", t("download", { name }));
     link.append(el("span", "pv-att-icon", "PDF"), el("span", "pv-att-name", name), el("span", "pv-att-size", sizeText(att.size)));
     link.addEventListener("click", (e) => {
       e.preventDefault();
@@ -215,14 +201,14 @@ async function download(att, seq, link) {
     const src = await fetchBlob(att, "file", seq);
     const a = el("a");
     a.href = src;
-    a.download = String(att.name || "attachment.pdf");
+    a.download = String(att.name || `${T.attachmentName}.pdf`);
     a.hidden = true;
     document.body.append(a);
     a.click();
     a.remove();
     link.dataset.downloaded = "1";
   } catch (err) {
-    showNotice(W.unavailable);
+    showNotice(T.unavailable);
   }
 }
 
@@ -233,7 +219,7 @@ async function showImage(att, seq) {
   overlay.setAttribute("aria-label", String(att.name || ""));
   const close = el("button", "pv-lightbox-close", "×");
   close.type = "button";
-  close.setAttribute("aria-label", W.closeImage);
+  close.setAttribute("aria-label", T.closeImage);
   const img = el("img");
   img.alt = String(att.name || "");
   overlay.append(img, close);
@@ -259,6 +245,6 @@ async function showImage(att, seq) {
     img.src = await fetchBlob(att, "file", seq);
   } catch (err) {
     end();
-    showNotice(W.unavailable);
+    showNotice(T.unavailable);
   }
 }

@@ -4,7 +4,7 @@
  */
 
 import { attachButton } from "./attachments.js";
-import { MAX_LEN, T, fmt } from "./config.js";
+import { MAX_LEN, T, tn } from "./config.js";
 import { markSeen } from "./gaps.js";
 import { mutate, showNotice } from "./layout.js";
 import { insertBySeq, messageRow } from "./messages.js";
@@ -81,7 +81,7 @@ function submitComposer() {
   const text = ui.input.value.trim();
   if (!text) return;
   if (text.length > MAX_LEN) {
-    showNotice(fmt(T.tooLong, { max: MAX_LEN }));
+    showNotice(tn("tooLong", MAX_LEN));
     return;
   }
   ui.input.value = "";

@@ -13,102 +13,49 @@ export const WS_PATH = String(CONFIG.wsPath || "/ws/widget/");
 export const TOKEN_KEY = `pivra:${CONFIG.publicKey}:token`;
 export const PARENT_ORIGIN = typeof CONFIG.parentOrigin === "string" ? CONFIG.parentOrigin : "";
 export const EMBEDDED = window.parent !== window;
-export const BOT_NAME = String(CONFIG.name || "Assistant");
 
-// Visitor-facing defaults (the product brief's exact wording); a chatbot may override them via
-// config.strings. State-specific texts (waiting / busy messages) come from the state snapshot.
-export const T = Object.assign(
-  {
-    statusAi: "AI assistant",
-    statusPending: "Connecting you to the team",
-    statusBusy: "Team unavailable right now",
-    statusClosed: "Conversation closed",
-    statusActiveNoName: "Connected to the team",
-    liveBadge: "● Live Agent",
-    agentFromTeam: "{agent} from the team",
-    teamMember: "Team member",
-    you: "You",
-    talkToHuman: "Talk to a human",
-    offerQuestion: "Would you like to speak with a team member?",
-    offerYes: "Yes, connect me",
-    offerNo: "No thanks",
-    waitingTitle: "Waiting for a team member…",
-    waitingDefault: "Connecting you with the team now…",
-    transferTitle: "Transferring you to {agent}…",
-    transferText: "They'll be with you in a moment.",
-    queueNext: "You are next in line",
-    queuePosition: "You are number {n} in line",
-    queueBeyond: "{n}+ people are ahead of you",
-    waitUnderOne: "usually under 1 minute",
-    waitUnder: "usually under {n} minutes",
-    waitOverHour: "usually over an hour",
-    waitFew: "usually a few minutes",
-    busyDefault: "Our team is currently busy. Leave your mobile number and we'll get back to you.",
-    offlineDefault: "We're not online right now. Leave your mobile number and we'll get back to you.",
-    phoneLabel: "Mobile number",
-    phoneSubmit: "Send",
-    phoneSending: "Sending…",
-    phoneRequired: "Please enter your mobile number.",
-    phoneInvalid: "Please enter a valid mobile number.",
-    phoneThanks: "Thanks — we'll contact you at {phone}",
-    continueAi: "Continue with AI",
-    continueAiTitle: "Continue chatting with AI",
-    resolved: "Conversation resolved ✓",
-    resolvedNote: "This conversation is closed. Start a new one to keep chatting.",
-    startNew: "Start new conversation",
-    ratingQuestion: "How did we do?",
-    ratingGood: "Good",
-    ratingBad: "Bad",
-    ratingStar: "{n} star",
-    ratingStars: "{n} stars",
-    ratingCommentLabel: "Anything to add? (optional)",
-    ratingCommentPlaceholder: "Tell us more…",
-    ratingSend: "Send feedback",
-    ratingThanks: "Thanks for your feedback!",
-    transcriptAsk: "Email me the transcript",
-    transcriptLabel: "Your email address",
-    transcriptSend: "Send",
-    transcriptRequired: "Please enter your email address.",
-    transcriptSent: "Transcript queued for {email}. It should arrive in a few minutes.",
-    lineRatedGood: "You rated the conversation: good",
-    lineRatedBad: "You rated the conversation: bad",
-    lineRatedStars: "You rated the conversation {n}/5",
-    closedPlaceholder: "This conversation is closed",
-    placeholder: "Write a message…",
-    messageLabel: "Message",
-    send: "Send",
-    closeChat: "Close chat",
-    sending: "Sending…",
-    notSent: "Not sent",
-    reconnecting: "Reconnecting…",
-    connecting: "Connecting…",
-    typing: "{name} is typing",
-    previewNotice: "The team can see what you type before you send it.",
-    rateLimited: "You're sending messages too fast. Try again in {n}\u00a0s.", // "s." never wraps alone
-    tooLong: "Your message is too long (maximum {max} characters).",
-    handoffUnavailable: "A team member isn't available right now.",
-    genericError: "Something went wrong. Please try again.",
-    sessionLost: "We couldn't reconnect to the chat. Please reload the page.",
-    lineRequested: "You asked to talk to a team member",
-    lineDeclined: "No problem, let's keep chatting",
-    lineClaimed: "{agent} joined the conversation",
-    lineTransferred: "{agent} transferred the conversation to {to}",
-    lineTransferEnded: "{agent} didn't accept; waiting for a team member",
-    lineTakenOver: "{agent} took over the conversation",
-    lineTimedOut: "No team member was available",
-    lineOffline: "No team member is online right now",
-    lineAfterHours: "The team is outside office hours",
-    lineLead: "You shared your mobile number",
-    lineResolved: "The conversation was closed",
-    lineResolvedBy: "{agent} closed the conversation",
-    lineReleased: "{agent} left the conversation",
-    lineResolvedIdle: "The conversation was closed after a while without messages",
-    lineContinued: "You continued with the AI in a new chat",
-    lineEnded: "You ended the chat",
-    endChat: "End chat",
-  },
-  CONFIG.strings && typeof CONFIG.strings === "object" ? CONFIG.strings : {},
-);
+export const LANG = typeof CONFIG.lang === "string" && CONFIG.lang ? CONFIG.lang : navigator.language || "en";
+export const DIR = CONFIG.dir === "rtl" ? "rtl" : "ltr";
+
+// Every visitor-facing string, already in the negotiated language (pivra/widget/strings.py is the
+// one source: this file holds no English). A plural entry is the list of the language's forms;
+// CONFIG.plural says which form each Intl.PluralRules category takes. State-specific texts (the
+// owner's waiting / busy messages) come from the state snapshot.
+export const T = CONFIG.strings && typeof CONFIG.strings === "object" ? CONFIG.strings : {};
+const PLURAL = CONFIG.plural && typeof CONFIG.plural === "object" ? CONFIG.plural : { one: 0, other: 1 };
+const pluralRules = makePluralRules();
+
+export const BOT_NAME = String(CONFIG.name || T.assistant || "");
+
+// t("phoneThanks", { phone }) -> the string with its {placeholders} filled.
+export function t(key, vars) {
+  const value = T[key];
+  const text = Array.isArray(value) ? String(value[value.length - 1] ?? "") : String(value ?? "");
+  return vars ? fmt(text, vars) : text;
+}
+
+// tn("ratingStars", 3) -> the language's plural form for 3, with {n} (and vars) filled.
+export function tn(key, n, vars) {
+  const value = T[key];
+  const forms = Array.isArray(value) ? value : [value];
+  let index = 0;
+  try {
+    const category = pluralRules ? pluralRules.select(n) : n === 1 ? "one" : "other";
+    index = category in PLURAL ? PLURAL[category] : PLURAL.other ?? forms.length - 1;
+  } catch (err) {
+    index = forms.length - 1;
+  }
+  const form = forms[Math.min(Math.max(0, Number(index) || 0), forms.length - 1)];
+  return fmt(String(form ?? ""), { n, ...(vars || {}) });
+}
+
+function makePluralRules() {
+  try {
+    return new Intl.PluralRules(LANG);
+  } catch (err) {
+    return null;
+  }
+}
 
 function readConfig() {
   try {
@@ -121,7 +68,7 @@ function readConfig() {
 }
 
 export function fmt(template, vars) {
-  return String(template).replace(/\{(\w+)\}/g, (whole, key) => (key in vars ? String(vars[key]) : whole));
+  return String(template).replace(/\{(\w+)\}/g, (whole, key) => (Object.prototype.hasOwnProperty.call(vars, key) ? String(vars[key]) : whole));
 }
 
 function safeColor(value) {

@@ -7,7 +7,7 @@
 import { loadHistory } from "./api.js";
 import { toParent } from "./bridge.js";
 import { focusComposer, renderComposer } from "./composer.js";
-import { CONFIG, T, fmt } from "./config.js";
+import { CONFIG, T, t } from "./config.js";
 import { markSeen, noteServerSeq, resetGaps } from "./gaps.js";
 import { mutate } from "./layout.js";
 import { insertBySeq, renderEvent, renderGreeting, renderOffers } from "./messages.js";
@@ -167,7 +167,7 @@ function renderHeader(vs) {
     pending: T.statusPending,
     busy: T.statusBusy,
     resolved: T.statusClosed,
-    active: agent ? fmt(T.agentFromTeam, { agent }) : T.statusActiveNoName,
+    active: agent ? t("agentFromTeam", { agent }) : T.statusActiveNoName,
   };
   ui.statusText.textContent = texts[vs];
 }

@@ -6,7 +6,7 @@
 
 import { requestClose } from "./bridge.js";
 import { buildComposer, requestHuman } from "./composer.js";
-import { ACCENT, BOT_NAME, CONFIG, EMBEDDED, T, fmt } from "./config.js";
+import { ACCENT, BOT_NAME, CONFIG, EMBEDDED, T, t } from "./config.js";
 import { S, ui } from "./state.js";
 import { buildTyping } from "./typing.js";
 import { ICONS, el, icon } from "./util.js";
@@ -75,7 +75,7 @@ export function buildUI() {
   ui.log.setAttribute("role", "log");
   ui.log.setAttribute("aria-live", "polite");
   ui.log.setAttribute("aria-relevant", "additions");
-  ui.log.setAttribute("aria-label", "Conversation");
+  ui.log.setAttribute("aria-label", T.conversationLabel);
   ui.draftSlot = el("div", "pv-draft-slot");
   ui.typing = buildTyping();
   ui.scroll.append(ui.log, ui.draftSlot, ui.typing);
@@ -146,14 +146,14 @@ export function showRateLimit(seconds) {
   // Count down so the visitor knows exactly when sending works again.
   let left = Math.max(1, Math.ceil(seconds));
   clearInterval(S.noticeTimer);
-  ui.notice.textContent = fmt(T.rateLimited, { n: left });
+  ui.notice.textContent = t("rateLimited", { n: left });
   S.noticeTimer = setInterval(() => {
     left -= 1;
     if (left <= 0) {
       clearInterval(S.noticeTimer);
       ui.notice.textContent = "";
     } else {
-      ui.notice.textContent = fmt(T.rateLimited, { n: left });
+      ui.notice.textContent = t("rateLimited", { n: left });
     }
   }, 1000);
 }

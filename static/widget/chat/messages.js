@@ -4,7 +4,7 @@
  */
 
 import { fillAttachment } from "./attachments.js";
-import { BOT_NAME, CONFIG, T, fmt } from "./config.js";
+import { BOT_NAME, CONFIG, T, t } from "./config.js";
 import { sendAction } from "./protocol.js";
 import { S, ui, viewState } from "./state.js";
 import { appendRichText, el, formatTime } from "./util.js";
@@ -14,7 +14,7 @@ export function renderGreeting() {
   if (!text) return;
   const row = el("div", "pv-row pv-ai pv-greeting");
   row.dataset.fixed = "1";
-  row.append(el("span", "pv-sr", `${BOT_NAME}:`));
+  row.append(el("span", "pv-sr", t("speaker", { name: BOT_NAME })));
   const bubble = el("div", "pv-bubble");
   appendRichText(bubble, text);
   row.append(bubble);
@@ -26,7 +26,7 @@ export function messageRow(author, text, createdAt, agentName) {
   if (author === "agent") {
     row.append(el("div", "pv-name", agentName || T.teamMember));
   } else {
-    row.append(el("span", "pv-sr", `${author === "visitor" ? T.you : BOT_NAME}:`));
+    row.append(el("span", "pv-sr", t("speaker", { name: author === "visitor" ? T.you : BOT_NAME })));
   }
   const bubble = el("div", "pv-bubble");
   appendRichText(bubble, text);
@@ -44,9 +44,10 @@ function systemLine(text) {
 
 function offerRow(ev) {
   const row = el("div", "pv-row pv-ai pv-offer");
-  row.append(el("span", "pv-sr", `${BOT_NAME}:`));
+  row.append(el("span", "pv-sr", t("speaker", { name: BOT_NAME })));
   const bubble = el("div", "pv-bubble");
-  bubble.append(el("p", "pv-offer-q", ev.text || T.offerQuestion));
+  // Our own words in the visitor's language (the stored event text is for the console).
+  bubble.append(el("p", "pv-offer-q", T.offerQuestion));
   const actions = el("div", "pv-offer-actions");
   const offer = { seq: ev.seq, buttons: [], answered: false };
   for (const [label, accept] of [
@@ -86,31 +87,31 @@ export function renderEvent(ev) {
     case "handoff.requested":
       return systemLine(T.lineRequested);
     case "handoff.claimed":
-      return systemLine(fmt(T.lineClaimed, { agent: ev.agent || T.teamMember }));
+      return systemLine(t("lineClaimed", { agent: ev.agent || T.teamMember }));
     case "handoff.timed_out": {
       const reason = ev.data && ev.data.reason;
       return systemLine(reason === "after_hours" ? T.lineAfterHours : reason === "offline" ? T.lineOffline : T.lineTimedOut);
     }
     case "handoff.transferred":
-      return systemLine(fmt(T.lineTransferred, { agent: ev.agent || T.teamMember, to: (ev.data && ev.data.to) || T.teamMember }));
+      return systemLine(t("lineTransferred", { agent: ev.agent || T.teamMember, to: (ev.data && ev.data.to) || T.teamMember }));
     case "handoff.transfer_ended":
-      return systemLine(fmt(T.lineTransferEnded, { agent: (ev.data && ev.data.to) || T.teamMember }));
+      return systemLine(t("lineTransferEnded", { agent: (ev.data && ev.data.to) || T.teamMember }));
     case "handoff.taken_over":
-      return systemLine(fmt(T.lineTakenOver, { agent: ev.agent || T.teamMember }));
+      return systemLine(t("lineTakenOver", { agent: ev.agent || T.teamMember }));
     case "lead.captured":
       return systemLine(T.lineLead);
     case "handoff.released":
-      return systemLine(fmt(T.lineReleased, { agent: ev.agent || T.teamMember }));
+      return systemLine(t("lineReleased", { agent: ev.agent || T.teamMember }));
     case "handoff.resolved":
       if (ev.data && ev.data.reason === "idle") return systemLine(T.lineResolvedIdle);
-      return systemLine(ev.agent ? fmt(T.lineResolvedBy, { agent: ev.agent }) : T.lineResolved);
+      return systemLine(ev.agent ? t("lineResolvedBy", { agent: ev.agent }) : T.lineResolved);
     case "conversation.continued":
       return systemLine(T.lineContinued);
     case "conversation.ended":
       return systemLine(T.lineEnded);
     case "rating": {
       const score = Number(ev.data && ev.data.score) || 0;
-      if (ev.data && ev.data.scale === "five") return systemLine(fmt(T.lineRatedStars, { n: score }));
+      if (ev.data && ev.data.scale === "five") return systemLine(t("lineRatedStars", { n: score }));
       return systemLine(score >= 4 ? T.lineRatedGood : T.lineRatedBad);
     }
     default:

@@ -5,13 +5,13 @@
  */
 
 import { focusComposer } from "./composer.js";
-import { T, fmt } from "./config.js";
+import { T, t, tn } from "./config.js";
 import { mutate } from "./layout.js";
 import { sendAction } from "./protocol.js";
 import { S, ui } from "./state.js";
 import { endChatBar } from "./endchat.js";
 import { resolvedExtras, surveyKey } from "./survey.js";
-import { el } from "./util.js";
+import { appendIsolated, el } from "./util.js";
 
 export function renderPanel(vs) {
   const h = (S.state && S.state.handoff) || {};
@@ -47,7 +47,7 @@ function pendingCard(h) {
   const body = el("div", "pv-card-body");
   // A transfer waiting for the colleague to accept says who is coming (and no place in line: it is theirs).
   if (h.transfer_to) {
-    body.append(el("p", "pv-card-title", fmt(T.transferTitle, { agent: h.transfer_to })), el("p", "pv-card-text", T.transferText));
+    body.append(el("p", "pv-card-title", t("transferTitle", { agent: h.transfer_to })), el("p", "pv-card-text", T.transferText));
     card.append(spinner, body);
     return card;
   }
@@ -59,7 +59,7 @@ function pendingCard(h) {
   } else if (Number(h.position_over) > 0) {
     // Further back than the numbered places: no exact number, no estimate (it is the usual wait of
     // one request, which says little about a long line).
-    const line = el("p", "pv-card-text pv-queue", fmt(T.queueBeyond, { n: Number(h.position_over) }));
+    const line = el("p", "pv-card-text pv-queue", tn("queueBeyond", Number(h.position_over)));
     line.dataset.position = "over";
     body.append(line);
   }
@@ -70,15 +70,15 @@ function pendingCard(h) {
 // "You are number 3 in line · usually under 2 minutes" (the wait is the workspace's median time to
 // claim; null means too little history).
 export function queueText(position, waitSeconds) {
-  const where = position === 1 ? T.queueNext : fmt(T.queuePosition, { n: position });
-  return `${where} · ${waitText(waitSeconds)}`;
+  const where = position === 1 ? T.queueNext : t("queuePosition", { n: position });
+  return t("queueLine", { position: where, wait: waitText(waitSeconds) });
 }
 
 function waitText(seconds) {
   if (typeof seconds !== "number" || !(seconds >= 0)) return T.waitFew;
   if (seconds < 60) return T.waitUnderOne;
   const minutes = Math.floor(seconds / 60) + 1;
-  return minutes > 60 ? T.waitOverHour : fmt(T.waitUnder, { n: minutes });
+  return minutes > 60 ? T.waitOverHour : tn("waitUnder", minutes);
 }
 
 function busyCard(h, typedPhone) {
@@ -90,7 +90,7 @@ function busyCard(h, typedPhone) {
   if (skipped) card.classList.add("pv-card-offline");
 
   if (h.lead_phone) {
-    const thanks = el("p", "pv-thanks", fmt(T.phoneThanks, { phone: h.lead_phone }));
+    const thanks = appendIsolated(el("p", "pv-thanks"), T.phoneThanks, { phone: h.lead_phone });
     thanks.setAttribute("role", "status");
     card.append(thanks);
   } else {
@@ -116,6 +116,7 @@ function phoneForm(typedPhone) {
   const input = el("input", "pv-field");
   input.id = "pv-phone";
   input.type = "tel";
+  input.dir = "ltr"; // a phone number reads left to right in every language
   input.name = "phone";
   input.autocomplete = "tel";
   input.inputMode = "tel";

@@ -6,7 +6,7 @@
  */
 
 import { api, loadHistory, renewSession, renewSessionAndReconnect } from "./api.js";
-import { MAX_LEN, T, fmt } from "./config.js";
+import { MAX_LEN, T, tn } from "./config.js";
 import { applyPosition, applyState, onEvent, switchTo } from "./conversation.js";
 import { PAST_GAP_DELAY, noteServerSeq } from "./gaps.js";
 import { setConnected, setDegraded, showNotice, showRateLimit } from "./layout.js";
@@ -98,7 +98,7 @@ function onError(f) {
       showRateLimit(Number(f.retry_after) || 1);
       break;
     case "message_too_long":
-      showNotice(fmt(T.tooLong, { max: MAX_LEN }));
+      showNotice(tn("tooLong", MAX_LEN));
       break;
     case "not_authenticated":
       renewSessionAndReconnect();

@@ -5,10 +5,10 @@
  * kept here per conversation, so a rebuild of the whole panel keeps it too.
  */
 
-import { CONFIG, T, fmt } from "./config.js";
+import { CONFIG, T, t, tn } from "./config.js";
 import { sendAction } from "./protocol.js";
 import { S } from "./state.js";
-import { el, icon } from "./util.js";
+import { appendIsolated, el, icon } from "./util.js";
 
 const COMMENT_MAX = 1000;
 // Drawn, not emoji: a page without an emoji font still shows them.
@@ -65,7 +65,7 @@ function drawSurvey(box, scale) {
   const choices = el("div", `pv-survey-scale pv-survey-${scale === "five" ? "stars" : "thumbs"}`);
   choices.setAttribute("role", "group");
   choices.setAttribute("aria-labelledby", "pv-survey-q");
-  const options = scale === "five" ? [1, 2, 3, 4, 5].map((n) => [n, STAR, fmt(n === 1 ? T.ratingStar : T.ratingStars, { n })]) : [[5, THUMB_UP, T.ratingGood], [1, THUMB_DOWN, T.ratingBad]];
+  const options = scale === "five" ? [1, 2, 3, 4, 5].map((n) => [n, STAR, tn("ratingStars", n)]) : [[5, THUMB_UP, T.ratingGood], [1, THUMB_DOWN, T.ratingBad]];
   for (const [score, face, label] of options) {
     const pick = el("button", `pv-survey-pick${score === 1 && scale !== "five" ? " pv-down" : ""}`);
     pick.append(icon(face, 20));
@@ -141,7 +141,7 @@ function drawSurvey(box, scale) {
 function drawTranscript(box) {
   const state = current();
   if (state.sentTo) {
-    const done = el("p", "pv-thanks pv-transcript-sent", fmt(T.transcriptSent, { email: state.sentTo }));
+    const done = appendIsolated(el("p", "pv-thanks pv-transcript-sent"), T.transcriptSent, { email: state.sentTo });
     done.setAttribute("role", "status");
     done.tabIndex = -1;
     box.replaceChildren(done);
@@ -165,6 +165,7 @@ function drawTranscript(box) {
   const input = el("input", "pv-field");
   input.id = "pv-transcript-email";
   input.type = "email";
+  input.dir = "ltr";
   input.name = "email";
   input.autocomplete = "email";
   input.maxLength = 254;

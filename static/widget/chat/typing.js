@@ -4,7 +4,7 @@
  * leave it on screen.
  */
 
-import { BOT_NAME, T, fmt } from "./config.js";
+import { BOT_NAME, T, t } from "./config.js";
 import { mutate } from "./layout.js";
 import { S, sameConversation, ui, viewState } from "./state.js";
 import { el } from "./util.js";
@@ -33,9 +33,9 @@ export function renderTyping() {
   mutate(() => {
     ui.typing.hidden = !on;
     ui.typing.classList.toggle("pv-agent-typing", showAgent && !showAi);
-    ui.typingLabel.textContent = on ? fmt(T.typing, { name }) : "";
+    ui.typingLabel.textContent = on ? t("typing", { name }) : "";
     ui.typingName.hidden = !(showAgent && !showAi);
-    ui.typingName.textContent = ui.typingName.hidden ? "" : `${fmt(T.typing, { name })}…`;
+    ui.typingName.textContent = ui.typingName.hidden ? "" : t("typingVisible", { name });
   });
   // A lost "typing off" must never leave the dots running forever.
   clearTimeout(S.typingTimer);

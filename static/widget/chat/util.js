@@ -3,6 +3,8 @@
  * ids, storage that survives a blocked localStorage, and the reconnect backoff.
  */
 
+import { LANG } from "./config.js";
+
 export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -72,10 +74,23 @@ export function formatTime(iso) {
   const date = iso ? new Date(iso) : new Date();
   if (Number.isNaN(date.getTime())) return "";
   try {
-    return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    // The visitor's locale (the widget's negotiated language), not the host page's.
+    return new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" }).format(date);
   } catch (err) {
     return date.toLocaleString();
   }
+}
+
+// A translated template with each {value} isolated in a <bdi>: a phone number or an email address
+// keeps its own direction inside right-to-left text ("+33 6 12 34 56 78" stays readable).
+export function appendIsolated(parent, template, vars) {
+  const parts = String(template).split(/(\{\w+\})/);
+  for (const part of parts) {
+    const key = /^\{(\w+)\}$/.exec(part);
+    if (key && Object.prototype.hasOwnProperty.call(vars, key[1])) parent.append(el("bdi", "", vars[key[1]]));
+    else if (part) parent.append(part);
+  }
+  return parent;
 }
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
