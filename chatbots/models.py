@@ -215,7 +215,7 @@ class Chatbot(models.Model):
     )
     # The owner's words per other language: {"fr": {"greeting": ..., "waiting": ..., "busy": ...,
     # "offline": ..., "keywords": [...]}}. A missing or empty variant falls back to the fields above
-    # (chatbots.languages.owner_texts); written only through chatbots.languages.chatbot_text_variants_set.
+    # (chatbots.languages.owner_text); written only through chatbots.languages.chatbot_text_variants_set.
     text_variants = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)

@@ -354,8 +354,23 @@ def chatbot_update_general(
     chatbot.llm_api_key = chatbot_llm_key_next(chatbot=chatbot, llm_base_url=llm_base_url, llm_api_key=llm_api_key)
     chatbot.ai_provider, chatbot.llm_base_url, chatbot.llm_model = ai_provider, llm_base_url.strip(), llm_model.strip()
     chatbot.fallback_message = fallback_message
-    chatbot.full_clean()
-    chatbot.save()
+    # Only this section's fields: a full save would write back stale language settings and text variants
+    # that another owner saved meanwhile (their writers lock the row; this page's copy may be older).
+    chatbot.full_clean(exclude=["language", "default_language", "text_variants"])
+    chatbot.save(
+        update_fields=[
+            "name",
+            "greeting",
+            "accent_color",
+            "allowed_origins",
+            "llm_api_key",
+            "ai_provider",
+            "llm_base_url",
+            "llm_model",
+            "fallback_message",
+            "updated_at",
+        ]
+    )
     return chatbot
 
 

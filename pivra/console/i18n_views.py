@@ -103,4 +103,5 @@ def javascript_catalog(request: HttpRequest, lang: str) -> HttpResponse:
         response["Last-Modified"] = http_date(last_modified_s)
     patch_cache_control(response, public=True, max_age=MAX_AGE)
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Language"] = lang  # the catalogue's language, not the request's
     return response

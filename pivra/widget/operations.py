@@ -104,7 +104,10 @@ def widget_visitor(*, visitor_id: int) -> Visitor | None:
 
 def visitor_language(*, visitor: Visitor) -> str:
     """The language the widget's server-side words (refusal details) take for this visitor: their newest
-    conversation's, else the chatbot's fixed or default language (issue 17)."""
+    conversation's, else the chatbot's default language; a language the owner fixed always (issue 17)."""
+    chatbot = visitor.chatbot
+    if chatbot.language:  # the owner fixed it: the frame and every conversation speak it
+        return chatbot.language
     latest = (
         Conversation.objects.filter(visitor=visitor)
         .exclude(language="")
@@ -112,8 +115,7 @@ def visitor_language(*, visitor: Visitor) -> str:
         .values_list("language", flat=True)
         .first()
     )
-    chatbot = visitor.chatbot
-    return latest or chatbot.language or chatbot.default_language or settings.LANGUAGE_CODE
+    return latest or chatbot.default_language or settings.LANGUAGE_CODE
 
 
 def widget_session(
@@ -232,7 +234,10 @@ def widget_lead(
     target = _lead_conversation(visitor)
     counted = _limit(visitor, ip, conversation=target, client_id=client_id, kinds=("lead.captured",))
     # The phone errors are shown as worded: in the language of the conversation whose form was filled.
-    with _refusing_reuse(visitor, ip, counted=counted), translation.override(target.language or None):
+    with (
+        _refusing_reuse(visitor, ip, counted=counted),
+        translation.override(target.language or translation.get_language()),
+    ):
         conversation = lead_capture(
             visitor=visitor,
             conversation_public_id=str(target.public_id),

@@ -9,6 +9,8 @@ as they are in every translation. A plural entry sends every plural form of the 
 
 from __future__ import annotations
 
+import functools
+
 from django.utils import translation
 from django.utils.translation import gettext_noop
 
@@ -178,8 +180,10 @@ def plural_map(language: str) -> dict[str, int]:
     return PLURAL_MAPS.get(language, ONE_OTHER)
 
 
+@functools.lru_cache(maxsize=16)  # one entry per language; catalogues load once per process
 def widget_strings(language: str) -> dict[str, str | list[str]]:
-    """Every widget string in ``language``: text, or the list of plural forms (index: ``plural_map``)."""
+    """Every widget string in ``language``: text, or the list of plural forms (index: ``plural_map``).
+    Shared between requests: read it, never change it."""
     with translation.override(language):
         out: dict[str, str | list[str]] = {key: translation.gettext(msgid) for key, msgid in STRINGS.items()}
         mapping = plural_map(language)

@@ -7,7 +7,7 @@
  * "Attachments") and shown from blob: URLs: an <img src> could not send the Authorization header.
  */
 
-import { API, CONFIG, LANG, T, t } from "./config.js";
+import { API, CONFIG, FORMAT_LOCALE, T, t } from "./config.js";
 import { onEvent } from "./conversation.js";
 import { mutate, showNotice } from "./layout.js";
 import { S, ui } from "./state.js";
@@ -45,7 +45,7 @@ export function attachButton() {
 
 function sizeText(bytes) {
   const n = Number(bytes) || 0;
-  const number = (value, digits) => value.toLocaleString(LANG, { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  const number = (value, digits) => value.toLocaleString(FORMAT_LOCALE, { maximumFractionDigits: digits, minimumFractionDigits: digits });
   if (n < 1024) return t("sizeB", { n: number(n, 0) });
   if (n < 1024 * 1024) return t("sizeKB", { n: number(Math.round(n / 1024), 0) });
   return t("sizeMB", { n: number(n / (1024 * 1024), 1) });

@@ -15,6 +15,13 @@ export const PARENT_ORIGIN = typeof CONFIG.parentOrigin === "string" ? CONFIG.pa
 export const EMBEDDED = window.parent !== window;
 
 export const LANG = typeof CONFIG.lang === "string" && CONFIG.lang ? CONFIG.lang : navigator.language || "en";
+// Dates and numbers: the visitor's own locale when it is of the widget's language (an en-GB visitor keeps
+// a 24-hour clock in the English widget), else the widget's language.
+export const FORMAT_LOCALE = (() => {
+  const primary = LANG.split("-")[0].toLowerCase();
+  const own = (navigator.languages || [navigator.language]).find((code) => typeof code === "string" && code.split("-")[0].toLowerCase() === primary);
+  return own || LANG;
+})();
 export const DIR = CONFIG.dir === "rtl" ? "rtl" : "ltr";
 
 // Every visitor-facing string, already in the negotiated language (pivra/widget/strings.py is the

@@ -3,7 +3,7 @@
  * ids, storage that survives a blocked localStorage, and the reconnect backoff.
  */
 
-import { LANG } from "./config.js";
+import { FORMAT_LOCALE } from "./config.js";
 
 export function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -74,8 +74,8 @@ export function formatTime(iso) {
   const date = iso ? new Date(iso) : new Date();
   if (Number.isNaN(date.getTime())) return "";
   try {
-    // The visitor's locale (the widget's negotiated language), not the host page's.
-    return new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" }).format(date);
+    // The visitor's locale in the widget's language, not the host page's.
+    return new Intl.DateTimeFormat(FORMAT_LOCALE, { dateStyle: "medium", timeStyle: "short" }).format(date);
   } catch (err) {
     return date.toLocaleString();
   }
