@@ -107,7 +107,11 @@ def test_a_customer_site_on_another_origin_embeds_the_chat_with_the_readme_snipp
     assert page.evaluate("() => window.heardByPage") == ["open", "ready", "dom:pivra:ready"]
     assert page.evaluate("() => [window.queuedBeforeTheLoader, window.Pivra.loaded === true]") == [5, True]
     src = page.locator("iframe[title='Chat']").get_attribute("src") or ""
-    assert src == f"{pivra}/widget/frame/{bot.public_key}/?origin=http%3A%2F%2F127.0.0.1%3A{shop.server_address[1]}"
+    # The host page's origin, then the visitor's browser languages (issue 17: the frame negotiates with them).
+    assert src == (
+        f"{pivra}/widget/frame/{bot.public_key}/?origin=http%3A%2F%2F127.0.0.1%3A{shop.server_address[1]}"
+        "&langs=en-US%2Cen"
+    )
     assert "token" not in src
 
     # The chat works in the frame, and the page the visitor is on reaches Pivra over postMessage.

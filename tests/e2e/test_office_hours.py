@@ -115,7 +115,8 @@ def test_the_owner_sets_office_hours_on_the_settings_page(page: Page) -> None:
     page.get_by_label("Friday").fill("22:00-02:00")
     page.get_by_label("Closed dates").fill("2026-12-25")
     page.get_by_label("Hide “Talk to a human” outside office hours").check()
-    page.get_by_label("Offline message").fill("Back Monday at 9.")
+    # The handoff section's field (the per-language texts below have an "Offline message" too).
+    page.locator("#handoff").get_by_label("Offline message").fill("Back Monday at 9.")
     page.get_by_role("button", name="Save settings").first.click()
     expect(page.get_by_text("Human handoff settings saved.")).to_be_visible()
     expect(page.get_by_label("Monday")).to_have_value("09:00-12:00, 13:00-17:30")
