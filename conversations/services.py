@@ -59,6 +59,17 @@ def _clean_page(page: str | None) -> str:
     return page[:1000] if page.startswith(("http://", "https://")) else ""
 
 
+def visitor_latest_language(*, visitor: Visitor) -> str:
+    """The language of the visitor's newest conversation that has one, or ""."""
+    return (
+        Conversation.objects.filter(visitor=visitor)
+        .exclude(language="")
+        .order_by("-created_at")
+        .values_list("language", flat=True)
+        .first()
+    ) or ""
+
+
 def conversation_start(*, visitor: Visitor, language: str | None = None) -> Conversation:
     """A fresh AI conversation for the visitor, held in ``language`` (the widget's negotiated one, issue
     17): its waiting / busy / offline texts and trigger keywords follow it. Without a language Pivra
@@ -69,13 +80,7 @@ def conversation_start(*, visitor: Visitor, language: str | None = None) -> Conv
     if code is None and language:
         code = supported_language(language)
     if code is None:
-        code = (
-            Conversation.objects.filter(visitor=visitor)
-            .exclude(language="")
-            .order_by("-created_at")
-            .values_list("language", flat=True)
-            .first()
-        )
+        code = visitor_latest_language(visitor=visitor)
     if not code:
         code = supported_language(chatbot.default_language) or ""
     return Conversation.objects.create(chatbot_id=visitor.chatbot_id, visitor=visitor, language=code)

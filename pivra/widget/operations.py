@@ -24,6 +24,7 @@ from conversations.services import (
     conversation_for_visitor,
     conversation_receive_visitor_message,
     visitor_create,
+    visitor_latest_language,
     visitor_touch,
 )
 from handoff.models import Handoff
@@ -108,14 +109,7 @@ def visitor_language(*, visitor: Visitor) -> str:
     chatbot = visitor.chatbot
     if chatbot.language:  # the owner fixed it: the frame and every conversation speak it
         return chatbot.language
-    latest = (
-        Conversation.objects.filter(visitor=visitor)
-        .exclude(language="")
-        .order_by("-created_at")
-        .values_list("language", flat=True)
-        .first()
-    )
-    return latest or chatbot.default_language or settings.LANGUAGE_CODE
+    return visitor_latest_language(visitor=visitor) or chatbot.default_language or settings.LANGUAGE_CODE
 
 
 def widget_session(
